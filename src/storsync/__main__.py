@@ -1,0 +1,3 @@
+from storsync.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""How an entry compares with the base, under the capabilities its side declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from storsync.model import BaseEntry, Entry, Side
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a storage can tell and do; the engine trusts nothing else about it.
+
+    ``mtime_precision_ns``: the granularity of the mtimes it keeps (1 for nanoseconds).
+    ``inodes``/``etags``: whether its entries carry them, so that a replaced file with the
+    same size and mtime is still seen as changed. ``cheap_hash``: hashing a file costs a
+    local read, not a download. ``conditional_writes``: it can refuse a write or delete
+    when the target is no longer as expected. ``case_sensitive``: ``A`` and ``a`` are two
+    names. ``executable_bit``: it keeps the executable bit.
+    """
+
+    mtime_precision_ns: int = 1
+    inodes: bool = False
+    etags: bool = False
+    cheap_hash: bool = False
+    conditional_writes: bool = False
+    server_side_copy: bool = False
+    case_sensitive: bool = True
+    executable_bit: bool = False
+    max_name_bytes: int = 255
+
+
+class Change(Enum):
+    ABSENT = "absent"  # neither now nor in the base
+    SAME = "same"
+    CHANGED = "changed"
+    NEW = "new"
+    DELETED = "deleted"
+
+
+def stamp_matches(now: Entry, base: BaseEntry, side: Side, caps: Capabilities) -> bool:
+    """Whether the side still holds the version the base recorded, judged by metadata only."""
+    if now.size != base.size:
+        return False
+    if caps.executable_bit and now.executable != base.executable:
+        return False
+    if side is Side.LOCAL:
+        mtime, inode, etag = base.local_mtime_ns, base.local_inode, base.local_etag
+    else:
+        mtime, inode, etag = base.remote_mtime_ns, base.remote_inode, base.remote_etag
+    if caps.etags:
+        return now.etag == etag
+    if now.mtime_ns != mtime:
+        return False
+    return not caps.inodes or now.inode == inode
+
+
+def content_matches(now: Entry, base: BaseEntry) -> bool:
+    """Whether the bytes (and executable bit) are the base's, when the hash is known."""
+    return (
+        now.hash is not None
+        and now.hash == base.hash
+        and now.size == base.size
+        and now.executable == base.executable
+    )
+
+
+def classify(
+    now: Entry | None, base: BaseEntry | None, side: Side, caps: Capabilities, *, checksum: bool
+) -> Change:
+    if now is None:
+        return Change.ABSENT if base is None else Change.DELETED
+    if base is None:
+        return Change.NEW
+    if checksum and now.hash is not None:
+        return Change.SAME if content_matches(now, base) else Change.CHANGED
+    if stamp_matches(now, base, side, caps) or content_matches(now, base):
+        return Change.SAME
+    return Change.CHANGED
+
+
+def same_bytes(a: Entry, b: Entry) -> bool:
+    """Whether two versions hold the same bytes, never guessed from size and mtime."""
+    return a.size == b.size and a.hash is not None and a.hash == b.hash
+
+
+def needs_hash(
+    now: Entry, other: Entry | None, base: BaseEntry | None, side: Side, caps: Capabilities
+) -> bool:
+    """Whether the decision about this entry depends on its content hash.
+
+    Metadata decides most paths; a hash is needed only when the stamp moved but the size
+    did not (a touch or a same-size edit), or when both sides hold a new or changed version
+    of the same size (same bytes, or a conflict).
+    """
+    if now.hash is not None:
+        return False
+    if base is not None and stamp_matches(now, base, side, caps):
+        return False
+    if base is not None and now.size == base.size:
+        return True
+    if other is None or other.size != now.size:
+        return False
+    return base is None or not stamp_matches(other, base, side.other, caps)

@@ -1,0 +1,476 @@
+"""One synchronization of one pair: scan both sides once, plan, carry out both directions.
+
+Transfers are staged by a bounded pool of worker threads (reading, hashing and writing
+release the GIL); the calling thread publishes them in batches: flush the staged data,
+re-check each target and rename it into place, flush the names, then commit the base rows
+of the batch in one transaction. A killed process therefore loses at most the batch in
+flight, and a rerun finds those files identical on both sides and only records them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
+
+from storsync.clock import Clock, SystemClock, utc_stamp
+from storsync.engine.compare import needs_hash
+from storsync.engine.filters import PathFilter
+from storsync.engine.reconcile import Delete, Options, Plan, Transfer, check_safety, reconcile
+from storsync.errors import ChangedError, SafetyError, StorageError, StorsyncError, UsageError
+from storsync.model import BaseEntry, ConflictPolicy, Entry, Mode, Side, Skipped
+from storsync.runner.progress import Progress, Snapshot
+from storsync.state.protocol import BaseStore
+from storsync.storage.base import OWN_FORMAT, Source, Staged, Storage
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+BATCH_FILES = 1000
+BATCH_BYTES = 256 << 20
+BATCH_SECONDS = 1.0
+RETRY_DELAYS = (0.1, 0.5, 2.0)
+DAY_NS = 86_400 * 10**9
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    mode: Mode = Mode.TWO_WAY
+    policy: ConflictPolicy = ConflictPolicy.KEEP_BOTH
+    checksum: bool = False
+    dry_run: bool = False
+    excludes: tuple[str, ...] = ()
+    max_delete_percent: float = 50.0
+    force: bool = False
+    transfers: int = 8
+    trash: bool = True
+    trash_days: float = 30.0
+
+
+@dataclass
+class Report:
+    state: str = "completed"
+    pushed: int = 0
+    pulled: int = 0
+    deleted_local: int = 0
+    deleted_remote: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    bytes_pushed: int = 0
+    bytes_pulled: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    plan: Plan | None = None
+    message: str | None = None
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append({"path": path, "message": message})
+
+    def summary(self) -> dict[str, object]:
+        """The ``--json`` object of CLI.md, plus the log items of skipped paths."""
+        out: dict[str, object] = {
+            "state": self.state,
+            "pushed": self.pushed,
+            "pulled": self.pulled,
+            "deleted_local": self.deleted_local,
+            "deleted_remote": self.deleted_remote,
+            "conflicts": sorted(set(self.conflicts)),
+            "bytes_pushed": self.bytes_pushed,
+            "bytes_pulled": self.bytes_pulled,
+            "errors": self.errors,
+            "skipped": [
+                {"side": s.side.value, "path": s.path, "reason": s.reason} for s in self.skipped
+            ],
+        }
+        if self.message:
+            out["message"] = self.message
+        if self.plan is not None:
+            out["plan"] = self.plan.as_json()
+        return out
+
+
+class SyncSession:
+    def __init__(
+        self,
+        local: Storage,
+        remote: Storage,
+        store: BaseStore,
+        repository_id: str,
+        settings: SyncSettings,
+        *,
+        clock: Clock | None = None,
+        on_progress: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.local = local
+        self.remote = remote
+        self.store = store
+        self.repository_id = repository_id
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.on_progress = on_progress
+        self.progress = Progress()
+        self.report = Report()
+        self.filter = PathFilter(settings.excludes)
+        now = self.clock.now_ns()
+        self.stamp = utc_stamp(now)
+        self.trash = f"{self.stamp}-{secrets.token_hex(3)}" if settings.trash else None
+        self._started = self.clock.monotonic()
+        self._moved: dict[tuple[Side, str], Entry] = {}
+        self._blocked: set[str] = set()
+        self._report_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # -- public -----------------------------------------------------------------------
+
+    def run(self) -> Report:
+        """Run the session; a failure is reported in ``state`` and ``message``."""
+        try:
+            self._run()
+        except StorsyncError as exc:
+            self.report.state = "failed"
+            self.report.message = exc.message
+            if isinstance(exc, UsageError):
+                raise
+        else:
+            self.report.state = "partial" if self.report.errors else "completed"
+            self.progress.finished = True
+        self._emit(force=True)
+        return self.report
+
+    def stop(self) -> None:
+        """Ask the session to stop at the next safe point (between files)."""
+        self._stop.set()
+
+    # -- steps ------------------------------------------------------------------------
+
+    def storage(self, side: Side) -> Storage:
+        return self.local if side is Side.LOCAL else self.remote
+
+    def _run(self) -> None:
+        for storage in (self.local, self.remote):
+            storage.start_session()
+        base = self.store.load_base(self.repository_id)
+        self._check_markers(established=bool(base))
+        local, remote = self._scan()
+        base = {p: b for p, b in base.items() if not self._filtered(p)}
+        self._hash(local, remote, base)
+        plan = reconcile(
+            local,
+            remote,
+            base,
+            local_caps=self.local.caps,
+            remote_caps=self.remote.caps,
+            options=Options(
+                mode=self.settings.mode,
+                policy=self.settings.policy,
+                checksum=self.settings.checksum,
+                conflict_stamp=self.stamp,
+            ),
+        )
+        if not self.settings.force:
+            check_safety(
+                plan,
+                local_count=len(local),
+                remote_count=len(remote),
+                base_count=len(base),
+                max_delete_percent=self.settings.max_delete_percent,
+            )
+        if self.settings.dry_run:
+            self.report.plan = plan
+            self.report.conflicts = list(plan.conflicts)
+            return
+        self._write_markers()
+        if self.settings.trash:
+            cutoff = self.clock.now_ns() - int(self.settings.trash_days * DAY_NS)
+            for storage in (self.local, self.remote):
+                storage.prune_trash(cutoff)
+        self._execute(plan)
+
+    def _filtered(self, path: str) -> bool:
+        return bool(self.filter) and self.filter.excluded(path)
+
+    def _check_markers(self, *, established: bool) -> None:
+        for side in Side:
+            raw = self.storage(side).read_own("format")
+            if raw is not None and raw.strip().isdigit() and int(raw) > OWN_FORMAT:
+                raise UsageError(
+                    f"the {side.value} side was written by a newer storsync "
+                    f"(layout format {int(raw)}); upgrade storsync to synchronize it"
+                )
+            if not established or self.settings.force:
+                continue
+            if self.storage(side).read_own(f"repositories/{self.repository_id}") is None:
+                raise SafetyError(
+                    f"the {side.value} root {self.storage(side).url} does not carry this "
+                    "repository's marker although it was synchronized before: it may be "
+                    "empty, unmounted or a different one; use --force if it is right"
+                )
+
+    def _write_markers(self) -> None:
+        marker = json.dumps({"repository": self.repository_id}).encode()
+        for storage in (self.local, self.remote):
+            if storage.read_own("format") is None:
+                storage.write_own("format", str(OWN_FORMAT).encode())
+            if storage.read_own(f"repositories/{self.repository_id}") is None:
+                storage.write_own(f"repositories/{self.repository_id}", marker)
+
+    def _scan(self) -> tuple[dict[str, Entry], dict[str, Entry]]:
+        def scan(side: Side) -> dict[str, Entry]:
+            skipped: list[Skipped] = []
+            found = self._retry(
+                lambda: self.storage(side).scan(lambda p, r: skipped.append(Skipped(side, p, r)))
+            )
+            with self._report_lock:
+                self.report.skipped.extend(skipped)
+            if self.filter:
+                found = {p: e for p, e in found.items() if not self.filter.excluded(p)}
+            return found
+
+        with ThreadPoolExecutor(2) as pool:
+            remote = pool.submit(scan, Side.REMOTE)
+            local = scan(Side.LOCAL)
+            return local, remote.result()
+
+    def _hash(
+        self,
+        local: dict[str, Entry],
+        remote: dict[str, Entry],
+        base: Mapping[str, BaseEntry],
+    ) -> None:
+        """Fill in the content hashes the decisions depend on, and only those."""
+        wanted: list[tuple[Side, str, Entry]] = []
+        for side, mine, theirs in ((Side.LOCAL, local, remote), (Side.REMOTE, remote, local)):
+            caps = self.storage(side).caps
+            if not caps.cheap_hash:
+                continue
+            for path, entry in mine.items():
+                if (self.settings.checksum and entry.hash is None) or needs_hash(
+                    entry, theirs.get(path), base.get(path), side, caps
+                ):
+                    wanted.append((side, path, entry))
+        if not wanted:
+            return
+
+        def digest(item: tuple[Side, str, Entry]) -> str | None:
+            side, path, entry = item
+            try:
+                return self.storage(side).hash(path, entry)
+            except (ChangedError, StorageError):
+                return None  # decided without the hash: safe, at worst a conflict copy
+
+        self.progress.phase = "hashing"
+        with ThreadPoolExecutor(self.settings.transfers) as pool:
+            for (side, path, entry), value in zip(wanted, pool.map(digest, wanted), strict=True):
+                if value is not None:
+                    target = local if side is Side.LOCAL else remote
+                    target[path] = dataclasses.replace(entry, hash=value)
+
+    # -- execution --------------------------------------------------------------------
+
+    def _execute(self, plan: Plan) -> None:
+        self.report.conflicts = list(plan.conflicts)
+        for side, counters in ((Side.REMOTE, self.progress.push), (Side.LOCAL, self.progress.pull)):
+            transfers = plan.transfers(side)
+            counters.files_planned = len(transfers) + len(plan.deletes(side))
+            counters.bytes_planned = sum(t.source.size for t in transfers)
+        self._prelude(plan)
+        self._commit([(r.path, BaseEntry.of(r.local, r.remote, r.hash)) for r in plan.record], [])
+        self._commit([], plan.forget)
+        for side in (Side.REMOTE, Side.LOCAL):
+            if self._stop.is_set():
+                raise StorsyncError("the session was stopped before it finished")
+            self.progress.phase = "push" if side is Side.REMOTE else "pull"
+            self._deletions(side, plan.deletes(side))
+            self._transfers(side, plan.transfers(side))
+
+    def _prelude(self, plan: Plan) -> None:
+        """Conflict renames and copies, before anything is transferred."""
+        forgotten = []
+        for rename in plan.renames:
+            try:
+                moved = self._retry(
+                    self.storage(rename.side).move, rename.path, rename.new_path, rename.entry
+                )
+            except StorsyncError as exc:
+                self.report.error(rename.path, exc.message)
+                self._blocked.add(rename.new_path)
+                continue
+            self._moved[(rename.side, rename.new_path)] = moved
+            forgotten.append(rename.path)
+        for keep in plan.keep_both:
+            try:
+                copied = self._retry(self.remote.copy, keep.path, keep.copy_path, keep.remote)
+            except StorsyncError as exc:
+                self.report.error(keep.path, exc.message)
+                self._blocked.update((keep.path, keep.copy_path))
+                continue
+            self._moved[(Side.REMOTE, keep.copy_path)] = copied
+        self._commit([], forgotten)
+
+    def _deletions(self, side: Side, deletes: list[Delete]) -> None:
+        storage = self.storage(side)
+        forgotten: list[str] = []
+        for delete in deletes:
+            try:
+                self._retry(storage.remove, delete.path, delete.entry, trash=self.trash)
+            except (ChangedError, StorageError) as exc:
+                if isinstance(exc, StorageError) and exc.retryable:
+                    raise
+                self.report.error(delete.path, exc.message)
+                continue
+            forgotten.append(delete.path)
+            self.progress.add_file(side)
+            if side is Side.LOCAL:
+                self.report.deleted_local += 1
+            else:
+                self.report.deleted_remote += 1
+        if forgotten:
+            storage.sync()
+            self._commit([], forgotten)
+
+    def _transfers(self, side: Side, transfers: list[Transfer]) -> None:
+        if not transfers:
+            return
+        batch: list[tuple[Transfer, Entry, Staged]] = []
+        batch_bytes = 0
+        last_flush = self.clock.monotonic()
+        window = max(1, self.settings.transfers) * 4
+        with ThreadPoolExecutor(max(1, self.settings.transfers)) as pool:
+            for transfer, outcome in _bounded_map(
+                pool, lambda t: self._stage(side, t), transfers, window
+            ):
+                if isinstance(outcome, StorsyncError):
+                    if isinstance(outcome, StorageError) and outcome.retryable:
+                        self._publish(side, batch)
+                        raise outcome
+                    self.report.error(transfer.path, outcome.message)
+                    continue
+                batch.append(outcome)
+                batch_bytes += transfer.source.size
+                now = self.clock.monotonic()
+                if (
+                    len(batch) >= BATCH_FILES
+                    or batch_bytes >= BATCH_BYTES
+                    or now - last_flush >= BATCH_SECONDS
+                ):
+                    self._publish(side, batch)
+                    batch, batch_bytes, last_flush = [], 0, now
+                    self._emit()
+                if self._stop.is_set():
+                    break
+            self._publish(side, batch)
+        self._emit()
+
+    def _stage(self, side: Side, transfer: Transfer) -> tuple[Transfer, Entry, Staged]:
+        src, dst = self.storage(side.other), self.storage(side)
+        if transfer.path in self._blocked:
+            raise ChangedError(f"{transfer.path}: left alone, its conflict copy could not be made")
+        source_entry = self._moved.get((side.other, transfer.path), transfer.source)
+
+        def attempt() -> Staged:
+            with src.open(transfer.path, source_entry) as source:
+                counted = _CountingSource(source, lambda n: self.progress.add_bytes(side, n))
+                return dst.stage(
+                    transfer.path,
+                    counted,
+                    size=source_entry.size,
+                    mtime_ns=source_entry.mtime_ns,
+                    executable=source_entry.executable,
+                )
+
+        staged = self._retry(attempt)
+        return transfer, dataclasses.replace(source_entry, hash=staged.hash), staged
+
+    def _publish(self, side: Side, batch: list[tuple[Transfer, Entry, Staged]]) -> None:
+        if not batch:
+            return
+        dst = self.storage(side)
+        dst.sync()
+        records: list[tuple[str, BaseEntry]] = []
+        for transfer, source_entry, staged in batch:
+            trash = self.trash if transfer.keep_replaced else None
+            try:
+                written = self._retry(dst.publish, staged, expected=transfer.target, trash=trash)
+            except StorsyncError as exc:
+                dst.discard(staged)
+                if isinstance(exc, StorageError) and exc.retryable:
+                    self._commit(records, [])
+                    raise
+                self.report.error(transfer.path, exc.message)
+                continue
+            if side is Side.REMOTE:
+                records.append((transfer.path, BaseEntry.of(source_entry, written, staged.hash)))
+                self.report.pushed += 1
+                self.report.bytes_pushed += staged.size
+            else:
+                records.append((transfer.path, BaseEntry.of(written, source_entry, staged.hash)))
+                self.report.pulled += 1
+                self.report.bytes_pulled += staged.size
+            self.progress.add_file(side)
+        dst.sync()
+        self._commit(records, [])
+
+    def _commit(self, records: list[tuple[str, BaseEntry]], forgotten: list[str]) -> None:
+        self.store.commit_base(self.repository_id, records, forgotten)
+
+    def _retry(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call again after a transient storage error, with growing delays."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return call(*args, **kwargs)
+            except StorageError as exc:
+                if not exc.retryable or delay is None:
+                    raise
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _emit(self, *, force: bool = False) -> None:
+        if self.on_progress is not None:
+            snapshot = self.progress.snapshot(self.clock.monotonic() - self._started)
+            if force or not self.progress.finished:
+                self.on_progress(snapshot)
+
+
+class _CountingSource:
+    def __init__(self, inner: Source, count: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._count = count
+
+    def read(self, n: int) -> bytes:
+        block = self._inner.read(n)
+        self._count(len(block))
+        return block
+
+    def finish(self) -> str:
+        return self._inner.finish()
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[Transfer], tuple[Transfer, Entry, Staged]],
+    items: list[Transfer],
+    window: int,
+) -> Iterator[tuple[Transfer, tuple[Transfer, Entry, Staged] | StorsyncError]]:
+    """Run ``fn`` over ``items`` with at most ``window`` in flight, results in order."""
+    pending: deque[tuple[Transfer, Future[tuple[Transfer, Entry, Staged]]]] = deque()
+    it = iter(items)
+    for item in it:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            break
+    while pending:
+        item, future = pending.popleft()
+        try:
+            outcome: tuple[Transfer, Entry, Staged] | StorsyncError = future.result()
+        except StorsyncError as exc:
+            outcome = exc
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append((nxt, pool.submit(fn, nxt)))
+        yield item, outcome

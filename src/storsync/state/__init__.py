@@ -1,0 +1,1 @@
+"""Persistent state: repositories and their base, in SQLite or PostgreSQL."""

@@ -1,0 +1,114 @@
+"""The state store through SQLAlchemy: SQLite or PostgreSQL, one writer, short transactions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from storsync.errors import UsageError
+from storsync.model import BaseEntry
+from storsync.state import schema
+from storsync.state.migrations import HEAD
+from storsync.state.protocol import BASE_COLUMNS
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    # WAL with synchronous=NORMAL survives a killed process; a power cut may lose the last
+    # commits, which only makes the next run record again what it finds identical.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class StateStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise UsageError(f"cannot use database URL {url!r}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.engine.connect() as conn:
+            if sa.inspect(conn).has_table("alembic_version"):
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+                if current.scalar() == HEAD:
+                    return
+        from storsync.state.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- repositories -----------------------------------------------------------------
+
+    def repository_id(self, local_url: str, remote_url: str, *, now_ns: int) -> str:
+        """The id of the pair, created on first use."""
+        table = schema.repositories
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                sa.select(table.c.id).where(
+                    table.c.local_url == local_url, table.c.remote_url == remote_url
+                )
+            ).scalar()
+            if found is not None:
+                return str(found)
+            new_id = str(uuid.uuid4())
+            conn.execute(
+                table.insert().values(
+                    id=new_id, local_url=local_url, remote_url=remote_url, created_ns=now_ns
+                )
+            )
+            return new_id
+
+    # -- base -------------------------------------------------------------------------
+
+    def load_base(self, repository_id: str) -> dict[str, BaseEntry]:
+        table = schema.base
+        columns = [table.c.path, *(table.c[name] for name in BASE_COLUMNS)]
+        query = sa.select(*columns).where(table.c.repository_id == repository_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).tuples()
+            return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
+
+    def base_count(self, repository_id: str) -> int:
+        table = schema.base
+        with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(table.c.repository_id == repository_id)
+            return int(conn.execute(query).scalar_one())
+
+    def commit_base(
+        self,
+        repository_id: str,
+        records: Iterable[tuple[str, BaseEntry]],
+        forgotten: Iterable[str],
+    ) -> None:
+        """Record verified paths and forget removed ones, in one transaction."""
+        table = schema.base
+        rows = [
+            {
+                "repository_id": repository_id,
+                "path": path,
+                **{name: getattr(entry, name) for name in BASE_COLUMNS},
+            }
+            for path, entry in records
+        ]
+        gone = [{"p": path} for path in forgotten] + [{"p": row["path"]} for row in rows]
+        if not gone:
+            return
+        delete = table.delete().where(
+            table.c.repository_id == repository_id, table.c.path == sa.bindparam("p")
+        )
+        with self.engine.begin() as conn:
+            conn.execute(delete, gone)
+            if rows:
+                conn.execute(table.insert(), rows)

@@ -1,0 +1,1 @@
+"""Storages behind one small interface with declared capabilities."""

@@ -1,0 +1,129 @@
+"""The interface every storage implements, and the pieces they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from storsync.engine.compare import Capabilities
+from storsync.model import Entry
+
+# Called with (path, reason) for every name a scan refuses or skips: a log item.
+SkipReport = Callable[[str, str], None]
+
+OWN_FORMAT = 1
+
+
+class Source(Protocol):
+    """The bytes of one version, read once, hashed on the way."""
+
+    def read(self, n: int) -> bytes: ...
+
+    def finish(self) -> str:
+        """The content hash, after checking that the version did not change while read.
+
+        Raises ChangedError when it did; the caller then abandons the write.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A version written to the destination but not yet visible under its name."""
+
+    path: str
+    hash: str
+    size: int
+    token: object  # what the storage needs to publish or discard it
+
+
+class Storage(ABC):
+    """One side of a repository.
+
+    Paths are storsync's keys (NFC, '/'-separated, validated); each adapter maps them to its
+    own names and refuses, at scan time, names it cannot map. Writes are two-step: ``stage``
+    makes a version durable somewhere invisible, ``publish`` makes it visible atomically,
+    after checking that the destination still holds what the plan expected.
+    """
+
+    caps: Capabilities
+    url: str
+
+    @abstractmethod
+    def scan(self, skip: SkipReport) -> dict[str, Entry]:
+        """Every file of the side, by key; storsync's own files are never included."""
+
+    @abstractmethod
+    def stat(self, path: str) -> Entry | None:
+        """The file at ``path`` now, or None when there is no file there."""
+
+    @abstractmethod
+    def open(self, path: str, expected: Entry) -> AbstractContextManager[Source]:
+        """Read ``path``; raises ChangedError when it is no longer ``expected``."""
+
+    @abstractmethod
+    def stage(
+        self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
+    ) -> Staged:
+        """Write a version where nobody sees it yet; the source is checked when read."""
+
+    @abstractmethod
+    def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
+        """Make a staged version visible at its path.
+
+        ``expected`` is what must be there now (None: nothing); otherwise PreconditionFailed.
+        The replaced version goes to the trash folder ``trash`` unless it is None.
+        """
+
+    @abstractmethod
+    def discard(self, staged: Staged) -> None:
+        """Drop a staged version that will not be published."""
+
+    @abstractmethod
+    def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
+        """Delete ``path`` (into the trash folder unless None) if it is still ``expected``."""
+
+    @abstractmethod
+    def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
+        """Copy a file within the side to a new path that must not exist."""
+
+    def move(self, path: str, new_path: str, expected: Entry) -> Entry:
+        """Rename a file within the side to a new path that must not exist."""
+        entry = self.copy(path, new_path, expected)
+        self.remove(path, expected, trash=None)
+        return entry
+
+    def hash(self, path: str, expected: Entry) -> str:
+        with self.open(path, expected) as source:
+            while source.read(1 << 20):
+                pass
+            return source.finish()
+
+    @abstractmethod
+    def read_own(self, name: str) -> bytes | None:
+        """A file of storsync's own under the side's ``.storsync/``, or None."""
+
+    @abstractmethod
+    def write_own(self, name: str, data: bytes) -> None:
+        """Write one of storsync's own files, atomically."""
+
+    @abstractmethod
+    def prune_trash(self, older_than_ns: int) -> None:
+        """Drop trash folders made before the given time."""
+
+    def sync(self) -> None:
+        """Make everything written so far durable (a no-op where writes are durable)."""
+
+    def start_session(self) -> None:
+        """Called once under the pair lock: drop partial files a killed run left."""
+
+    def close(self) -> None:
+        """Release what the storage holds."""
+
+
+def chunks(source: Source, size: int = 1 << 20) -> Iterator[bytes]:
+    while block := source.read(size):
+        yield block

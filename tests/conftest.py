@@ -1,0 +1,107 @@
+"""Shared fixtures: a local/remote pair on real temporary directories, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from storsync.runner.session import Report, SyncSession, SyncSettings
+from storsync.state.sqlite_base import SqliteBaseStore
+from storsync.storage.base import Storage
+from storsync.storage.local import LocalStorage
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every user file under ``root`` (``.storsync/`` left out) with its bytes."""
+    found: dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".storsync"]
+        for name in filenames:
+            full = Path(dirpath) / name
+            if full.is_symlink() or not full.is_file():
+                continue
+            found[full.relative_to(root).as_posix()] = full.read_bytes()
+    return found
+
+
+def trash(root: Path) -> dict[str, list[bytes]]:
+    """Every version kept in ``root``'s trash, by original path."""
+    kept: dict[str, list[bytes]] = {}
+    base = root / ".storsync" / "trash"
+    if base.is_dir():
+        for folder in base.iterdir():
+            for full in folder.rglob("*"):
+                if full.is_file():
+                    kept.setdefault(full.relative_to(folder).as_posix(), []).append(
+                        full.read_bytes()
+                    )
+    return kept
+
+
+def write(root: Path, path: str, data: bytes | str) -> Path:
+    full = root / path
+    full.parent.mkdir(parents=True, exist_ok=True)
+    full.write_bytes(data.encode() if isinstance(data, str) else data)
+    return full
+
+
+@dataclass
+class Pair:
+    local: Path
+    remote: Path
+    state: Path
+
+    def sync(
+        self,
+        remote_storage: Storage | None = None,
+        local_storage: Storage | None = None,
+        **settings: object,
+    ) -> Report:
+        """One session in-process, through the same runner the CLI uses."""
+        store = SqliteBaseStore(self.state / "state.db")
+        try:
+            repo = store.repository_id(self.local.as_uri(), self.remote.as_uri(), now_ns=0)
+            session = SyncSession(
+                local_storage or LocalStorage(self.local),
+                remote_storage or LocalStorage(self.remote),
+                store,
+                repo,
+                SyncSettings(**settings),  # type: ignore[arg-type]
+            )
+            return session.run()
+        finally:
+            store.close()
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            "sync", str(self.local), str(self.remote), "--state-dir", str(self.state), *args
+        )
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Pair:
+    local, remote, state = tmp_path / "local", tmp_path / "remote", tmp_path / "state"
+    for d in (local, remote, state):
+        d.mkdir()
+    return Pair(local, remote, state)
+
+
+def run_cli(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run the real ``storsync`` command in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "storsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+Tree = Callable[[Path], dict[str, bytes]]
