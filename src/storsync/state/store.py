@@ -77,7 +77,7 @@ class StateStore:
         columns = [table.c.path, *(table.c[name] for name in BASE_COLUMNS)]
         query = sa.select(*columns).where(table.c.repository_id == repository_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).tuples()
+            rows = conn.execute(query)
             return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
 
     def base_count(self, repository_id: str) -> int:

@@ -359,6 +359,7 @@ class LocalStorage(Storage):
                 mtime_ns=expected.mtime_ns,
                 executable=expected.executable,
             )
+        self.sync()
         return self.publish(staged, expected=None, trash=None)
 
     def move(self, path: str, new_path: str, expected: Entry) -> Entry:
