@@ -105,3 +105,30 @@ def run_cli(*args: str, timeout: float = 120, **kw: object) -> subprocess.Comple
 
 
 Tree = Callable[[Path], dict[str, bytes]]
+
+
+# ---------------------------------------------------------------- S3 (SeaweedFS)
+from collections.abc import Iterator  # noqa: E402 - appended section, kept self-contained
+
+from tests.s3_server import SeaweedS3  # noqa: E402
+
+S3_TEST_BUCKET = "storsync-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real S3 server (SeaweedFS on 127.0.0.1, free ports) for the whole session.
+
+    ``s3_server.endpoint``, ``.access_key``/``.secret_key``/``.region`` (any key works),
+    ``.bucket`` (``storsync-test``, already created), ``.create_bucket(name)``,
+    ``.boto3_client()``, ``.env()`` (AWS_* variables for a child process), ``.restart()``,
+    ``.kill()`` (SIGKILL) and ``.stop()``. Tests share the bucket: use a unique prefix
+    each. A test that stops or kills the server must call ``s3_server.ensure_running()``
+    in a ``finally``. Server log: ``s3_server.log_path``.
+    """
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"), buckets=[S3_TEST_BUCKET])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import sys
@@ -150,12 +151,29 @@ def _run_sync(
             session = SyncSession(
                 local, remote_storage, store, repository_id, settings, clock=clock
             )
-            with _live_progress(session, enabled=live and sys.stderr.isatty()):
+            with _live_progress(session, enabled=live and sys.stderr.isatty()), _no_gc():
                 return session.run()
         finally:
             remote_storage.close()
             local.close()
             store.close()
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Run without the cycle collector, which only costs here.
+
+    A session's maps hold millions of small acyclic objects, freed by reference counting
+    when the session ends; the collector walks them again and again while they grow
+    (0.45 s of a 100,000-file no-op). It is turned back on afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextmanager

@@ -103,3 +103,27 @@ def needs_hash(
     if other is None or other.size != now.size:
         return False
     return base is None or not stamp_matches(other, base, side.other, caps)
+
+
+def untouched(local: Entry | None, remote: Entry | None, base: BaseEntry | None) -> bool:
+    """Whether both sides still hold exactly the stamps the base recorded for a path.
+
+    The common case of a no-op session: such a path is SAME on both sides under any
+    capabilities and has no stale stamp, so no mode decides anything for it (unless
+    contents are compared by hash). A shortcut only: False says nothing.
+    """
+    return (
+        local is not None
+        and remote is not None
+        and base is not None
+        and local.mtime_ns == base.local_mtime_ns
+        and remote.mtime_ns == base.remote_mtime_ns
+        and local.size == base.size
+        and remote.size == base.size
+        and local.inode == base.local_inode
+        and remote.inode == base.remote_inode
+        and local.executable == base.executable
+        and remote.executable == base.executable
+        and local.etag == base.local_etag
+        and remote.etag == base.remote_etag
+    )

@@ -6,11 +6,11 @@ and pull directions are carried out by the runner; this module only decides.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from storsync.engine.compare import Capabilities, Change, classify, same_bytes
-from storsync.engine.paths import conflict_name, parents
+from storsync.engine.compare import Capabilities, Change, classify, same_bytes, untouched
+from storsync.engine.paths import conflict_name
 from storsync.errors import SafetyError
 from storsync.model import BaseEntry, ConflictPolicy, Entry, Mode, Side
 
@@ -134,17 +134,12 @@ def reconcile(
 ) -> Plan:
     """Decide, for every path either side or the base knows, what the session must do."""
     plan = Plan()
+    shortcut = not options.checksum
     for path in _union(local, remote, base):
-        _decide(
-            plan,
-            path,
-            local.get(path),
-            remote.get(path),
-            base.get(path),
-            local_caps,
-            remote_caps,
-            options,
-        )
+        lo, re, known = local.get(path), remote.get(path), base.get(path)
+        if shortcut and untouched(lo, re, known):
+            continue  # what _decide concludes too, in every mode: nothing to do
+        _decide(plan, path, lo, re, known, local_caps, remote_caps, options)
     _resolve_file_against_directory(plan, local, remote, base, options)
     return plan
 
@@ -206,6 +201,7 @@ def _stale_stamps(lo: Entry, re: Entry, base: BaseEntry) -> bool:
     return (
         lo.mtime_ns != base.local_mtime_ns
         or lo.inode != base.local_inode
+        or lo.etag != base.local_etag
         or re.mtime_ns != base.remote_mtime_ns
         or re.inode != base.remote_inode
         or re.etag != base.remote_etag
@@ -280,15 +276,18 @@ def _resolve_file_against_directory(
     gone.update(plan.forget)
     survivors = (set(local) | set(remote)) - gone
     survivors.update(k.copy_path for k in plan.keep_both)
-    clashing = {p for path in survivors for p in parents(path) if p in survivors}
+    clashing = _directories(survivors) & survivors
     if not clashing:
         return
-    plan.push = [t for t in plan.push if t.path not in clashing]
-    plan.pull = [t for t in plan.pull if t.path not in clashing]
+    # A clashing conflict's copy is not made: the renames below keep both versions.
+    dropped = clashing | {k.copy_path for k in plan.keep_both if k.path in clashing}
+    plan.push = [t for t in plan.push if t.path not in dropped]
+    plan.pull = [t for t in plan.pull if t.path not in dropped]
     plan.record = [r for r in plan.record if r.path not in clashing]
     plan.keep_both = [k for k in plan.keep_both if k.path not in clashing]
     for path in sorted(clashing):
-        plan.conflicts.append(path)
+        if path not in plan.conflicts:
+            plan.conflicts.append(path)
         if path in base:
             plan.forget.append(path)
         for side, held in ((Side.LOCAL, local.get(path)), (Side.REMOTE, remote.get(path))):
@@ -298,6 +297,20 @@ def _resolve_file_against_directory(
             plan.renames.append(Rename(side, path, new_path, held))
             transfers = plan.push if side is Side.LOCAL else plan.pull
             transfers.append(Transfer(new_path, held, None, conflict=True))
+
+
+def _directories(paths: Iterable[str]) -> set[str]:
+    """Every directory the paths imply: the union of their ``parents()``."""
+    found: set[str] = set()
+    for path in paths:
+        end = path.rfind("/")
+        while end > 0:
+            folder = path[:end]
+            if folder in found:
+                break  # its own parents were added with it
+            found.add(folder)
+            end = path.rfind("/", 0, end)
+    return found
 
 
 def check_safety(

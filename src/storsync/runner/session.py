@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar
 
 from storsync.clock import Clock, SystemClock, utc_stamp
-from storsync.engine.compare import needs_hash
+from storsync.engine.compare import needs_hash, untouched
 from storsync.engine.filters import PathFilter
+from storsync.engine.paths import normalize, parents
 from storsync.engine.reconcile import Delete, Options, Plan, Transfer, check_safety, reconcile
 from storsync.errors import ChangedError, SafetyError, StorageError, StorsyncError, UsageError
 from storsync.model import BaseEntry, ConflictPolicy, Entry, Mode, Side, Skipped
@@ -118,6 +119,7 @@ class SyncSession:
         self.report = Report()
         self.filter = PathFilter(settings.excludes)
         now = self.clock.now_ns()
+        self._stamp_ns = now
         self.stamp = utc_stamp(now)
         self.trash = f"{self.stamp}-{secrets.token_hex(3)}" if settings.trash else None
         self._started = self.clock.monotonic()
@@ -159,6 +161,9 @@ class SyncSession:
         self._check_markers(established=bool(base))
         local, remote = self._scan()
         base = {p: b for p, b in base.items() if not self._filtered(p)}
+        self._refuse_case_collisions(local, remote, base)
+        self._leave_skipped_alone(local, remote, base)
+        self._fresh_conflict_stamp(local, remote)
         self._hash(local, remote, base)
         plan = reconcile(
             local,
@@ -195,9 +200,68 @@ class SyncSession:
     def _filtered(self, path: str) -> bool:
         return bool(self.filter) and self.filter.excluded(path)
 
+    def _refuse_case_collisions(
+        self, local: Mapping[str, Entry], remote: Mapping[str, Entry], base: Mapping[str, object]
+    ) -> None:
+        """Where the local side cannot tell ``A`` from ``a``, one remote spelling per name.
+
+        The spelling kept is the one the local side (else the base) already has, else the
+        first in order; the others are refused with a log item, and so left alone.
+        """
+        if self.local.caps.case_sensitive:
+            return
+        spellings: dict[str, list[str]] = {}
+        for path in remote:
+            spellings.setdefault(path.casefold(), []).append(path)
+        for paths in spellings.values():
+            if len(paths) < 2:
+                continue
+            paths.sort()
+            kept = next((p for p in paths if p in local), None)
+            kept = kept or next((p for p in paths if p in base), paths[0])
+            for path in paths:
+                if path != kept:
+                    self.report.skipped.append(
+                        Skipped(
+                            Side.REMOTE,
+                            path,
+                            f"differs only by case from {kept}, "
+                            "which the local file system cannot tell apart",
+                        )
+                    )
+
+    def _leave_skipped_alone(self, *maps: dict[str, Entry] | dict[str, BaseEntry]) -> None:
+        """Take every path a scan skipped, and what lies under it, out of this session.
+
+        A skipped path (a link, a special file, an unreadable folder, a refused name) is
+        not a deletion: its base row and the other side's file stay as they are. Names are
+        compared in NFC: a refused spelling also holds back its normalized twin.
+        """
+        skipped = {normalize(s.path) for s in self.report.skipped}
+        if not skipped:
+            return
+        everything = "." in skipped
+        for mapping in maps:
+            for path in [
+                p
+                for p in mapping
+                if everything or p in skipped or any(d in skipped for d in parents(p))
+            ]:
+                del mapping[path]
+
+    def _fresh_conflict_stamp(self, *sides: Mapping[str, Entry]) -> None:
+        """Name this session's conflict copies with a second no existing copy uses.
+
+        A session interrupted after making a copy leaves it under its own second; a rerun
+        in that same second would otherwise try to make the copy again under that name.
+        """
+        while any(f".conflict-{self.stamp}-" in path for side in sides for path in side):
+            self._stamp_ns += 10**9
+            self.stamp = utc_stamp(self._stamp_ns)
+
     def _check_markers(self, *, established: bool) -> None:
         for side in Side:
-            raw = self.storage(side).read_own("format")
+            raw = self._retry(self.storage(side).read_own, "format")
             if raw is not None and raw.strip().isdigit() and int(raw) > OWN_FORMAT:
                 raise UsageError(
                     f"the {side.value} side was written by a newer storsync "
@@ -205,7 +269,8 @@ class SyncSession:
                 )
             if not established or self.settings.force:
                 continue
-            if self.storage(side).read_own(f"repositories/{self.repository_id}") is None:
+            marker = self._retry(self.storage(side).read_own, f"repositories/{self.repository_id}")
+            if marker is None:
                 raise SafetyError(
                     f"the {side.value} root {self.storage(side).url} does not carry this "
                     "repository's marker although it was synchronized before: it may be "
@@ -215,10 +280,11 @@ class SyncSession:
     def _write_markers(self) -> None:
         marker = json.dumps({"repository": self.repository_id}).encode()
         for storage in (self.local, self.remote):
-            if storage.read_own("format") is None:
-                storage.write_own("format", str(OWN_FORMAT).encode())
-            if storage.read_own(f"repositories/{self.repository_id}") is None:
-                storage.write_own(f"repositories/{self.repository_id}", marker)
+            if self._retry(storage.read_own, "format") is None:
+                self._retry(storage.write_own, "format", str(OWN_FORMAT).encode())
+            name = f"repositories/{self.repository_id}"
+            if self._retry(storage.read_own, name) is None:
+                self._retry(storage.write_own, name, marker)
 
     def _scan(self) -> tuple[dict[str, Entry], dict[str, Entry]]:
         def scan(side: Side) -> dict[str, Entry]:
@@ -245,11 +311,18 @@ class SyncSession:
     ) -> None:
         """Fill in the content hashes the decisions depend on, and only those."""
         wanted: list[tuple[Side, str, Entry]] = []
+        # Paths whose stamps are the base's on both sides need no hash (needs_hash says so
+        # too): found in one pass instead of two needs_hash calls each.
+        settled: set[str] = set()
+        if not self.settings.checksum:
+            settled = {p for p, b in base.items() if untouched(local.get(p), remote.get(p), b)}
         for side, mine, theirs in ((Side.LOCAL, local, remote), (Side.REMOTE, remote, local)):
             caps = self.storage(side).caps
             if not caps.cheap_hash:
                 continue
             for path, entry in mine.items():
+                if path in settled:
+                    continue
                 if (self.settings.checksum and entry.hash is None) or needs_hash(
                     entry, theirs.get(path), base.get(path), side, caps
                 ):
@@ -331,7 +404,7 @@ class SyncSession:
             else:
                 self.report.deleted_remote += 1
         if forgotten:
-            storage.sync()
+            self._retry(storage.sync)
             self._commit([], forgotten)
 
     def _transfers(self, side: Side, transfers: list[Transfer]) -> None:
@@ -391,7 +464,7 @@ class SyncSession:
         if not batch:
             return
         dst = self.storage(side)
-        dst.sync()
+        self._retry(dst.sync)
         records: list[tuple[str, BaseEntry]] = []
         for transfer, source_entry, staged in batch:
             trash = self.trash if transfer.keep_replaced else None
@@ -413,7 +486,7 @@ class SyncSession:
                 self.report.pulled += 1
                 self.report.bytes_pulled += staged.size
             self.progress.add_file(side)
-        dst.sync()
+        self._retry(dst.sync)
         self._commit(records, [])
 
     def _commit(self, records: list[tuple[str, BaseEntry]], forgotten: list[str]) -> None:

@@ -91,7 +91,6 @@ class LocalStorage(Storage):
         self._partial = self._own / "partial"
         self._trash = self._own / "trash"
         self._native: dict[str, str] = {}
-        self._safe_dirs: set[str] = {""}
         self._mode = 0o666 & ~_umask()
         self.caps = Capabilities(
             mtime_precision_ns=1,
@@ -126,12 +125,14 @@ class LocalStorage(Storage):
         return os.path.join(self.root, self._native.get(path, path))
 
     def _ensure_dirs(self, path: str) -> None:
-        """Create the parents of ``path``, refusing to pass through a link or a file."""
+        """Create the parents of ``path``, refusing to pass through a link or a file.
+
+        Checked again for every write, never from a cache: a folder checked a moment ago
+        may have been replaced by a link to somewhere outside the root since.
+        """
         parts = path.split("/")[:-1]
         for i in range(len(parts)):
             rel = "/".join(parts[: i + 1])
-            if rel in self._safe_dirs:
-                continue
             full = os.path.join(self.root, rel)
             try:
                 st = os.lstat(full)
@@ -141,12 +142,10 @@ class LocalStorage(Storage):
                 except FileExistsError:
                     st = os.lstat(full)
                 else:
-                    self._safe_dirs.add(rel)
                     continue
             if not stat.S_ISDIR(st.st_mode):
                 kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "file"
                 raise PreconditionFailed(f"{path}: a {kind} stands where {rel}/ should be")
-            self._safe_dirs.add(rel)
 
     def _prune_empty_parents(self, path: str) -> None:
         parts = path.split("/")[:-1]
@@ -156,7 +155,6 @@ class LocalStorage(Storage):
                 os.rmdir(os.path.join(self.root, rel))
             except OSError:
                 return
-            self._safe_dirs.discard(rel)
             parts.pop()
 
     # -- scan -------------------------------------------------------------------------
@@ -165,7 +163,6 @@ class LocalStorage(Storage):
         found: dict[str, Entry] = {}
         folded: dict[str, str] | None = None if self.caps.case_sensitive else {}
         self._native.clear()
-        self._safe_dirs = {""}
         if not self.root.is_dir():
             return found
         stack = [("", str(self.root))]
@@ -174,7 +171,7 @@ class LocalStorage(Storage):
             try:
                 it = os.scandir(directory)
             except OSError as exc:
-                skip(prefix or ".", f"cannot read directory: {exc.strerror}")
+                skip(prefix.rstrip("/") or ".", f"cannot read directory: {exc.strerror}")
                 continue
             with it:
                 for item in it:
@@ -200,10 +197,11 @@ class LocalStorage(Storage):
                         skip(rel, f"path longer than {MAX_PATH_BYTES} bytes")
                         continue
                     key = normalize(rel)
+                    if key in found or key in self._native:
+                        # Whichever of the two spellings the directory lists first.
+                        skip(rel, "another name is the same after Unicode normalization")
+                        continue
                     if key != rel:
-                        if key in found or key in self._native:
-                            skip(rel, "another name is the same after Unicode normalization")
-                            continue
                         self._native[key] = rel
                     if folded is not None:
                         low = key.casefold()
@@ -261,12 +259,16 @@ class LocalStorage(Storage):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             written = 0
-            while block := source.read(CHUNK):
+            # Ask for what is left plus one byte (to see the end), not a whole CHUNK: a
+            # 1 MiB buffer for a 4 KiB file costs more than the copy.
+            while block := source.read(min(CHUNK, size - written + 1)):
                 view = memoryview(block)
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
                     written += n
+                if written > size:
+                    raise ChangedError(f"{path} grew while it was read")
             digest = source.finish()
             if written != size:
                 raise ChangedError(f"{path}: read {written} bytes where {size} were expected")
@@ -364,13 +366,18 @@ class LocalStorage(Storage):
 
     def move(self, path: str, new_path: str, expected: Entry) -> Entry:
         source, target = self._abs(path), self._abs(new_path)
-        st = os.lstat(source)
+        try:
+            st = os.lstat(source)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PreconditionFailed(f"{path} was removed since the scan") from None
         if not _matches(st, expected):
             raise PreconditionFailed(f"{path} changed since the scan")
         self._ensure_dirs(new_path)
         try:
             os.link(source, target)  # fails if the new name exists: never clobbers
             os.unlink(source)
+        except FileExistsError:
+            raise PreconditionFailed(f"{new_path} appeared since the scan") from None
         except OSError as exc:
             raise _storage_error(new_path, exc) from exc
         self._native.pop(path, None)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from storsync.clock import Clock, SystemClock
 from storsync.engine.compare import Capabilities
 from storsync.engine.paths import OWN_DIR, is_own, normalize, refusal
 from storsync.errors import ChangedError, PreconditionFailed
@@ -43,8 +44,9 @@ class _BytesSource:
 
 
 class MemoryStorage(Storage):
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, clock: Clock | None = None) -> None:
         self.url = url
+        self._clock = clock or SystemClock()
         self.caps = Capabilities(
             etags=True,
             cheap_hash=True,
@@ -55,6 +57,9 @@ class MemoryStorage(Storage):
         self.objects: dict[str, Blob] = {}
         self._lock = threading.Lock()
         self._etags = itertools.count(1)
+        # When each trash key was written: retention runs from then, as an object's
+        # LastModified does on S3, not from the mtime the version carries.
+        self._trashed_ns: dict[str, int] = {}
 
     def put_object(
         self, key: str, data: bytes, *, mtime_ns: int = 0, executable: bool = False
@@ -118,7 +123,7 @@ class MemoryStorage(Storage):
         with self._lock:
             old = self._current(staged.path, expected)
             if old is not None and trash is not None:
-                self.objects[f"{OWN_DIR}/trash/{trash}/{staged.path}"] = old
+                self._keep_in_trash(f"{OWN_DIR}/trash/{trash}/{staged.path}", old)
             blob = Blob(
                 staged.token.data,
                 staged.token.mtime_ns,
@@ -138,7 +143,11 @@ class MemoryStorage(Storage):
             assert old is not None
             del self.objects[path]
             if trash is not None:
-                self.objects[f"{OWN_DIR}/trash/{trash}/{path}"] = old
+                self._keep_in_trash(f"{OWN_DIR}/trash/{trash}/{path}", old)
+
+    def _keep_in_trash(self, key: str, blob: Blob) -> None:
+        self.objects[key] = blob
+        self._trashed_ns[key] = self._clock.now_ns()
 
     def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
         with self._lock:
@@ -158,6 +167,8 @@ class MemoryStorage(Storage):
 
     def prune_trash(self, older_than_ns: int) -> None:
         with self._lock:
-            for key in [k for k, b in self.objects.items() if k.startswith(f"{OWN_DIR}/trash/")]:
-                if self.objects[key].mtime_ns < older_than_ns:
+            for key in [k for k in self.objects if k.startswith(f"{OWN_DIR}/trash/")]:
+                # A key planted with put_object is dated by the mtime it was given.
+                if self._trashed_ns.get(key, self.objects[key].mtime_ns) < older_than_ns:
                     del self.objects[key]
+                    self._trashed_ns.pop(key, None)

@@ -1,0 +1,158 @@
+"""Interleaved timing of the target comparisons, for a machine whose load moves.
+
+run_peers.py runs one tool's whole series, then the next tool's: when other work on the
+machine comes and goes, one tool can catch a busy minute and another a quiet one. This
+script alternates the tools rep by rep on the same dataset, so each comparison sees the
+same load, and prints medians (n, min-max) and ratios:
+
+* ``initial``: two-way first sync of a fresh copy of the dataset (default ``small``) into an
+  empty directory, by storsync (bench/storsync-bench.sh), ``unison -batch -silent -times``
+  and ``rclone bisync --resync``, exactly the harness's commands;
+* ``noop``: storsync's no-op on an established pair of the dataset (default ``many``)
+  against ``find -printf`` over both trees (the harness's scan command, once per tree).
+
+Usage: ``.venv/bin/python bench/interleave.py [--reps 5] [--initial small] [--noop many]``
+(datasets from /work/shared/bench/gen_tree.py, generated under --work if missing).
+Records go to ``bench/results/interleave-<ts>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = Path(os.environ.get("HARNESS", "/work/shared/bench"))
+WRAPPER = ROOT / "bench" / "storsync-bench.sh"
+
+
+def dataset(work: Path, preset: str) -> Path:
+    path = work / "data" / preset
+    if not (work / "data" / f"{preset}.done").exists():
+        if path.exists():
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, str(HARNESS / "gen_tree.py"), "generate", preset, str(path)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        (work / "data" / f"{preset}.done").touch()
+    return path
+
+
+def timed(cmd: str, env: dict[str, str]) -> float:
+    subprocess.run(["sync"], check=False)
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "-c", cmd],
+        check=False,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.monotonic() - start
+    if proc.returncode:
+        raise RuntimeError(f"{cmd!r} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return wall
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    return (
+        subprocess.run(["diff", "-rq", str(a), str(b)], check=False, capture_output=True).returncode
+        == 0
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--initial", default="small", help="preset for the initial comparison")
+    ap.add_argument("--noop", default="many", help="preset for the no-op comparison")
+    ap.add_argument("--work", default="/tmp/storsync-interleave")
+    a = ap.parse_args()
+    work = Path(a.work)
+    runs = work / "runs"
+    if runs.exists():
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True)
+    env = dict(os.environ)
+    env.pop("AWS_CA_BUNDLE", None)
+    env["STORSYNC"] = str(ROOT / ".venv" / "bin" / "storsync")
+    out_path = ROOT / "bench" / "results" / f"interleave-{dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
+    walls: dict[tuple[str, str], list[float]] = {}
+
+    def record(phase: str, tool: str, rep: int, wall: float, ok: bool | None) -> None:
+        walls.setdefault((phase, tool), []).append(wall)
+        rec = {
+            "ts": time.time(),
+            "phase": phase,
+            "tool": tool,
+            "rep": rep,
+            "wall_s": round(wall, 4),
+        }
+        rec["verified"] = ok
+        with open(out_path, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), flush=True)
+
+    subprocess.run([env["STORSYNC"], "--version"], env=env, check=True, stdout=subprocess.DEVNULL)
+    if a.initial:
+        data = dataset(work, a.initial)
+        tools = {
+            "storsync": f"{WRAPPER} {{a}} {{b}} {{st}}",
+            "unison": "UNISON={st} unison {a} {b} -batch -silent -times",
+            "rclone-bisync": "rclone bisync {a} {b} --workdir {st} --resync",
+        }
+        for rep in range(1, a.reps + 1):
+            for tool, tpl in tools.items():
+                d = runs / f"init-{tool}-{rep}"
+                d.mkdir()
+                subprocess.run(["cp", "-a", str(data), str(d / "a")], check=True)
+                (d / "b").mkdir()
+                (d / "st").mkdir()
+                wall = timed(tpl.format(a=d / "a", b=d / "b", st=d / "st"), env)
+                record("initial", tool, rep, wall, same_tree(data, d / "b"))
+    if a.noop:
+        data = dataset(work, a.noop)
+        d = runs / "noop"
+        d.mkdir()
+        subprocess.run(["cp", "-a", str(data), str(d / "a")], check=True)
+        (d / "b").mkdir()
+        (d / "st").mkdir()
+        timed(f"{WRAPPER} {d / 'a'} {d / 'b'} {d / 'st'}", env)  # establish the pair
+        find = "find {t} -printf '%s %T@\\n' | wc -l"
+        for rep in range(1, a.reps + 1):
+            wall = timed(f"{WRAPPER} {d / 'a'} {d / 'b'} {d / 'st'}", env)
+            record("noop", "storsync", rep, wall, None)
+            wall = timed(find.format(t=d / "a"), env) + timed(find.format(t=d / "b"), env)
+            record("noop", "find x2", rep, wall, None)
+    print("| phase | tool | n | median s | min-max s |")
+    print("|---|---|---|---|---|")
+    for (phase, tool), w in walls.items():
+        print(
+            f"| {phase} | {tool} | {len(w)} | {statistics.median(w):.3f} | "
+            f"{min(w):.3f}-{max(w):.3f} |"
+        )
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    for ref in ("rclone-bisync", "unison"):
+        if ("initial", ref) in med:
+            ratio = med[("initial", "storsync")] / med[("initial", ref)]
+            print(f"initial storsync / {ref}: {ratio:.2f}")
+    if ("noop", "find x2") in med:
+        print(
+            f"noop storsync / (find x2): {med[('noop', 'storsync')] / med[('noop', 'find x2')]:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Injected faults on the remote: every kind of call fails once, fails for good, or is slow.
+
+A transient fault is retried and the session completes. A persistent one ends the session
+with a clear one-line message or per-file errors, loses nothing, and the next session
+without faults completes and converges.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from storsync.errors import PermanentStorageError, StorageError, StorageUnavailable
+from storsync.runner.session import RETRY_DELAYS, Report, SyncSession, SyncSettings
+from storsync.state.sqlite_base import SqliteBaseStore
+from storsync.storage.base import Storage, chunks
+from storsync.storage.faulty import FaultyStorage
+from storsync.storage.local import LocalStorage
+from storsync.storage.memory import MemoryStorage
+from tests.conftest import Pair, trash, tree, write
+
+METHODS = [
+    "scan",
+    "open",
+    "stage",
+    "publish",
+    "remove",
+    "copy",
+    "move",
+    "sync",
+    "read_own",
+    "write_own",
+]
+COPY = re.compile(r"\.conflict-\d{8}-\d{6}-remote")
+
+
+def remote_tree(storage: Storage) -> dict[str, bytes]:
+    """The user's files on a storage, read through its own interface."""
+    found = {}
+    for path, entry in storage.scan(lambda _path, _reason: None).items():
+        with storage.open(path, entry) as source:
+            found[path] = b"".join(chunks(source))
+    return found
+
+
+def remote_trash(storage: Storage) -> set[bytes]:
+    if isinstance(storage, MemoryStorage):
+        return {b.data for k, b in storage.objects.items() if k.startswith(".storsync/trash/")}
+    assert isinstance(storage, LocalStorage)
+    return {data for versions in trash(storage.root).values() for data in versions}
+
+
+@dataclass
+class Case:
+    """A pair synced once, then changed so that the next session makes every kind of call."""
+
+    pair: Pair
+    remote: Storage
+    put_remote: Callable[[str, bytes], None]
+    versions: set[bytes]
+
+    def everything_kept(self) -> set[bytes]:
+        kept = set(tree(self.pair.local).values()) | set(remote_tree(self.remote).values())
+        kept |= {d for versions in trash(self.pair.local).values() for d in versions}
+        return kept | remote_trash(self.remote)
+
+    def assert_converged(self) -> None:
+        local = tree(self.pair.local)
+        assert local == remote_tree(self.remote)
+        plain = {p: d for p, d in local.items() if not COPY.search(p)}
+        kept = {COPY.sub("", p): d for p, d in local.items() if COPY.search(p)}
+        assert plain == {
+            **{f"bulk/{i}.txt": f"bulk {i}".encode() for i in range(20)},
+            "keep.txt": b"keep",
+            "edit_local.txt": b"local edit",
+            "edit_remote.txt": b"remote edit",
+            "conflict.txt": b"conflict: local side",
+            "clash/inner.txt": b"inner",
+        }
+        assert kept == {"conflict.txt": b"conflict: remote side!", "clash": b"a remote file"}
+        assert not self.versions - self.everything_kept(), "a version was lost"
+
+
+def local_remote(tmp_path: Path) -> tuple[Storage, Callable[[str, bytes], None]]:
+    root = tmp_path / "remote"
+    return LocalStorage(root), lambda path, data: (write(root, path, data), None)[1]
+
+
+def memory_remote(_tmp_path: Path) -> tuple[Storage, Callable[[str, bytes], None]]:
+    storage = MemoryStorage()
+    return storage, lambda path, data: storage.put_object(path, data, mtime_ns=time.time_ns())
+
+
+@pytest.fixture(params=[local_remote, memory_remote], ids=["local", "memory"])
+def case(request: pytest.FixtureRequest, pair: Pair, tmp_path: Path) -> Case:
+    return make_case(pair, *request.param(tmp_path))
+
+
+@pytest.fixture
+def memory_case(pair: Pair, tmp_path: Path) -> Case:
+    return make_case(pair, *memory_remote(tmp_path))
+
+
+def make_case(pair: Pair, remote: Storage, put_remote: Callable[[str, bytes], None]) -> Case:
+    for i in range(20):
+        write(pair.local, f"bulk/{i}.txt", f"bulk {i}")
+    for name in ("keep", "edit_local", "edit_remote", "conflict", "gone"):
+        write(pair.local, f"{name}.txt", name)
+    assert pair.sync(remote_storage=remote).state == "completed"
+
+    write(pair.local, "edit_local.txt", "local edit")  # push: stage, publish, sync
+    put_remote("edit_remote.txt", b"remote edit")  # pull: open
+    write(pair.local, "conflict.txt", "conflict: local side")  # keep both: copy
+    put_remote("conflict.txt", b"conflict: remote side!")
+    (pair.local / "gone.txt").unlink()  # remove
+    put_remote("clash", b"a remote file")  # a file against a directory: move
+    write(pair.local, "clash/inner.txt", "inner")
+    if isinstance(remote, MemoryStorage):  # a missing layout marker: write_own
+        del remote.objects[".storsync/format"]
+    else:
+        assert isinstance(remote, LocalStorage)
+        (remote.root / ".storsync" / "format").unlink()
+    versions = set(tree(pair.local).values()) | set(remote_tree(remote).values())
+    return Case(pair, remote, put_remote, versions)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_transient_fault_is_retried_and_the_session_completes(case: Case, method: str) -> None:
+    faulty = FaultyStorage(case.remote)
+    faulty.fail_on(method, 1)
+    report = case.pair.sync(remote_storage=faulty)
+    assert faulty.calls[method] >= 2, f"{method} was not called again after its fault"
+    assert (report.state, report.message, report.errors) == ("completed", None, [])
+    case.assert_converged()
+    again = case.pair.sync(remote_storage=case.remote)
+    assert (again.state, again.pushed, again.pulled) == ("completed", 0, 0)
+
+
+def unavailable() -> StorageError:
+    return StorageUnavailable("the remote storage did not answer")
+
+
+def refused() -> StorageError:
+    return PermanentStorageError("the remote storage refused the request: permission denied")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_persistent_refusal_fails_clearly_loses_nothing_and_the_next_run_converges(
+    case: Case, method: str
+) -> None:
+    assert_fails_clearly_then_converges(case, method, refused)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_persistent_outage_fails_after_retries_and_the_next_run_converges(
+    memory_case: Case, method: str
+) -> None:
+    """Retried with the real delays (seconds each): run against one remote only."""
+    began = time.monotonic()
+    assert_fails_clearly_then_converges(memory_case, method, unavailable)
+    assert time.monotonic() - began > sum(RETRY_DELAYS)
+
+
+def assert_fails_clearly_then_converges(
+    case: Case, method: str, error: Callable[[], StorageError]
+) -> None:
+    faulty = FaultyStorage(case.remote)
+    faulty.fail_on(method, *range(1, 1000), error=error)
+    report = case.pair.sync(remote_storage=faulty)
+    assert faulty.calls[method] >= 1
+    expected = error().message
+    if report.state == "failed":
+        assert report.message is not None
+        assert expected in report.message
+        assert "\n" not in report.message
+    else:
+        assert report.state == "partial"
+        assert report.message is None
+        assert all(e["path"] and e["message"] for e in report.errors)
+        assert any(expected in e["message"] for e in report.errors), report.errors
+    assert not case.versions - case.everything_kept(), "a version was lost"
+    assert not [p for p in tree(case.pair.local) if p.endswith(".part")]
+
+    retry = case.pair.sync(remote_storage=case.remote)
+    assert (retry.state, retry.errors) == ("completed", []), retry
+    case.assert_converged()
+    again = case.pair.sync(remote_storage=case.remote)
+    assert (again.state, again.pushed, again.pulled) == ("completed", 0, 0)
+
+
+@pytest.mark.parametrize("method", ["scan", "open", "stage", "publish", "copy", "move", "sync"])
+def test_slow_calls_only_cost_time(case: Case, method: str) -> None:
+    faulty = FaultyStorage(case.remote)
+    faulty.slow(method, 0.1)
+    report = case.pair.sync(remote_storage=faulty)
+    assert (report.state, report.errors) == ("completed", [])
+    assert faulty.calls[method] >= 1
+    case.assert_converged()
+
+
+def test_slow_transfers_run_in_parallel(pair: Pair) -> None:
+    remote = FaultyStorage(MemoryStorage())
+    for i in range(16):
+        write(pair.local, f"f{i}", str(i))
+    remote.slow("stage", 0.25)
+    began = time.monotonic()
+    report = pair.sync(remote_storage=remote, transfers=8)
+    assert (report.state, report.pushed) == ("completed", 16)
+    assert time.monotonic() - began < 16 * 0.25 / 2
+
+
+def test_a_failing_hash_is_decided_without_it_and_keeps_both_versions(pair: Pair) -> None:
+    remote = FaultyStorage(MemoryStorage())
+    write(pair.local, "same.txt", "identical")
+    remote.inner.put_object("same.txt", b"identical")  # type: ignore[attr-defined]
+    remote.fail_on("hash", *range(1, 100))
+    report = pair.sync(remote_storage=remote)
+    assert report.state == "completed"
+    assert tree(pair.local) == remote_tree(remote.inner)
+    assert set(tree(pair.local).values()) == {b"identical"}
+
+
+class FixedClock:
+    """Every session of a test starts in the same second."""
+
+    def now_ns(self) -> int:
+        return 1_800_000_000 * 10**9
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def sync_at_fixed_time(pair: Pair, remote: Storage) -> Report:
+    store = SqliteBaseStore(pair.state / "state.db")
+    try:
+        repo = store.repository_id(pair.local.as_uri(), pair.remote.as_uri(), now_ns=0)
+        session = SyncSession(
+            LocalStorage(pair.local), remote, store, repo, SyncSettings(), clock=FixedClock()
+        )
+        return session.run()
+    finally:
+        store.close()
+
+
+def test_a_conflict_copy_left_by_a_failed_session_does_not_block_a_rerun_in_that_second(
+    pair: Pair,
+) -> None:
+    remote = MemoryStorage()
+    write(pair.local, "doc.txt", "base")
+    assert sync_at_fixed_time(pair, remote).state == "completed"
+    write(pair.local, "doc.txt", "local edit")
+    remote.put_object("doc.txt", b"remote edit!", mtime_ns=1)
+    faulty = FaultyStorage(remote)
+    faulty.fail_on("stage", *range(1, 100), error=refused)  # the copy is made, then the push fails
+    first = sync_at_fixed_time(pair, faulty)
+    assert first.state == "partial"
+    assert any(COPY.search(k) for k in remote.objects)
+    again = sync_at_fixed_time(pair, remote)
+    assert (again.state, again.errors) == ("completed", [])
+    local = tree(pair.local)
+    assert local == remote_tree(remote)
+    assert local["doc.txt"] == b"local edit"
+    assert {d for p, d in local.items() if COPY.search(p)} == {b"remote edit!"}
