@@ -510,6 +510,8 @@ class Prefixed:
     def __init__(self, head: bytes, inner: Source) -> None:
         self.head = head
         self.inner = inner
+        self.mtime_ns = inner.mtime_ns
+        self.executable = inner.executable
 
     def read(self, n: int) -> bytes:
         if self.head:

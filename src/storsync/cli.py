@@ -22,7 +22,7 @@ from storsync.runner.lock import PairLock
 from storsync.runner.session import Report, SyncSession, SyncSettings
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.local import LocalStorage
-from storsync.storage.remotes import canonical_url, open_remote
+from storsync.storage.remotes import S3Options, canonical_url, open_remote
 
 
 def _default_state_dir(local_url: str, remote_url: str) -> Path:
@@ -91,6 +91,18 @@ def cli() -> None:
     show_default=True,
     help="Days a trashed version is kept under .storsync/trash/.",
 )
+@click.option(
+    "--s3-endpoint",
+    envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    metavar="URL",
+    help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS).",
+)
+@click.option(
+    "--s3-region",
+    envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+    metavar="REGION",
+    help="S3 region (default: $AWS_REGION, else us-east-1).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
 def sync(
     local_dir: Path,
@@ -106,9 +118,15 @@ def sync(
     transfers: int,
     no_trash: bool,
     trash_days: float,
+    s3_endpoint: str | None,
+    s3_region: str | None,
     as_json: bool,
 ) -> None:
-    """Synchronize LOCAL_DIR with REMOTE (a directory path or file:// URL) once."""
+    """Synchronize LOCAL_DIR with REMOTE once.
+
+    REMOTE is a directory path, a file:// URL, or s3://BUCKET/PREFIX (credentials from
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    """
     settings = SyncSettings(
         mode=Mode(mode),
         policy=ConflictPolicy(conflict),
@@ -121,7 +139,9 @@ def sync(
         trash=not no_trash,
         trash_days=trash_days,
     )
-    report = _run_sync(local_dir, remote, state_dir, settings, live=not as_json and not dry_run)
+    s3 = S3Options(endpoint=s3_endpoint or None, region=s3_region or None)
+    live = not as_json and not dry_run
+    report = _run_sync(local_dir, remote, state_dir, settings, s3, live=live)
     if as_json or dry_run:
         click.echo(json.dumps(report.summary(), indent=None if as_json else 2))
     else:
@@ -130,12 +150,18 @@ def sync(
 
 
 def _run_sync(
-    local_dir: Path, remote: str, state_dir: Path | None, settings: SyncSettings, *, live: bool
+    local_dir: Path,
+    remote: str,
+    state_dir: Path | None,
+    settings: SyncSettings,
+    s3: S3Options,
+    *,
+    live: bool,
 ) -> Report:
     local_root = local_dir.expanduser().absolute()
     if not local_root.is_dir():
         raise UsageError(f"local directory {str(local_dir)!r} does not exist")
-    remote_url = canonical_url(remote)
+    remote_url = canonical_url(remote, s3)
     local_url = local_root.as_uri()
     if remote_url == local_url:
         raise UsageError("the local directory and the remote are the same place")
@@ -145,7 +171,7 @@ def _run_sync(
     with PairLock(local_root):
         store = SqliteBaseStore(state_dir / "state.db")
         local = LocalStorage(local_root)
-        remote_storage = open_remote(remote)
+        remote_storage = open_remote(remote, s3)
         try:
             repository_id = store.repository_id(local_url, remote_url, now_ns=clock.now_ns())
             session = SyncSession(

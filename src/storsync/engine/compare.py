@@ -17,7 +17,10 @@ class Capabilities:
     same size and mtime is still seen as changed. ``cheap_hash``: hashing a file costs a
     local read, not a download. ``conditional_writes``: it can refuse a write or delete
     when the target is no longer as expected. ``case_sensitive``: ``A`` and ``a`` are two
-    names. ``executable_bit``: it keeps the executable bit.
+    names. ``executable_bit``: it keeps the executable bit. ``listing_metadata``: a scan
+    gives each file's own mtime and bit (an object listing does not: the runner takes them
+    from the base while the ETag is unchanged). ``network``: each call is a round trip,
+    worth running in parallel.
     """
 
     mtime_precision_ns: int = 1
@@ -29,6 +32,8 @@ class Capabilities:
     case_sensitive: bool = True
     executable_bit: bool = False
     max_name_bytes: int = 255
+    listing_metadata: bool = True
+    network: bool = False
 
 
 class Change(Enum):

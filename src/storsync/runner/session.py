@@ -32,6 +32,7 @@ from storsync.state.protocol import BaseStore
 from storsync.storage.base import OWN_FORMAT, Source, Staged, Storage
 
 T = TypeVar("T")
+V = TypeVar("V")
 P = ParamSpec("P")
 
 BATCH_FILES = 1000
@@ -164,6 +165,8 @@ class SyncSession:
         self._refuse_case_collisions(local, remote, base)
         self._leave_skipped_alone(local, remote, base)
         self._fresh_conflict_stamp(local, remote)
+        self._fill_from_base(Side.LOCAL, local, base)
+        self._fill_from_base(Side.REMOTE, remote, base)
         self._hash(local, remote, base)
         plan = reconcile(
             local,
@@ -249,6 +252,22 @@ class SyncSession:
             ]:
                 del mapping[path]
 
+    def _fill_from_base(
+        self, side: Side, entries: dict[str, Entry], base: Mapping[str, BaseEntry]
+    ) -> None:
+        """Give an object whose ETag is the base's the mtime and bit its listing lacks."""
+        if self.storage(side).caps.listing_metadata:
+            return
+        for path, entry in entries.items():
+            known = base.get(path)
+            if known is None or entry.size != known.size:
+                continue
+            then = known.stamp(side)
+            if entry.etag is not None and entry.etag == then.etag:
+                entries[path] = dataclasses.replace(
+                    entry, mtime_ns=then.mtime_ns, executable=then.executable
+                )
+
     def _fresh_conflict_stamp(self, *sides: Mapping[str, Entry]) -> None:
         """Name this session's conflict copies with a second no existing copy uses.
 
@@ -318,8 +337,6 @@ class SyncSession:
             settled = {p for p, b in base.items() if untouched(local.get(p), remote.get(p), b)}
         for side, mine, theirs in ((Side.LOCAL, local, remote), (Side.REMOTE, remote, local)):
             caps = self.storage(side).caps
-            if not caps.cheap_hash:
-                continue
             for path, entry in mine.items():
                 if path in settled:
                     continue
@@ -388,24 +405,39 @@ class SyncSession:
 
     def _deletions(self, side: Side, deletes: list[Delete]) -> None:
         storage = self.storage(side)
-        forgotten: list[str] = []
-        for delete in deletes:
+        down: list[StorsyncError] = []
+
+        def one(delete: Delete) -> StorsyncError | None:
+            if down:  # the storage is out: the rest waits for the next session
+                return down[0]
             try:
                 self._retry(storage.remove, delete.path, delete.entry, trash=self.trash)
             except (ChangedError, StorageError) as exc:
-                if isinstance(exc, StorageError) and exc.retryable:
-                    raise
-                self.report.error(delete.path, exc.message)
-                continue
-            forgotten.append(delete.path)
-            self.progress.add_file(side)
-            if side is Side.LOCAL:
-                self.report.deleted_local += 1
-            else:
-                self.report.deleted_remote += 1
+                if exc.retryable:
+                    down.append(exc)
+                return exc
+            return None
+
+        forgotten: list[str] = []
+        outage: StorsyncError | None = None
+        with ThreadPoolExecutor(self.settings.transfers if storage.caps.network else 1) as pool:
+            for delete, failure in zip(deletes, pool.map(one, deletes), strict=True):
+                if isinstance(failure, StorageError) and failure.retryable:
+                    outage = outage or failure
+                elif failure is not None:
+                    self.report.error(delete.path, failure.message)
+                else:
+                    forgotten.append(delete.path)
+                    self.progress.add_file(side)
+        if side is Side.LOCAL:
+            self.report.deleted_local += len(forgotten)
+        else:
+            self.report.deleted_remote += len(forgotten)
         if forgotten:
             self._retry(storage.sync)
             self._commit([], forgotten)
+        if outage is not None:
+            raise outage
 
     def _transfers(self, side: Side, transfers: list[Transfer]) -> None:
         if not transfers:
@@ -420,7 +452,7 @@ class SyncSession:
             ):
                 if isinstance(outcome, StorsyncError):
                     if isinstance(outcome, StorageError) and outcome.retryable:
-                        self._publish(side, batch)
+                        self._publish(side, batch, pool)
                         raise outcome
                     self.report.error(transfer.path, outcome.message)
                     continue
@@ -432,12 +464,12 @@ class SyncSession:
                     or batch_bytes >= BATCH_BYTES
                     or now - last_flush >= BATCH_SECONDS
                 ):
-                    self._publish(side, batch)
+                    self._publish(side, batch, pool)
                     batch, batch_bytes, last_flush = [], 0, now
                     self._emit()
                 if self._stop.is_set():
                     break
-            self._publish(side, batch)
+            self._publish(side, batch, pool)
         self._emit()
 
     def _stage(self, side: Side, transfer: Transfer) -> tuple[Transfer, Entry, Staged]:
@@ -446,36 +478,56 @@ class SyncSession:
             raise ChangedError(f"{transfer.path}: left alone, its conflict copy could not be made")
         source_entry = self._moved.get((side.other, transfer.path), transfer.source)
 
-        def attempt() -> Staged:
+        def attempt() -> tuple[Entry, Staged]:
             with src.open(transfer.path, source_entry) as source:
                 counted = _CountingSource(source, lambda n: self.progress.add_bytes(side, n))
-                return dst.stage(
+                read = dataclasses.replace(
+                    source_entry,
+                    mtime_ns=_known(source.mtime_ns, source_entry.mtime_ns),
+                    executable=_known(source.executable, source_entry.executable),
+                )
+                staged = dst.stage(
                     transfer.path,
                     counted,
-                    size=source_entry.size,
-                    mtime_ns=source_entry.mtime_ns,
-                    executable=source_entry.executable,
+                    size=read.size,
+                    mtime_ns=read.mtime_ns,
+                    executable=read.executable,
                 )
+                return dataclasses.replace(read, hash=staged.hash), staged
 
-        staged = self._retry(attempt)
-        return transfer, dataclasses.replace(source_entry, hash=staged.hash), staged
+        read, staged = self._retry(attempt)
+        return transfer, read, staged
 
-    def _publish(self, side: Side, batch: list[tuple[Transfer, Entry, Staged]]) -> None:
+    def _publish(
+        self,
+        side: Side,
+        batch: list[tuple[Transfer, Entry, Staged]],
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        """Flush the staged data, make each version visible, flush, record the batch."""
         if not batch:
             return
         dst = self.storage(side)
         self._retry(dst.sync)
-        records: list[tuple[str, BaseEntry]] = []
-        for transfer, source_entry, staged in batch:
+
+        def one(item: tuple[Transfer, Entry, Staged]) -> Entry | StorsyncError:
+            transfer, _, staged = item
             trash = self.trash if transfer.keep_replaced else None
             try:
-                written = self._retry(dst.publish, staged, expected=transfer.target, trash=trash)
+                return self._retry(dst.publish, staged, expected=transfer.target, trash=trash)
             except StorsyncError as exc:
                 dst.discard(staged)
-                if isinstance(exc, StorageError) and exc.retryable:
-                    self._commit(records, [])
-                    raise
-                self.report.error(transfer.path, exc.message)
+                return exc
+
+        outcomes = pool.map(one, batch) if dst.caps.network else map(one, batch)
+        records: list[tuple[str, BaseEntry]] = []
+        outage: StorsyncError | None = None
+        for (transfer, source_entry, staged), written in zip(batch, outcomes, strict=True):
+            if isinstance(written, StorsyncError):
+                if isinstance(written, StorageError) and written.retryable:
+                    outage = outage or written
+                else:
+                    self.report.error(transfer.path, written.message)
                 continue
             if side is Side.REMOTE:
                 records.append((transfer.path, BaseEntry.of(source_entry, written, staged.hash)))
@@ -488,6 +540,8 @@ class SyncSession:
             self.progress.add_file(side)
         self._retry(dst.sync)
         self._commit(records, [])
+        if outage is not None:
+            raise outage
 
     def _commit(self, records: list[tuple[str, BaseEntry]], forgotten: list[str]) -> None:
         self.store.commit_base(self.repository_id, records, forgotten)
@@ -514,6 +568,8 @@ class _CountingSource:
     def __init__(self, inner: Source, count: Callable[[int], None]) -> None:
         self._inner = inner
         self._count = count
+        self.mtime_ns = inner.mtime_ns
+        self.executable = inner.executable
 
     def read(self, n: int) -> bytes:
         block = self._inner.read(n)
@@ -522,6 +578,10 @@ class _CountingSource:
 
     def finish(self) -> str:
         return self._inner.finish()
+
+
+def _known(value: V | None, default: V) -> V:
+    return default if value is None else value
 
 
 def _bounded_map(

@@ -18,7 +18,14 @@ OWN_FORMAT = 1
 
 
 class Source(Protocol):
-    """The bytes of one version, read once, hashed on the way."""
+    """The bytes of one version, read once, hashed on the way.
+
+    ``mtime_ns``/``executable`` are the version's own, when the storage learns them only on
+    reading (object metadata); None where the scan already gave them.
+    """
+
+    mtime_ns: int | None
+    executable: bool | None
 
     def read(self, n: int) -> bytes: ...
 

@@ -57,6 +57,9 @@ def _storage_error(path: str, exc: OSError) -> StorageError:
 
 
 class _FileSource:
+    mtime_ns: int | None = None
+    executable: bool | None = None
+
     def __init__(self, fd: int, path: str, native: str, expected: Entry) -> None:
         self._fd = fd
         self._path = path

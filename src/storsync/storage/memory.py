@@ -30,6 +30,9 @@ class Blob:
 
 
 class _BytesSource:
+    mtime_ns: int | None = None
+    executable: bool | None = None
+
     def __init__(self, data: bytes) -> None:
         self._data = data
         self._pos = 0

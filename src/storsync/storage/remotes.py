@@ -1,21 +1,41 @@
-"""From a REMOTE argument (a path, ``file://``, later ``s3://``) to a storage."""
+"""From a REMOTE argument (a path, ``file://``, ``s3://bucket/prefix``) to a storage."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from storsync.engine.paths import refusal
 from storsync.errors import UsageError
 from storsync.storage.base import Storage
 from storsync.storage.local import LocalStorage
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
-def canonical_url(remote: str) -> str:
+
+@dataclass(frozen=True)
+class S3Options:
+    """S3 settings read at the edge (options, else the usual AWS variables)."""
+
+    endpoint: str | None = None
+    region: str | None = None
+
+
+def canonical_url(remote: str, s3: S3Options | None = None) -> str:
     """The remote as a URL without credentials, used to key the pair's state."""
     parts = urlsplit(remote)
     if parts.scheme in ("", "file"):
         return _directory(remote).as_uri()
-    raise UsageError(f"unsupported remote {remote!r}: give a directory path or a file:// URL")
+    if parts.scheme == "s3":
+        bucket, prefix = _bucket_and_prefix(remote)
+        url = f"s3://{bucket}/{prefix}".rstrip("/")
+        endpoint = (s3 or S3Options()).endpoint
+        return f"{url}?endpoint={endpoint}" if endpoint else url
+    raise UsageError(
+        f"unsupported remote {remote!r}: give a directory path, a file:// or an s3:// URL"
+    )
 
 
 def _directory(remote: str) -> Path:
@@ -29,7 +49,33 @@ def _directory(remote: str) -> Path:
     return path.expanduser().absolute()
 
 
-def open_remote(remote: str) -> Storage:
+def _bucket_and_prefix(remote: str) -> tuple[str, str]:
+    parts = urlsplit(remote)
+    if parts.username or parts.password:
+        raise UsageError(
+            "put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, not the URL"
+        )
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    if not _BUCKET.match(bucket):
+        raise UsageError(
+            f"invalid bucket name {bucket!r}: 3 to 63 lower-case letters, digits, '.' or '-'"
+        )
+    if prefix and (reason := refusal(prefix)):
+        raise UsageError(f"invalid S3 prefix {prefix!r}: {reason}")
+    return bucket, prefix
+
+
+def open_remote(remote: str, s3: S3Options | None = None) -> Storage:
+    if urlsplit(remote).scheme == "s3":
+        from storsync.storage.s3 import S3Settings, S3Storage
+
+        bucket, prefix = _bucket_and_prefix(remote)
+        options = s3 or S3Options()
+        return S3Storage(
+            S3Settings(
+                bucket=bucket, prefix=prefix, endpoint=options.endpoint, region=options.region
+            )
+        )
     canonical_url(remote)
     root = _directory(remote)
     if root.exists() and not root.is_dir():

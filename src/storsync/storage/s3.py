@@ -1,0 +1,470 @@
+"""An S3-compatible object store (AWS, SeaweedFS, MinIO, ...) through boto3.
+
+Each file is the object ``<prefix>/<path>`` with its bytes as they are; storsync keeps the
+file's mtime (ns), executable bit and BLAKE3 hash as user metadata, since a listing gives
+none of them. Every write is conditional (SYNC.md promise 7): ``If-None-Match: *`` to
+create, ``If-Match: <ETag>`` to overwrite or delete, ``x-amz-copy-source-if-match`` to copy
+into the trash; a 412 (or a 404 on a conditional call, as SeaweedFS answers) means another
+writer won, and becomes PreconditionFailed. Files up to ``MULTIPART_THRESHOLD`` are
+buffered, checked against their source and sent in one PUT with ``Content-MD5``; larger ones
+go as a multipart upload whose parts carry ``Content-MD5`` and which is completed only after
+the source proved unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from storsync.engine.compare import Capabilities
+from storsync.engine.paths import OWN_DIR, is_own, normalize, refusal
+from storsync.errors import (
+    ChangedError,
+    PermanentStorageError,
+    PreconditionFailed,
+    StorageUnavailable,
+    StorsyncError,
+    UsageError,
+)
+from storsync.model import Entry
+from storsync.storage.base import SkipReport, Source, Staged, Storage
+from storsync.storage.content import CHUNK, new_hasher
+
+MULTIPART_THRESHOLD = 64 << 20
+PART_SIZE = 16 << 20
+META_MTIME = "storsync-mtime-ns"
+META_HASH = "storsync-blake3"
+META_EXEC = "storsync-exec"
+STALE_UPLOAD = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the bucket is; credentials come from the usual AWS variables or arguments."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    max_connections: int = 32
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _etag(raw: str) -> str:
+    return raw.strip('"')
+
+
+def _ns(when: datetime) -> int:
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+def _metadata(mtime_ns: int, executable: bool, digest: str | None) -> dict[str, str]:
+    meta = {META_MTIME: str(mtime_ns), META_EXEC: "1" if executable else "0"}
+    if digest:
+        meta[META_HASH] = digest
+    return meta
+
+
+class _ObjectSource:
+    """The body of a GET, hashed while read; checked against size and stored hash."""
+
+    def __init__(self, path: str, body: Any, expected: Entry, meta: dict[str, str]) -> None:
+        self._path = path
+        self._body = body
+        self._expected = expected
+        self._stored_hash = meta.get(META_HASH)
+        self._hasher = new_hasher()
+        self._read = 0
+        mtime = meta.get(META_MTIME, "")
+        self.mtime_ns: int | None = int(mtime) if mtime.isdigit() else None
+        self.executable: bool | None = meta[META_EXEC] == "1" if META_EXEC in meta else None
+
+    def read(self, n: int) -> bytes:
+        block: bytes = self._body.read(n)
+        self._hasher.update(block)
+        self._read += len(block)
+        return block
+
+    def finish(self) -> str:
+        if self._read != self._expected.size:
+            raise ChangedError(
+                f"{self._path}: the remote sent {self._read} bytes where "
+                f"{self._expected.size} were expected"
+            )
+        digest = self._hasher.hexdigest()
+        if self._stored_hash is not None and self._stored_hash != digest:
+            raise ChangedError(f"{self._path}: the remote bytes do not match their stored hash")
+        return digest
+
+
+@dataclass(frozen=True)
+class _Buffered:
+    data: bytes
+    mtime_ns: int
+    executable: bool
+
+
+@dataclass(frozen=True)
+class _Multipart:
+    upload_id: str
+    parts: list[dict[str, Any]]
+    mtime_ns: int
+    executable: bool
+
+
+class S3Storage(Storage):
+    def __init__(self, settings: S3Settings, *, client: Any = None) -> None:
+        self.settings = settings
+        self.prefix = settings.prefix.strip("/")
+        self.url = f"s3://{settings.bucket}/{self.prefix}".rstrip("/")
+        self.endpoint = settings.endpoint or "the default AWS endpoint"
+        self.caps = Capabilities(
+            etags=True,
+            conditional_writes=True,
+            server_side_copy=True,
+            executable_bit=True,
+            listing_metadata=False,
+            max_name_bytes=255,
+        )
+        self._client = client or self._make_client()
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        config = Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            max_pool_connections=s.max_connections,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        try:
+            return boto3.session.Session().client(
+                "s3",
+                endpoint_url=s.endpoint,
+                region_name=s.region or "us-east-1",
+                aws_access_key_id=s.access_key_id,
+                aws_secret_access_key=s.secret_access_key,
+                config=config,
+            )
+        except ValueError as exc:
+            raise UsageError(f"invalid S3 endpoint {s.endpoint!r}: {exc}") from None
+
+    # -- names and errors -------------------------------------------------------------
+
+    def _key(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def _own_key(self, name: str) -> str:
+        return self._key(f"{OWN_DIR}/{name}")
+
+    def _error(self, exc: Exception, path: str) -> StorsyncError:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return PreconditionFailed(f"{path} changed on the remote since the scan")
+            if status == 404 and code == "NoSuchBucket":
+                return PermanentStorageError(f"bucket {self.settings.bucket!r} does not exist")
+            if status == 404:
+                return PreconditionFailed(f"{path} is no longer on the remote")
+            if status in (401, 403):
+                return PermanentStorageError(
+                    f"{self.endpoint} refused access to {self.url} ({code or status}); "
+                    "check the credentials"
+                )
+            if status >= 500 or code in ("SlowDown", "RequestTimeout"):
+                return StorageUnavailable(f"S3 endpoint {self.endpoint} failed: {code or status}")
+            return PermanentStorageError(f"{path}: the S3 endpoint answered {code or status}")
+        if isinstance(exc, BotoCoreError):
+            return StorageUnavailable(
+                f"cannot reach S3 endpoint {self.endpoint}: {type(exc).__name__}"
+            )
+        raise exc
+
+    @contextlib.contextmanager
+    def _calling(self, path: str) -> Iterator[None]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, path) from exc
+
+    # -- scan -------------------------------------------------------------------------
+
+    def scan(self, skip: SkipReport) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        start = len(self.prefix) + 1 if self.prefix else 0
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._key("")}
+        with self._calling(self.url):
+            for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
+                for obj in page.get("Contents", ()):
+                    rel = obj["Key"][start:]
+                    if is_own(rel):
+                        continue
+                    if rel.endswith("/"):
+                        if obj["Size"]:
+                            skip(rel, "an object whose name ends with '/' is not a file")
+                        continue  # a folder marker made by another tool
+                    reason = refusal(rel)
+                    if reason is None and normalize(rel) != rel:
+                        reason = "name is not in Unicode NFC"
+                    if reason:
+                        skip(rel, reason)
+                        continue
+                    mtime = _ns(obj["LastModified"])
+                    found[rel] = Entry(obj["Size"], mtime, False, None, _etag(obj["ETag"]))
+        return found
+
+    def stat(self, path: str) -> Entry | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._client.head_object(Bucket=self.settings.bucket, Key=self._key(path))
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self._error(exc, path) from exc
+        except Exception as exc:
+            raise self._error(exc, path) from exc
+        return self._entry(head)
+
+    def _entry(self, head: dict[str, Any]) -> Entry:
+        meta = head.get("Metadata", {})
+        mtime = meta.get(META_MTIME, "")
+        return Entry(
+            head["ContentLength"],
+            int(mtime) if mtime.isdigit() else _ns(head["LastModified"]),
+            meta.get(META_EXEC) == "1",
+            None,
+            _etag(head["ETag"]),
+            meta.get(META_HASH),
+        )
+
+    # -- reading ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open(self, path: str, expected: Entry) -> Iterator[Source]:
+        with self._calling(path):
+            got = self._client.get_object(
+                Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or "*"
+            )
+        body = got["Body"]
+        try:
+            with self._calling(path):
+                yield _ObjectSource(path, body, expected, got.get("Metadata", {}))
+        finally:
+            body.close()
+
+    def hash(self, path: str, expected: Entry) -> str:
+        """The stored BLAKE3 (one HEAD), or the bytes hashed when another tool wrote them."""
+        with self._calling(path):
+            head = self._client.head_object(
+                Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or "*"
+            )
+        stored = head.get("Metadata", {}).get(META_HASH)
+        return str(stored) if stored else super().hash(path, expected)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def stage(
+        self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
+    ) -> Staged:
+        if size <= MULTIPART_THRESHOLD:
+            data = b"".join(iter(lambda: source.read(CHUNK), b""))
+            digest = source.finish()
+            if len(data) != size:
+                raise ChangedError(f"{path}: read {len(data)} bytes where {size} were expected")
+            return Staged(path, digest, size, _Buffered(data, mtime_ns, executable))
+        return self._stage_multipart(path, source, size=size, mtime_ns=mtime_ns, exe=executable)
+
+    def _stage_multipart(
+        self, path: str, source: Source, *, size: int, mtime_ns: int, exe: bool
+    ) -> Staged:
+        bucket, key = self.settings.bucket, self._key(path)
+        # The hash is known only once every byte was read, after the upload was created
+        # with its metadata: a large object carries the mtime and bit, its hash stays in the
+        # base, and ``hash()`` falls back to reading the bytes.
+        with self._calling(path):
+            upload = self._client.create_multipart_upload(
+                Bucket=bucket, Key=key, Metadata=_metadata(mtime_ns, exe, None)
+            )
+        upload_id = upload["UploadId"]
+        parts: list[dict[str, Any]] = []
+        try:
+            sent = 0
+            while sent < size:
+                chunk = b"".join(_read_exactly(source, min(PART_SIZE, size - sent)))
+                if not chunk:
+                    break
+                with self._calling(path):
+                    answer = self._client.upload_part(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=len(parts) + 1,
+                        Body=chunk,
+                        ContentMD5=_md5_b64(chunk),
+                    )
+                parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+                sent += len(chunk)
+            digest = source.finish()
+            if sent != size:
+                raise ChangedError(f"{path}: read {sent} bytes where {size} were expected")
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        return Staged(path, digest, size, _Multipart(upload_id, parts, mtime_ns, exe))
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self._client.abort_multipart_upload(
+                Bucket=self.settings.bucket, Key=key, UploadId=upload_id
+            )
+
+    def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
+        path, token = staged.path, staged.token
+        bucket, key = self.settings.bucket, self._key(path)
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or ""}
+        try:
+            if expected is not None and trash is not None:
+                self._copy_to_trash(path, expected, trash)
+            with self._calling(path):
+                if isinstance(token, _Buffered):
+                    answer = self._client.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=token.data,
+                        ContentMD5=_md5_b64(token.data),
+                        Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
+                        **condition,
+                    )
+                else:
+                    assert isinstance(token, _Multipart)
+                    answer = self._client.complete_multipart_upload(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=token.upload_id,
+                        MultipartUpload={"Parts": token.parts},
+                        **condition,
+                    )
+        except StorsyncError:
+            self.discard(staged)
+            raise
+        etag = _etag(answer["ETag"])
+        return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
+
+    def discard(self, staged: Staged) -> None:
+        if isinstance(staged.token, _Multipart):
+            self._abort(self._key(staged.path), staged.token.upload_id)
+
+    def _copy_to_trash(self, path: str, expected: Entry, trash: str) -> None:
+        with self._calling(path):
+            self._client.copy_object(
+                Bucket=self.settings.bucket,
+                Key=self._own_key(f"trash/{trash}/{path}"),
+                CopySource={"Bucket": self.settings.bucket, "Key": self._key(path)},
+                CopySourceIfMatch=expected.etag or "",
+            )
+
+    def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
+        if trash is not None:
+            self._copy_to_trash(path, expected, trash)
+        with self._calling(path):
+            self._client.delete_object(
+                Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or ""
+            )
+
+    def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
+        with self._calling(new_path):
+            answer = self._client.copy_object(
+                Bucket=self.settings.bucket,
+                Key=self._key(new_path),
+                CopySource={"Bucket": self.settings.bucket, "Key": self._key(path)},
+                CopySourceIfMatch=expected.etag or "",
+                IfNoneMatch="*",
+            )
+        etag = _etag(answer["CopyObjectResult"]["ETag"])
+        return Entry(expected.size, expected.mtime_ns, expected.executable, None, etag)
+
+    # -- own files --------------------------------------------------------------------
+
+    def read_own(self, name: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            got = self._client.get_object(Bucket=self.settings.bucket, Key=self._own_key(name))
+            data: bytes = got["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self._error(exc, name) from exc
+        except Exception as exc:
+            raise self._error(exc, name) from exc
+        return data
+
+    def write_own(self, name: str, data: bytes) -> None:
+        with self._calling(name):
+            self._client.put_object(
+                Bucket=self.settings.bucket,
+                Key=self._own_key(name),
+                Body=data,
+                ContentMD5=_md5_b64(data),
+            )
+
+    def prune_trash(self, older_than_ns: int) -> None:
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._own_key("trash/")}
+        with self._calling("trash"):
+            stale = [
+                {"Key": obj["Key"]}
+                for page in self._client.get_paginator("list_objects_v2").paginate(**listing)
+                for obj in page.get("Contents", ())
+                if _ns(obj["LastModified"]) < older_than_ns
+            ]
+            for i in range(0, len(stale), 1000):
+                self._client.delete_objects(
+                    Bucket=self.settings.bucket, Delete={"Objects": stale[i : i + 1000]}
+                )
+
+    def start_session(self) -> None:
+        """Abort multipart uploads under the prefix that a killed run left a day ago."""
+        cutoff = datetime.now(UTC) - STALE_UPLOAD
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._key("")}
+        with self._calling(self.url):
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(**listing)
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    if upload["Initiated"] < cutoff:
+                        self._abort(upload["Key"], upload["UploadId"])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _read_exactly(source: Source, n: int) -> Iterator[bytes]:
+    while n > 0:
+        block = source.read(min(CHUNK, n))
+        if not block:
+            return
+        n -= len(block)
+        yield block
