@@ -17,6 +17,7 @@ import base64
 import contextlib
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from storsync.storage.content import CHUNK, new_hasher
 
 MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 16 << 20
+PARTS_IN_FLIGHT = 4
 META_MTIME = "storsync-mtime-ns"
 META_HASH = "storsync-blake3"
 META_EXEC = "storsync-exec"
@@ -301,40 +303,85 @@ class S3Storage(Storage):
     def _stage_multipart(
         self, path: str, source: Source, *, size: int, mtime_ns: int, exe: bool
     ) -> Staged:
+        """Upload the parts of a large file; complete nothing yet (``publish`` does).
+
+        An upload a killed or failed run left for this key is resumed: every part is read
+        and hashed again (the BLAKE3 needs all bytes anyway), and a part whose MD5 and size
+        match the part already on the server is not sent again. The hash is known only
+        after the upload was created with its metadata, so a large object carries the mtime
+        and bit; its hash stays in the base, and ``hash()`` reads the bytes.
+        """
         bucket, key = self.settings.bucket, self._key(path)
-        # The hash is known only once every byte was read, after the upload was created
-        # with its metadata: a large object carries the mtime and bit, its hash stays in the
-        # base, and ``hash()`` falls back to reading the bytes.
+        resumed = self._unfinished_upload(path, key)
+        if resumed is None:
+            with self._calling(path):
+                upload = self._client.create_multipart_upload(
+                    Bucket=bucket, Key=key, Metadata=_metadata(mtime_ns, exe, None)
+                )
+            upload_id, on_server = upload["UploadId"], dict[int, tuple[str, int]]()
+        else:
+            upload_id, on_server = resumed
+
+        def send(number: int, chunk: bytes, md5: bytes) -> dict[str, Any]:
+            with self._calling(path):
+                answer = self._client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ContentMD5=base64.b64encode(md5).decode(),
+                )
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        parts: list[Future[dict[str, Any]] | dict[str, Any]] = []
+        inflight: set[Future[dict[str, Any]]] = set()
+        sent = 0
+        with ThreadPoolExecutor(PARTS_IN_FLIGHT) as pool:
+            try:
+                while sent < size:
+                    chunk = b"".join(_read_exactly(source, min(PART_SIZE, size - sent)))
+                    if not chunk:
+                        break
+                    number = len(parts) + 1
+                    md5 = hashlib.md5(chunk, usedforsecurity=False).digest()
+                    if on_server.get(number) == (md5.hex(), len(chunk)):
+                        parts.append({"PartNumber": number, "ETag": f'"{md5.hex()}"'})
+                    else:
+                        if len(inflight) >= PARTS_IN_FLIGHT:
+                            inflight = wait(inflight, return_when=FIRST_COMPLETED).not_done
+                        future = pool.submit(send, number, chunk, md5)
+                        inflight.add(future)
+                        parts.append(future)
+                    sent += len(chunk)
+                digest = source.finish()
+                if sent != size:
+                    raise ChangedError(f"{path}: read {sent} bytes where {size} were expected")
+                done = [p.result() if isinstance(p, Future) else p for p in parts]
+            except ChangedError:
+                self._abort(key, upload_id)  # useless now: the source is another version
+                raise
+        return Staged(path, digest, size, _Multipart(upload_id, done, mtime_ns, exe))
+
+    def _unfinished_upload(
+        self, path: str, key: str
+    ) -> tuple[str, dict[int, tuple[str, int]]] | None:
+        """The newest unfinished upload of ``key`` and its parts: number -> (MD5, size)."""
         with self._calling(path):
-            upload = self._client.create_multipart_upload(
-                Bucket=bucket, Key=key, Metadata=_metadata(mtime_ns, exe, None)
+            listed = self._client.list_multipart_uploads(Bucket=self.settings.bucket, Prefix=key)
+            uploads = [u for u in listed.get("Uploads", ()) if u["Key"] == key]
+            if not uploads:
+                return None
+            newest = max(uploads, key=lambda u: u["Initiated"])
+            pages = self._client.get_paginator("list_parts").paginate(
+                Bucket=self.settings.bucket, Key=key, UploadId=newest["UploadId"]
             )
-        upload_id = upload["UploadId"]
-        parts: list[dict[str, Any]] = []
-        try:
-            sent = 0
-            while sent < size:
-                chunk = b"".join(_read_exactly(source, min(PART_SIZE, size - sent)))
-                if not chunk:
-                    break
-                with self._calling(path):
-                    answer = self._client.upload_part(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=len(parts) + 1,
-                        Body=chunk,
-                        ContentMD5=_md5_b64(chunk),
-                    )
-                parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
-                sent += len(chunk)
-            digest = source.finish()
-            if sent != size:
-                raise ChangedError(f"{path}: read {sent} bytes where {size} were expected")
-        except BaseException:
-            self._abort(key, upload_id)
-            raise
-        return Staged(path, digest, size, _Multipart(upload_id, parts, mtime_ns, exe))
+            parts = {
+                part["PartNumber"]: (_etag(part["ETag"]), part["Size"])
+                for page in pages
+                for part in page.get("Parts", ())
+            }
+        return newest["UploadId"], parts
 
     def _abort(self, key: str, upload_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -346,31 +393,27 @@ class S3Storage(Storage):
         path, token = staged.path, staged.token
         bucket, key = self.settings.bucket, self._key(path)
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or ""}
-        try:
-            if expected is not None and trash is not None:
-                self._copy_to_trash(path, expected, trash)
-            with self._calling(path):
-                if isinstance(token, _Buffered):
-                    answer = self._client.put_object(
-                        Bucket=bucket,
-                        Key=key,
-                        Body=token.data,
-                        ContentMD5=_md5_b64(token.data),
-                        Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
-                        **condition,
-                    )
-                else:
-                    assert isinstance(token, _Multipart)
-                    answer = self._client.complete_multipart_upload(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=token.upload_id,
-                        MultipartUpload={"Parts": token.parts},
-                        **condition,
-                    )
-        except StorsyncError:
-            self.discard(staged)
-            raise
+        if expected is not None and trash is not None:
+            self._copy_to_trash(path, expected, trash)
+        with self._calling(path):
+            if isinstance(token, _Buffered):
+                answer = self._client.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=token.data,
+                    ContentMD5=_md5_b64(token.data),
+                    Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
+                    **condition,
+                )
+            else:
+                assert isinstance(token, _Multipart)
+                answer = self._client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=token.upload_id,
+                    MultipartUpload={"Parts": token.parts},
+                    **condition,
+                )
         etag = _etag(answer["ETag"])
         return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
 
