@@ -94,7 +94,10 @@ class LocalStorage(Storage):
         self._partial = self._own / "partial"
         self._trash = self._own / "trash"
         self._native: dict[str, str] = {}
-        self._mode = 0o666 & ~_umask()
+        # Read once: reading the umask sets it, which must not race with worker threads.
+        umask = _umask()
+        self._mode = 0o666 & ~umask
+        self._exec_mode = self._mode | (_EXEC & ~umask)
         self.caps = Capabilities(
             mtime_precision_ns=1,
             inodes=True,
@@ -254,7 +257,7 @@ class LocalStorage(Storage):
         self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
     ) -> Staged:
         tmp = os.path.join(self._partial, uuid.uuid4().hex + ".part")
-        mode = self._mode | (_EXEC & ~_umask() if executable else 0)
+        mode = self._exec_mode if executable else self._mode
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
