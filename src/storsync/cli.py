@@ -220,7 +220,7 @@ def _live_progress(session: SyncSession, *, enabled: bool) -> Iterator[None]:
         transient=True,
         console=None,
     ) as bar:
-        task = bar.add_task("scanning", total=100)
+        task = bar.add_task("scanning", total=None)
 
         def tick() -> None:
             while not done.wait(0.2):
