@@ -194,6 +194,35 @@ def test_delete_if_match_is_honoured(s3_server: SeaweedS3, s3: Any, prefix: str)
     assert status(s3.delete_object, Bucket=b, Key=key) == (204, None)
 
 
+def test_an_emptied_folder_stays_and_refuses_a_create_of_its_name(
+    s3_server: SeaweedS3, s3: Any, prefix: str
+) -> None:
+    """SeaweedFS is a file system below: deleting a folder's last object leaves the folder,
+    and ``If-None-Match: *`` on the folder's name answers 412 while it is there (a plain
+    PUT works, and so the same name can hold an object and a folder). Deleting the key
+    ``folder/`` removes an empty folder and keeps one that holds anything; a folder that
+    holds only an empty folder is not empty. HEAD of the folder's name is 404."""
+    b = s3_server.bucket
+    s3.put_object(Bucket=b, Key=f"{prefix}a/deep/x", Body=b"x")
+    s3.delete_object(Bucket=b, Key=f"{prefix}a/deep/x")
+    listed = s3.list_objects_v2(Bucket=b, Prefix=prefix, Delimiter="/")
+    assert "Contents" not in listed
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == [f"{prefix}a/"]
+    assert status(s3.head_object, Bucket=b, Key=f"{prefix}a")[0] == 404
+    create = {"Bucket": b, "Key": f"{prefix}a", "Body": b"file", "IfNoneMatch": "*"}
+    assert status(s3.put_object, **create) == (412, "PreconditionFailed")
+    assert status(s3.delete_object, Bucket=b, Key=f"{prefix}a/") == (204, None)
+    assert status(s3.put_object, **create) == (412, "PreconditionFailed")  # a/deep/ is in it
+    assert status(s3.delete_object, Bucket=b, Key=f"{prefix}a/deep/") == (204, None)
+    assert status(s3.delete_object, Bucket=b, Key=f"{prefix}a/") == (204, None)
+    assert status(s3.put_object, **create) == (200, None)
+    # a folder that holds an object is kept, whatever its name is deleted with
+    s3.put_object(Bucket=b, Key=f"{prefix}f/kept", Body=b"kept")
+    assert status(s3.delete_object, Bucket=b, Key=f"{prefix}f/") == (204, None)
+    assert status(s3.delete_object, Bucket=b, Key=f"{prefix}f") == (204, None)
+    assert s3.get_object(Bucket=b, Key=f"{prefix}f/kept")["Body"].read() == b"kept"
+
+
 def test_conditional_writes_have_one_winner(s3_server: SeaweedS3, prefix: str) -> None:
     """Concurrent conditional writers to one key: exactly one succeeds (8 writers)."""
     b, writers = s3_server.bucket, 8

@@ -1,14 +1,16 @@
 """One contract, every adapter: what the runner relies on from a Storage.
 
 Add an adapter by adding a factory to ``ADAPTERS``; every test runs against it. Checks that
-depend on a capability (nanosecond mtimes, the executable bit, case sensitivity) follow what
-the adapter's ``caps`` declare.
+depend on a capability (nanosecond mtimes, the executable bit, case sensitivity, whether a
+scan gives each file's own mtime and bit) follow what the adapter's ``caps`` declare. The S3
+adapter runs against the real SeaweedFS of the ``s3_server`` fixture, one key prefix per test.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,31 +21,50 @@ from storsync.storage.base import Storage, chunks
 from storsync.storage.content import hash_bytes
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
+from storsync.storage.s3 import S3Settings, S3Storage
+from tests.s3_server import SeaweedS3
 
 
-def local_adapter(tmp_path: Path) -> Storage:
+def local_adapter(_request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     root = tmp_path / "root"
     root.mkdir()
     return LocalStorage(root)
 
 
-def memory_adapter(_tmp_path: Path) -> Storage:
+def memory_adapter(_request: pytest.FixtureRequest, _tmp_path: Path) -> Storage:
     return MemoryStorage()
 
 
-ADAPTERS: dict[str, Callable[[Path], Storage]] = {
+def s3_adapter(request: pytest.FixtureRequest, _tmp_path: Path) -> Storage:
+    server: SeaweedS3 = request.getfixturevalue("s3_server")
+    return S3Storage(
+        S3Settings(
+            bucket=server.bucket,
+            prefix=f"conformance/{uuid.uuid4().hex[:12]}",
+            endpoint=server.endpoint,
+            region=server.region,
+            access_key_id=server.access_key,
+            secret_access_key=server.secret_key,
+        )
+    )
+
+
+# Each factory gets the test's request (for fixtures an adapter needs) and a fresh directory.
+ADAPTERS: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
     "local": local_adapter,
     "memory": memory_adapter,
+    "s3": s3_adapter,
 }
 MTIME = 1_700_000_000_123_456_789
 DAY_NS = 86_400 * 10**9
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    made = ADAPTERS[request.param](tmp_path)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    made = ADAPTERS[request.param](request, tmp_path)
     made.start_session()
-    return made
+    yield made
+    made.close()
 
 
 class Bytes:
@@ -101,6 +122,15 @@ def same_mtime(storage: Storage, got: int, wanted: int) -> bool:
     return abs(got - wanted) < storage.caps.mtime_precision_ns
 
 
+def own_stamp(storage: Storage, path: str) -> Entry:
+    """The file's own mtime and bit as the side tells them: from a scan where the listing
+    carries them (``listing_metadata``), else from ``stat`` (an object listing gives the
+    server's time and no bit; the runner then takes them from the base or the object)."""
+    entry = files(storage)[path] if storage.caps.listing_metadata else storage.stat(path)
+    assert entry is not None, f"{path} is not there"
+    return entry
+
+
 # -- scan, stat, open ---------------------------------------------------------------
 
 
@@ -118,18 +148,21 @@ def test_a_published_file_keeps_its_bytes_mtime_and_mode(
     assert written.hash == hash_bytes(data)
     entry = files(storage)["dir/sub/a.txt"]
     assert entry.size == written.size == len(data)
-    assert same_mtime(storage, entry.mtime_ns, MTIME)
+    own = own_stamp(storage, "dir/sub/a.txt")
+    assert same_mtime(storage, own.mtime_ns, MTIME)
     if storage.caps.mtime_precision_ns == 1:
-        assert entry.mtime_ns == MTIME
+        assert own.mtime_ns == MTIME
     if storage.caps.executable_bit:
-        assert entry.executable is executable
+        assert own.executable is executable
     stat = storage.stat("dir/sub/a.txt")
     assert stat is not None
     assert (stat.size, stat.mtime_ns, stat.executable) == (
         entry.size,
-        entry.mtime_ns,
-        entry.executable,
+        own.mtime_ns,
+        own.executable,
     )
+    if not storage.caps.listing_metadata:  # the scan's mtime is the server's: a recent one
+        assert abs(entry.mtime_ns - time.time_ns()) < DAY_NS
     if storage.caps.inodes:
         assert entry.inode is not None
         assert entry.inode == stat.inode == written.inode
@@ -145,7 +178,7 @@ def test_a_published_file_keeps_its_bytes_mtime_and_mode(
 )
 def test_mtimes_survive_to_the_nanosecond(storage: Storage, mtime_ns: int) -> None:
     put(storage, "t", b"x", mtime_ns=mtime_ns)
-    got = files(storage)["t"].mtime_ns
+    got = own_stamp(storage, "t").mtime_ns
     assert same_mtime(storage, got, mtime_ns), (got, mtime_ns)
 
 
@@ -300,9 +333,10 @@ def test_copy_makes_a_second_file_with_the_same_bytes(storage: Storage) -> None:
     assert read(storage, "a") == read(storage, "sub/b") == b"one"
     found = files(storage)
     assert copied.size == found["sub/b"].size == 3
-    assert same_mtime(storage, found["sub/b"].mtime_ns, MTIME)
+    own = own_stamp(storage, "sub/b")
+    assert same_mtime(storage, own.mtime_ns, MTIME)
     if storage.caps.executable_bit:
-        assert found["sub/b"].executable
+        assert own.executable
 
 
 def test_copy_refuses_an_existing_target_and_a_stale_source(storage: Storage) -> None:

@@ -347,19 +347,31 @@ class SyncSession:
         if not wanted:
             return
 
-        def digest(item: tuple[Side, str, Entry]) -> str | None:
+        def digest(item: tuple[Side, str, Entry]) -> Entry | None:
             side, path, entry = item
+            storage = self.storage(side)
             try:
-                return self.storage(side).hash(path, entry)
+                if not storage.caps.listing_metadata:
+                    # The decision compares the bit (and, for "newer", the mtime) that a
+                    # listing lacks: one HEAD gives them, and the stored hash if any.
+                    now = storage.stat(path)
+                    if now is None or now.etag != entry.etag:
+                        return None
+                    entry = dataclasses.replace(
+                        entry, mtime_ns=now.mtime_ns, executable=now.executable
+                    )
+                    if now.hash is not None:
+                        return dataclasses.replace(entry, hash=now.hash)
+                return dataclasses.replace(entry, hash=storage.hash(path, entry))
             except (ChangedError, StorageError):
                 return None  # decided without the hash: safe, at worst a conflict copy
 
         self.progress.phase = "hashing"
         with ThreadPoolExecutor(self.settings.transfers) as pool:
-            for (side, path, entry), value in zip(wanted, pool.map(digest, wanted), strict=True):
+            for (side, path, _), value in zip(wanted, pool.map(digest, wanted), strict=True):
                 if value is not None:
                     target = local if side is Side.LOCAL else remote
-                    target[path] = dataclasses.replace(entry, hash=value)
+                    target[path] = value
 
     # -- execution --------------------------------------------------------------------
 
@@ -509,13 +521,19 @@ class SyncSession:
             return
         dst = self.storage(side)
         self._retry(dst.sync)
+        down: list[StorsyncError] = []
 
         def one(item: tuple[Transfer, Entry, Staged]) -> Entry | StorsyncError:
             transfer, _, staged = item
+            if down:  # the storage is out: the rest waits for the next session
+                dst.discard(staged)
+                return down[0]
             trash = self.trash if transfer.keep_replaced else None
             try:
                 return self._retry(dst.publish, staged, expected=transfer.target, trash=trash)
             except StorsyncError as exc:
+                if isinstance(exc, StorageError) and exc.retryable:
+                    down.append(exc)
                 dst.discard(staged)
                 return exc
 

@@ -31,7 +31,7 @@ def canonical_url(remote: str, s3: S3Options | None = None) -> str:
     if parts.scheme == "s3":
         bucket, prefix = _bucket_and_prefix(remote)
         url = f"s3://{bucket}/{prefix}".rstrip("/")
-        endpoint = (s3 or S3Options()).endpoint
+        endpoint = _endpoint(s3)
         return f"{url}?endpoint={endpoint}" if endpoint else url
     raise UsageError(
         f"unsupported remote {remote!r}: give a directory path, a file:// or an s3:// URL"
@@ -51,7 +51,8 @@ def _directory(remote: str) -> Path:
 
 def _bucket_and_prefix(remote: str) -> tuple[str, str]:
     parts = urlsplit(remote)
-    if parts.username or parts.password:
+    # A ':' has no place in a bucket name: it is a KEY:SECRET whose secret holds a '/'.
+    if parts.username or parts.password or ":" in parts.netloc:
         raise UsageError(
             "put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, not the URL"
         )
@@ -65,6 +66,17 @@ def _bucket_and_prefix(remote: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+def _endpoint(s3: S3Options | None) -> str | None:
+    """The endpoint, refused when it carries credentials (messages and state name it)."""
+    endpoint = (s3 or S3Options()).endpoint
+    # '@' anywhere: a secret may hold a '/', which ends what urlsplit takes as the host part
+    if endpoint and "@" in endpoint:
+        raise UsageError(
+            "put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, not the endpoint URL"
+        )
+    return endpoint
+
+
 def open_remote(remote: str, s3: S3Options | None = None) -> Storage:
     if urlsplit(remote).scheme == "s3":
         from storsync.storage.s3 import S3Settings, S3Storage
@@ -73,7 +85,7 @@ def open_remote(remote: str, s3: S3Options | None = None) -> Storage:
         options = s3 or S3Options()
         return S3Storage(
             S3Settings(
-                bucket=bucket, prefix=prefix, endpoint=options.endpoint, region=options.region
+                bucket=bucket, prefix=prefix, endpoint=_endpoint(options), region=options.region
             )
         )
     canonical_url(remote)

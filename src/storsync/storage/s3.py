@@ -139,6 +139,7 @@ class S3Storage(Storage):
             executable_bit=True,
             listing_metadata=False,
             max_name_bytes=255,
+            network=True,
         )
         self._client = client or self._make_client()
 
@@ -395,27 +396,64 @@ class S3Storage(Storage):
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or ""}
         if expected is not None and trash is not None:
             self._copy_to_trash(path, expected, trash)
-        with self._calling(path):
-            if isinstance(token, _Buffered):
-                answer = self._client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=token.data,
-                    ContentMD5=_md5_b64(token.data),
-                    Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
-                    **condition,
-                )
-            else:
+
+        def write() -> Any:
+            with self._calling(path):
+                if isinstance(token, _Buffered):
+                    return self._client.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=token.data,
+                        ContentMD5=_md5_b64(token.data),
+                        Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
+                        **condition,
+                    )
                 assert isinstance(token, _Multipart)
-                answer = self._client.complete_multipart_upload(
+                return self._client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=key,
                     UploadId=token.upload_id,
                     MultipartUpload={"Parts": token.parts},
                     **condition,
                 )
+
+        try:
+            answer = write()
+        except PreconditionFailed:
+            if expected is not None or not self._drop_empty_folders(path):
+                raise
+            answer = write()  # only empty folders of that name were in the way
+        assert isinstance(token, _Buffered | _Multipart)
         etag = _etag(answer["ETag"])
         return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
+
+    def _drop_empty_folders(self, path: str) -> bool:
+        """Delete the empty folders named ``path`` and below it; False if an object is there.
+
+        SeaweedFS keeps a folder after its last object is deleted, and refuses a create
+        (``If-None-Match: *``) of the folder's name with 412 while it is there, which would
+        fail that file in every session. Only when no object is at ``path`` nor under
+        ``path/`` (a folder marker included) are the folders deleted by name, deepest
+        first; SeaweedFS keeps a folder that got an object meanwhile, so a concurrent
+        writer still wins the create that follows.
+        """
+        if self.stat(path) is not None:
+            return False
+        bucket, key = self.settings.bucket, self._key(path)
+        with self._calling(path):
+            below = self._client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/", MaxKeys=1)
+            if below.get("Contents"):
+                return False
+            folders, todo = [], [f"{key}/"]
+            while todo:
+                folder = todo.pop()
+                folders.append(folder)
+                listing = {"Bucket": bucket, "Prefix": folder, "Delimiter": "/"}
+                for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
+                    todo.extend(sub["Prefix"] for sub in page.get("CommonPrefixes", ()))
+            for folder in reversed(folders):  # children before their parent
+                self._client.delete_object(Bucket=bucket, Key=folder)
+        return True
 
     def discard(self, staged: Staged) -> None:
         if isinstance(staged.token, _Multipart):
