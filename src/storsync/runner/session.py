@@ -525,8 +525,10 @@ class SyncSession:
 
         def one(item: tuple[Transfer, Entry, Staged]) -> Entry | StorsyncError:
             transfer, _, staged = item
-            if down:  # the storage is out: the rest waits for the next session
-                dst.discard(staged)
+            # The storage is out: the rest waits for the next session, and what was staged
+            # is kept (an unfinished multipart upload is resumed from its parts; local
+            # partial files are dropped at the next start).
+            if down:
                 return down[0]
             trash = self.trash if transfer.keep_replaced else None
             try:
@@ -534,7 +536,8 @@ class SyncSession:
             except StorsyncError as exc:
                 if isinstance(exc, StorageError) and exc.retryable:
                     down.append(exc)
-                dst.discard(staged)
+                else:
+                    dst.discard(staged)
                 return exc
 
         outcomes = pool.map(one, batch) if dst.caps.network else map(one, batch)
