@@ -132,3 +132,78 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         yield server
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+import contextlib  # noqa: E402 - appended section, kept self-contained
+
+from tests.pg_server import PgServer, announce  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
+    """A PostgreSQL server on 127.0.0.1 for the whole session (tests/pg_server.py).
+
+    The machine's server at 127.0.0.1:5432 (``STORSYNC_TEST_PG_PORT``) when it answers
+    with trust authentication; else a private one on a free port (installing Debian's
+    ``postgresql`` first when there are no binaries), stopped and removed at the end.
+    ``.url(name)``, ``.create_database()``, ``.drop_database(name)``, ``.database()``.
+    """
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(message: str) -> None:  # past pytest's capture: installing takes minutes
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            announce(message)
+
+    server = PgServer.find_or_start(say=say)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PgServer) -> Iterator[str]:
+    """SQLAlchemy URL (``postgresql+psycopg://``) of this session's own database.
+
+    Created empty for the session and dropped at its end; tests in the session share it.
+    A test that needs an empty database of its own takes ``fresh_postgres_url``.
+    """
+    name = postgres_server.create_database()
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_server: PgServer) -> Iterator[str]:
+    """SQLAlchemy URL of an empty database for this test alone (~0.1 s), dropped after."""
+    with postgres_server.database() as url:
+        yield url
+
+
+# ---------------------------------------------------------------- the service
+from tests.api_support import Api, running_api  # noqa: E402
+
+
+@pytest.fixture(
+    scope="module",
+    params=["inprocess-sqlite", "server-sqlite", "server-postgres"],
+)
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The service, once per module and backend: in-process on SQLite, a real
+    `storsync serve` on loopback with SQLite, and one with PostgreSQL. Tests share it:
+    each makes its own repositories (``api.new_repository()``) under ``api.root``."""
+    kind, database = request.param.split("-")
+    url = None
+    if database == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        name = server.create_database()
+        url = server.url(name)
+    try:
+        with running_api(kind, tmp_path_factory.mktemp(request.param), url) as client:
+            yield client
+    finally:
+        if url is not None:
+            server.drop_database(name)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 from storsync.state.migrate import upgrade_url
 from storsync.state.migrations import HEAD
-from storsync.state.sqlite_base import _FRESH_REVISION, SqliteBaseStore
+from storsync.state.sqlite_base import _FRESH_REVISION, _FRESH_SCHEMA_FILE, SqliteBaseStore
 
 
 def _schema(path: Path) -> tuple[list[tuple[str, str, str | None]], list[tuple[str]]]:
@@ -28,8 +29,23 @@ def test_fresh_file_gets_exactly_the_migrated_schema(tmp_path: Path) -> None:
 
 def test_fresh_schema_script_is_the_current_head() -> None:
     # When a migration is added, HEAD moves on and the store falls back to Alembic for new
-    # files (still correct, only slower); update _FRESH_SCHEMA and _FRESH_REVISION then.
+    # files (still correct, only slower); then run this module with STORSYNC_REGENERATE=1
+    # and move _FRESH_REVISION to the new HEAD.
     assert _FRESH_REVISION == HEAD
+
+
+def test_fresh_schema_file_is_what_alembic_writes(tmp_path: Path) -> None:
+    upgrade_url(f"sqlite:///{tmp_path / 'alembic.db'}")
+    with sqlite3.connect(tmp_path / "alembic.db") as conn:
+        statements = [
+            sql
+            for (sql,) in conn.execute("SELECT sql FROM sqlite_master ORDER BY rowid")
+            if sql is not None
+        ]
+    expected = "".join(f"{sql};\n\n" for sql in statements)
+    if os.environ.get("STORSYNC_REGENERATE") == "1":
+        _FRESH_SCHEMA_FILE.write_text(expected)
+    assert _FRESH_SCHEMA_FILE.read_text() == expected
 
 
 def test_a_file_with_tables_is_left_to_alembic(tmp_path: Path) -> None:

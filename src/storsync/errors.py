@@ -57,3 +57,32 @@ class ChangedError(StorsyncError):
 
 class PreconditionFailed(ChangedError):
     """A conditional write or delete lost a race against another writer."""
+
+
+# -- the service's answers to a request; each HTTP face maps them to its own shape ------
+
+
+class RequestError(StorsyncError):
+    """What a client asked cannot be done as asked."""
+
+    exit_code = 2
+
+
+class InvalidRequest(RequestError):
+    """A value in the request is not acceptable."""
+
+
+class Unauthorized(RequestError):
+    """Missing, unknown, expired, revoked or forged credentials."""
+
+
+class Forbidden(RequestError):
+    """Authenticated, but the role or a setting does not allow it."""
+
+
+class UnknownObject(RequestError):
+    """The request names an object that does not exist."""
+
+
+class Conflict(RequestError):
+    """The request contradicts the current state (a duplicate name, an overlap)."""

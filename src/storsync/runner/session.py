@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from storsync.clock import Clock, SystemClock, utc_stamp
 from storsync.engine.compare import needs_hash, untouched
@@ -97,6 +97,20 @@ class Report:
         return out
 
 
+class SessionStopped(StorsyncError):
+    """Raised at a safe point after ``stop()``; the session's state becomes ``stopped``."""
+
+
+class SessionObserver(Protocol):
+    """Told of each direction's progress and of each batch of files made durable."""
+
+    def phase(self, side: Side, state: str) -> None:
+        """``state``: running, then completed, partial, failed or stopped."""
+
+    def items(self, kind: str, items: list[tuple[str, int | None]]) -> None:
+        """``kind``: pushed, pulled, deleted-local or deleted-remote; (path, size) each."""
+
+
 class SyncSession:
     def __init__(
         self,
@@ -108,6 +122,7 @@ class SyncSession:
         *,
         clock: Clock | None = None,
         on_progress: Callable[[Snapshot], None] | None = None,
+        observer: SessionObserver | None = None,
     ) -> None:
         self.local = local
         self.remote = remote
@@ -116,6 +131,7 @@ class SyncSession:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.on_progress = on_progress
+        self.observer = observer
         self.progress = Progress()
         self.report = Report()
         self.filter = PathFilter(settings.excludes)
@@ -136,7 +152,7 @@ class SyncSession:
         try:
             self._run()
         except StorsyncError as exc:
-            self.report.state = "failed"
+            self.report.state = "stopped" if isinstance(exc, SessionStopped) else "failed"
             self.report.message = exc.message
             if isinstance(exc, UsageError):
                 raise
@@ -385,11 +401,33 @@ class SyncSession:
         self._commit([(r.path, BaseEntry.of(r.local, r.remote, r.hash)) for r in plan.record], [])
         self._commit([], plan.forget)
         for side in (Side.REMOTE, Side.LOCAL):
-            if self._stop.is_set():
-                raise StorsyncError("the session was stopped before it finished")
+            self._stop_point()
             self.progress.phase = "push" if side is Side.REMOTE else "pull"
-            self._deletions(side, plan.deletes(side))
-            self._transfers(side, plan.transfers(side))
+            self._phase(side, "running")
+            errors_before = len(self.report.errors)
+            try:
+                self._deletions(side, plan.deletes(side))
+                self._transfers(side, plan.transfers(side))
+                self._stop_point()
+            except SessionStopped:
+                self._phase(side, "stopped")
+                raise
+            except StorsyncError:
+                self._phase(side, "failed")
+                raise
+            self._phase(side, "partial" if len(self.report.errors) > errors_before else "completed")
+
+    def _stop_point(self) -> None:
+        if self._stop.is_set():
+            raise SessionStopped("the session was stopped before it finished")
+
+    def _phase(self, side: Side, state: str) -> None:
+        if self.observer is not None:
+            self.observer.phase(side, state)
+
+    def _logged(self, kind: str, items: list[tuple[str, int | None]]) -> None:
+        if self.observer is not None and items:
+            self.observer.items(kind, items)
 
     def _prelude(self, plan: Plan) -> None:
         """Conflict renames and copies, before anything is transferred."""
@@ -448,6 +486,10 @@ class SyncSession:
         if forgotten:
             self._retry(storage.sync)
             self._commit([], forgotten)
+            self._logged(
+                "deleted-local" if side is Side.LOCAL else "deleted-remote",
+                [(path, None) for path in forgotten],
+            )
         if outage is not None:
             raise outage
 
@@ -561,6 +603,10 @@ class SyncSession:
             self.progress.add_file(side)
         self._retry(dst.sync)
         self._commit(records, [])
+        self._logged(
+            "pushed" if side is Side.REMOTE else "pulled",
+            [(path, entry.size) for path, entry in records],
+        )
         if outage is not None:
             raise outage
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -13,6 +23,15 @@ repositories = Table(
     Column("local_url", Text, nullable=False),
     Column("remote_url", Text, nullable=False),
     Column("created_ns", BigInteger, nullable=False),
+    # Added by 0002_service; the command line's pairs keep the defaults.
+    Column("name", Text, nullable=False, server_default=""),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("mode", String(16), nullable=False, server_default="two-way"),
+    Column("policy", String(16), nullable=False, server_default="keep-both"),
+    Column("excludes", Text, nullable=False, server_default="[]"),
+    Column("credentials", Text),
+    Column("is_default", Boolean, nullable=False, server_default="0"),
+    Column("updated_ns", BigInteger),
 )
 
 base = Table(
@@ -29,4 +48,89 @@ base = Table(
     Column("remote_mtime_ns", BigInteger, nullable=False),
     Column("remote_inode", BigInteger),
     Column("remote_etag", Text),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("repository_id", String(36), nullable=False),
+    Column("push_id", String(36), nullable=False, unique=True),
+    Column("pull_id", String(36), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("push_state", String(16)),
+    Column("pull_state", String(16)),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("started_ns", BigInteger),
+    Column("ended_ns", BigInteger),
+    Column("error", Text),
+    Column("stop_requested", Boolean, nullable=False, server_default="0"),
+    Column("trigger", String(32), nullable=False, server_default=""),
+    Column("percent", Integer, nullable=False, server_default="0"),
+    Column("push_files_planned", BigInteger, nullable=False, server_default="0"),
+    Column("push_files_done", BigInteger, nullable=False, server_default="0"),
+    Column("push_bytes_planned", BigInteger, nullable=False, server_default="0"),
+    Column("push_bytes_done", BigInteger, nullable=False, server_default="0"),
+    Column("pull_files_planned", BigInteger, nullable=False, server_default="0"),
+    Column("pull_files_done", BigInteger, nullable=False, server_default="0"),
+    Column("pull_bytes_planned", BigInteger, nullable=False, server_default="0"),
+    Column("pull_bytes_done", BigInteger, nullable=False, server_default="0"),
+    Column("pushed", BigInteger, nullable=False, server_default="0"),
+    Column("pulled", BigInteger, nullable=False, server_default="0"),
+    Column("deleted_local", BigInteger, nullable=False, server_default="0"),
+    Column("deleted_remote", BigInteger, nullable=False, server_default="0"),
+    Column("conflicts", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    Index("ix_sessions_created", "created_ns", "id"),
+    Index("ix_sessions_repository_created", "repository_id", "created_ns", "id"),
+    Index("ix_sessions_state", "state"),
+)
+
+log_items = Table(
+    "log_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(36), nullable=False),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("message", Text),
+    Column("size", BigInteger),
+    Index("ix_log_items_session", "session_id", "id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("label", Text, nullable=False, server_default=""),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger),
+    Column("revoked", Boolean, nullable=False, server_default="0"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # Given by the service's one event writer, so ids have no gaps (API.md section 6).
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("repository_id", String(36)),
+    Column("session_id", String(36)),
+    Column("data", Text, nullable=False),
+    Index("ix_events_session", "session_id", "id"),
 )

@@ -27,32 +27,10 @@ _INSERT = (
     f"VALUES ({', '.join('?' * (len(BASE_COLUMNS) + 2))})"
 )
 
-# The schema of revision _FRESH_REVISION, as Alembic writes it to SQLite.
-_FRESH_REVISION = "0001_initial"
-_FRESH_SCHEMA = (
-    "CREATE TABLE alembic_version (\n"
-    "\tversion_num VARCHAR(32) NOT NULL, \n"
-    "\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)",
-    "CREATE TABLE repositories (\n"
-    "\tid VARCHAR(36) NOT NULL, \n"
-    "\tlocal_url TEXT NOT NULL, \n"
-    "\tremote_url TEXT NOT NULL, \n"
-    "\tcreated_ns BIGINT NOT NULL, \n"
-    "\tPRIMARY KEY (id)\n)",
-    "CREATE TABLE base (\n"
-    "\trepository_id VARCHAR(36) NOT NULL, \n"
-    "\tpath TEXT NOT NULL, \n"
-    "\tsize BIGINT NOT NULL, \n"
-    "\thash VARCHAR(64), \n"
-    "\texecutable BOOLEAN NOT NULL, \n"
-    "\tlocal_mtime_ns BIGINT NOT NULL, \n"
-    "\tlocal_inode BIGINT, \n"
-    "\tlocal_etag TEXT, \n"
-    "\tremote_mtime_ns BIGINT NOT NULL, \n"
-    "\tremote_inode BIGINT, \n"
-    "\tremote_etag TEXT, \n"
-    "\tPRIMARY KEY (repository_id, path)\n)",
-)
+# The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
+# statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
+_FRESH_REVISION = "0002_service"
+_FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
 class SqliteBaseStore:
@@ -88,8 +66,9 @@ class SqliteBaseStore:
             self._conn.execute("BEGIN IMMEDIATE")
             if self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 return False
-            for statement in _FRESH_SCHEMA:
-                self._conn.execute(statement)
+            for statement in _FRESH_SCHEMA_FILE.read_text().split(";\n\n"):
+                if statement.strip():
+                    self._conn.execute(statement)
             self._conn.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD,))
         return True
 

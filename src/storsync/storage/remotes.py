@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +21,9 @@ class S3Options:
 
     endpoint: str | None = None
     region: str | None = None
+    # None: the usual AWS variables and files; the service passes a repository's own.
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
 
 
 def canonical_url(remote: str, s3: S3Options | None = None) -> str:
@@ -85,7 +88,12 @@ def open_remote(remote: str, s3: S3Options | None = None) -> Storage:
         options = s3 or S3Options()
         return S3Storage(
             S3Settings(
-                bucket=bucket, prefix=prefix, endpoint=_endpoint(options), region=options.region
+                bucket=bucket,
+                prefix=prefix,
+                endpoint=_endpoint(options),
+                region=options.region,
+                access_key_id=options.access_key_id,
+                secret_access_key=options.secret_access_key,
             )
         )
     canonical_url(remote)

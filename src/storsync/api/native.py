@@ -1,0 +1,323 @@
+"""The native API, /api/v1 (API.md section 2): thin handlers over the service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from storsync import __version__
+from storsync.api import render
+from storsync.api.schemas import (
+    ApiKeyCreate,
+    ApiKeyOut,
+    EventPage,
+    Health,
+    Login,
+    LogItemPage,
+    Refresh,
+    RepositoryCreate,
+    RepositoryOut,
+    RepositoryUpdate,
+    SessionOut,
+    SessionPage,
+    TokenOut,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
+from storsync.api.security import admin, operator, service_of, viewer
+from storsync.errors import UnknownObject
+from storsync.service.auth import TokenPair
+from storsync.service.core import Service
+from storsync.service.repositories import RepositorySpec
+from storsync.state.records import Role, SessionState, Token, TokenKind
+
+router = APIRouter(prefix="/api/v1")
+public = APIRouter()
+
+Viewer = Annotated[Token, Depends(viewer)]
+Operator = Annotated[Token, Depends(operator)]
+Admin = Annotated[Token, Depends(admin)]
+Id = Annotated[str, Path(max_length=64)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _service(request: Request) -> Service:
+    return service_of(request)
+
+
+Svc = Annotated[Service, Depends(_service)]
+
+
+def token_answer(pair: TokenPair) -> dict[str, Any]:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "bearer",
+        "expires_in": pair.expires_in,
+        "userName": pair.user.name,
+        ".issued": render.iso(pair.issued_ns),
+        ".expires": render.iso(pair.expires_ns),
+    }
+
+
+# -- unauthenticated ------------------------------------------------------------------
+
+
+@public.get("/healthz", response_model=Health, tags=["health"])
+def healthz(service: Svc) -> dict[str, str]:
+    service.catalog.last_event_id()  # the database answers
+    return {"status": "ok", "version": __version__}
+
+
+@router.post("/auth/token", response_model=TokenOut, response_model_by_alias=True, tags=["auth"])
+async def login(body: Login, service: Svc) -> dict[str, Any]:
+    pair = await run_in_threadpool(service.accounts.login, body.username, body.password)
+    return token_answer(pair)
+
+
+@router.post("/auth/refresh", response_model=TokenOut, response_model_by_alias=True, tags=["auth"])
+async def refresh(body: Refresh, service: Svc) -> dict[str, Any]:
+    pair = await run_in_threadpool(service.accounts.refresh, body.refresh_token)
+    return token_answer(pair)
+
+
+# -- users and keys -------------------------------------------------------------------
+
+
+@router.get("/me", response_model=UserOut, tags=["users"])
+def me(token: Viewer) -> dict[str, Any]:
+    return render.native_user(token.user)
+
+
+@router.get("/users", response_model=list[UserOut], tags=["users"])
+def list_users(_: Admin, service: Svc) -> list[dict[str, Any]]:
+    return [render.native_user(u) for u in service.catalog.list_users()]
+
+
+@router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
+def create_user(body: UserCreate, _: Admin, service: Svc) -> dict[str, Any]:
+    return render.native_user(
+        service.accounts.create_user(body.name, body.password, Role(body.role))
+    )
+
+
+@router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
+def update_user(user_id: Id, body: UserUpdate, _: Admin, service: Svc) -> dict[str, Any]:
+    role = None if body.role is None else Role(body.role)
+    return render.native_user(
+        service.accounts.update_user(user_id, role=role, password=body.password)
+    )
+
+
+@router.delete("/users/{user_id}", status_code=204, tags=["users"])
+def delete_user(user_id: Id, _: Admin, service: Svc) -> Response:
+    service.accounts.delete_user(user_id)
+    return Response(status_code=204)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut], tags=["users"])
+def list_api_keys(token: Viewer, service: Svc) -> list[dict[str, Any]]:
+    return [
+        {"id": t.id, "label": t.label, "createdAt": render.iso(t.created_ns), "revoked": t.revoked}
+        for t in service.catalog.list_tokens(token.user.id, TokenKind.API_KEY)
+    ]
+
+
+@router.post("/api-keys", response_model=ApiKeyOut, status_code=201, tags=["users"])
+def create_api_key(body: ApiKeyCreate, token: Viewer, service: Svc) -> dict[str, Any]:
+    key, secret = service.accounts.create_api_key(token.user, body.label)
+    return {
+        "id": key.id,
+        "label": key.label,
+        "createdAt": render.iso(key.created_ns),
+        "revoked": False,
+        "token": secret,
+    }
+
+
+@router.delete("/tokens/{token_id}", status_code=204, tags=["users"])
+def revoke_token(token_id: Id, token: Viewer, service: Svc) -> Response:
+    """Revoke one of the caller's tokens or API keys (an admin: anyone's)."""
+    service.accounts.revoke(token_id, by=token.user)
+    return Response(status_code=204)
+
+
+# -- repositories ---------------------------------------------------------------------
+
+
+@router.get("/repositories", response_model=list[RepositoryOut], tags=["repositories"])
+def list_repositories(_: Viewer, service: Svc) -> list[dict[str, Any]]:
+    return [render.native_repository(r) for r in service.repositories.list()]
+
+
+@router.post("/repositories", response_model=RepositoryOut, status_code=201, tags=["repositories"])
+def create_repository(body: RepositoryCreate, _: Admin, service: Svc) -> dict[str, Any]:
+    credentials = (
+        body.remoteCredentials.model_dump(exclude_none=True) if body.remoteCredentials else None
+    )
+    spec = RepositorySpec(
+        name=body.name,
+        local_path=body.localPath,
+        remote=body.remote,
+        mode=body.mode,
+        policy=body.conflictPolicy,
+        excludes=tuple(body.excludes),
+        description=body.description,
+        credentials=credentials,
+    )
+    return render.native_repository(service.repositories.create(spec))
+
+
+@router.get("/repositories/{repository_id}", response_model=RepositoryOut, tags=["repositories"])
+def show_repository(repository_id: Id, _: Viewer, service: Svc) -> dict[str, Any]:
+    return render.native_repository(service.repositories.get(repository_id))
+
+
+@router.patch("/repositories/{repository_id}", response_model=RepositoryOut, tags=["repositories"])
+def update_repository(
+    repository_id: Id, body: RepositoryUpdate, _: Admin, service: Svc
+) -> dict[str, Any]:
+    return render.native_repository(
+        service.repositories.update(repository_id, repository_changes(body))
+    )
+
+
+def repository_changes(body: RepositoryUpdate) -> dict[str, Any]:
+    names = {
+        "name": "name",
+        "localPath": "local_path",
+        "remote": "remote",
+        "mode": "mode",
+        "conflictPolicy": "policy",
+        "excludes": "excludes",
+        "description": "description",
+    }
+    given = body.model_dump(exclude_unset=True, exclude_none=True)
+    changes = {names[k]: v for k, v in given.items() if k in names}
+    if body.remoteCredentials is not None:
+        changes["credentials"] = body.remoteCredentials.model_dump(exclude_none=True)
+    return changes
+
+
+@router.delete("/repositories/{repository_id}", status_code=204, tags=["repositories"])
+def delete_repository(repository_id: Id, _: Admin, service: Svc) -> Response:
+    service.repositories.delete(repository_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/repositories/{repository_id}/sync",
+    response_model=SessionOut,
+    status_code=202,
+    tags=["sessions"],
+)
+def trigger(repository_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
+    """Start a session, or join the one waiting (at most one runs and one waits)."""
+    return render.native_session(service.sessions.trigger(repository_id, trigger="api"))
+
+
+# -- sessions -------------------------------------------------------------------------
+
+
+@router.get("/sessions", response_model=SessionPage, tags=["sessions"])
+def list_sessions(
+    request: Request,
+    _: Viewer,
+    service: Svc,
+    repositoryId: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[list[SessionState] | None, Query()] = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    sessions = service.catalog.list_sessions(
+        repository_id=repositoryId, states=state or (), offset=offset, limit=limit
+    )
+    following = None
+    if len(sessions) == limit:
+        following = str(request.url.include_query_params(offset=offset + limit))
+    return {
+        "items": [render.native_session(s) for s in sessions],
+        "offset": offset,
+        "limit": limit,
+        "next": following,
+    }
+
+
+def _session_or_404(service: Service, session_id: str) -> Any:
+    session = service.catalog.get_session(session_id)
+    if session is None:
+        raise UnknownObject(f"no session with id {session_id!r}")
+    return session
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
+def show_session(session_id: Id, _: Viewer, service: Svc) -> dict[str, Any]:
+    return render.native_session(_session_or_404(service, session_id))
+
+
+@router.post("/sessions/{session_id}/stop", response_model=SessionOut, tags=["sessions"])
+def stop_session(session_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
+    """Stop at the next safe point (between files); a waiting session is dropped."""
+    return render.native_session(service.sessions.stop(session_id))
+
+
+@router.get("/sessions/{session_id}/items", response_model=LogItemPage, tags=["sessions"])
+def session_items(
+    request: Request,
+    session_id: Id,
+    _: Viewer,
+    service: Svc,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """The session's log items: files transferred, deleted, in conflict, failed, skipped."""
+    _session_or_404(service, session_id)
+    items = service.catalog.list_log_items(session_id, kind=kind, after_id=after, limit=limit)
+    following = None
+    if len(items) == limit:
+        following = str(request.url.include_query_params(after=items[-1].id))
+    return {"items": [render.native_item(i) for i in items], "next": following}
+
+
+@router.get("/sessions/{session_id}/conflicts", response_model=LogItemPage, tags=["sessions"])
+def session_conflicts(
+    request: Request,
+    session_id: Id,
+    _: Viewer,
+    service: Svc,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    return session_items(request, session_id, _, service, "conflict", after, limit)
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+@router.get("/events", response_model=EventPage, tags=["events"])
+def list_events(
+    _: Viewer,
+    service: Svc,
+    since: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    repositoryId: Annotated[str | None, Query(max_length=64)] = None,
+    sessionId: Annotated[str | None, Query(max_length=64)] = None,
+    type: Annotated[list[str] | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Events after ``since``, oldest first."""
+    events = service.catalog.events_since(
+        since,
+        limit=limit,
+        repository_id=repositoryId,
+        session_id=sessionId,
+        types=type or (),
+    )
+    return {
+        "items": [render.native_event(e) for e in events],
+        "lastId": events[-1].id if events else since,
+    }

@@ -1,0 +1,181 @@
+"""Request and response bodies of the native API, for validation and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["two-way", "push-only", "pull-only"]
+Policy = Literal["keep-both", "newer", "local", "remote"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Credentials(Strict):
+    accessKeyId: str | None = Field(default=None, max_length=4096)
+    secretAccessKey: str | None = Field(default=None, max_length=4096)
+    endpoint: str | None = Field(default=None, max_length=4096)
+    region: str | None = Field(default=None, max_length=128)
+
+
+class RepositoryCreate(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    localPath: str = Field(min_length=1, max_length=4096)
+    remote: str = Field(min_length=1, max_length=4096)
+    mode: Mode = "two-way"
+    conflictPolicy: Policy = "keep-both"
+    excludes: list[str] = Field(default_factory=list, max_length=1000)
+    description: str = Field(default="", max_length=4096)
+    remoteCredentials: Credentials | None = None
+
+
+class RepositoryUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    localPath: str | None = Field(default=None, min_length=1, max_length=4096)
+    remote: str | None = Field(default=None, min_length=1, max_length=4096)
+    mode: Mode | None = None
+    conflictPolicy: Policy | None = None
+    excludes: list[str] | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=4096)
+    remoteCredentials: Credentials | None = None
+
+
+class RepositoryOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    localPath: str
+    remote: str
+    mode: str
+    conflictPolicy: str
+    excludes: list[str]
+    hasCredentials: bool
+    isDefault: bool
+    createdAt: str | None
+    updatedAt: str | None
+
+
+class PhaseOut(BaseModel):
+    id: str
+    state: str | None
+    filesPlanned: int
+    filesDone: int
+    bytesPlanned: int
+    bytesDone: int
+
+
+class SessionOut(BaseModel):
+    id: str
+    repositoryId: str
+    state: Literal["queued", "running", "completed", "partial", "failed", "stopped"]
+    progressPercent: int
+    push: PhaseOut
+    pull: PhaseOut
+    createdAt: str | None
+    startedAt: str | None
+    endedAt: str | None
+    error: str | None
+    trigger: str
+    stopRequested: bool
+    pushed: int
+    pulled: int
+    deletedLocal: int
+    deletedRemote: int
+    conflicts: int
+    errors: int
+
+
+class SessionPage(BaseModel):
+    items: list[SessionOut]
+    offset: int
+    limit: int
+    next: str | None
+
+
+class LogItemOut(BaseModel):
+    id: int
+    time: str | None
+    kind: str
+    path: str
+    message: str | None
+    size: int | None
+
+
+class LogItemPage(BaseModel):
+    items: list[LogItemOut]
+    next: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    time: str | None
+    type: str
+    repositoryId: str | None
+    sessionId: str | None
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    lastId: int
+
+
+class Login(Strict):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Refresh(Strict):
+    refresh_token: str = Field(min_length=1, max_length=1024)
+
+
+class TokenOut(BaseModel):
+    """OAuth 2 style, the same as the Veeam face's token answer."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    userName: str
+    issued: str = Field(alias=".issued")
+    expires: str = Field(alias=".expires")
+
+
+class UserCreate(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=8, max_length=1024)
+    role: Literal["admin", "operator", "viewer"] = "viewer"
+
+
+class UserUpdate(Strict):
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    role: Literal["admin", "operator", "viewer"] | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    createdAt: str | None
+
+
+class ApiKeyCreate(Strict):
+    label: str = Field(default="", max_length=256)
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    label: str
+    createdAt: str | None
+    revoked: bool
+    token: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    version: str

@@ -1,0 +1,273 @@
+"""The Veeam Backup for Microsoft 365 face, /v6 (API.md section 4).
+
+Paths are case-insensitive as in the original (``VeeamPaths`` rewrites them to the
+spelling below before routing); errors are ``{"message", "errorCode"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from storsync.api import render
+from storsync.api.native import token_answer
+from storsync.api.schemas import Credentials, Mode, Policy
+from storsync.api.security import admin, operator, service_of, viewer
+from storsync.errors import InvalidRequest, Unauthorized, UnknownObject
+from storsync.service.core import Service
+from storsync.service.repositories import RepositorySpec
+from storsync.state.records import Repository, SessionState, Token
+
+router = APIRouter(prefix="/v6", tags=["Veeam Backup for Microsoft 365"])
+
+Viewer = Annotated[Token, Depends(viewer)]
+Operator = Annotated[Token, Depends(operator)]
+Admin = Annotated[Token, Depends(admin)]
+DEFAULT_LIMIT = 100
+
+_SEGMENTS = {
+    s.lower(): s
+    for s in (
+        "v6",
+        "token",
+        "BackupRepositories",
+        "Sync",
+        "RepositorySynchronizeSessions",
+        "StopSynchronize",
+    )
+}
+
+
+class VeeamPaths:
+    """ASGI middleware: /V6/backuprepositories/... is routed as /v6/BackupRepositories/..."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            if path[:4].lower() == "/v6/" or path.lower() == "/v6":
+                segments = path.split("/")
+                fixed = "/".join(_SEGMENTS.get(s.lower(), s) for s in segments)
+                if fixed != path:
+                    scope = {**scope, "path": fixed, "raw_path": fixed.encode()}
+        await self.app(scope, receive, send)
+
+
+def _service(request: Request) -> Service:
+    return service_of(request)
+
+
+Svc = Annotated[Service, Depends(_service)]
+
+
+def _uuid(raw: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidRequest(f"{what} {raw!r} is not a valid id") from None
+
+
+# -- token ----------------------------------------------------------------------------
+
+
+def _oauth_error(code: str, description: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": code, "error_description": description},
+        status_code=400,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/token")
+async def token(request: Request, service: Svc) -> Any:
+    """OAuth 2 password and refresh_token grants, form-encoded or JSON."""
+    try:
+        if "json" in request.headers.get("content-type", ""):
+            raw = await request.json()
+            if not isinstance(raw, dict):
+                raise ValueError
+            fields = {k: v for k, v in raw.items() if isinstance(v, str)}
+        else:
+            form = await request.form()
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    except (ValueError, UnicodeDecodeError, AssertionError):
+        return _oauth_error("invalid_request", "the body is neither a form nor a JSON object")
+    grant = fields.get("grant_type", "password")
+    try:
+        if grant == "password":
+            if not fields.get("username") or not fields.get("password"):
+                return _oauth_error("invalid_request", "username and password are required")
+            pair = await run_in_threadpool(
+                service.accounts.login, fields["username"][:128], fields["password"][:1024]
+            )
+        elif grant == "refresh_token":
+            if not fields.get("refresh_token"):
+                return _oauth_error("invalid_request", "refresh_token is required")
+            pair = await run_in_threadpool(service.accounts.refresh, fields["refresh_token"][:1024])
+        else:
+            return _oauth_error(
+                "unsupported_grant_type", f"grant_type {grant[:64]!r} is not supported"
+            )
+    except Unauthorized as exc:
+        return _oauth_error("invalid_grant", exc.message)
+    return JSONResponse(token_answer(pair), headers={"Cache-Control": "no-store"})
+
+
+# -- repositories ---------------------------------------------------------------------
+
+
+class VeeamRepositoryIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # Veeam clients send fields we do not use
+
+    name: str = Field(min_length=1, max_length=128)
+    description: str = Field(default="", max_length=4096)
+    path: str = Field(min_length=1, max_length=4096)
+    remote: str = Field(min_length=1, max_length=4096)
+    mode: Mode = "two-way"
+    conflictPolicy: Policy = "keep-both"
+    excludes: list[str] = Field(default_factory=list, max_length=1000)
+    remoteCredentials: Credentials | None = None
+
+
+class VeeamRepositoryUpdate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    description: str | None = Field(default=None, max_length=4096)
+    path: str | None = Field(default=None, min_length=1, max_length=4096)
+    remote: str | None = Field(default=None, min_length=1, max_length=4096)
+    mode: Mode | None = None
+    conflictPolicy: Policy | None = None
+    excludes: list[str] | None = Field(default=None, max_length=1000)
+    remoteCredentials: Credentials | None = None
+
+
+def _out_of_sync(service: Service, repository: Repository) -> bool:
+    last = service.catalog.list_sessions(repository_id=repository.id, limit=1)
+    if not last:
+        return True
+    changed = repository.updated_ns or repository.created_ns
+    return last[0].state is not SessionState.COMPLETED or (last[0].created_ns < changed)
+
+
+def _repository(service: Service, repository: Repository) -> dict[str, Any]:
+    return render.veeam_repository(repository, out_of_sync=_out_of_sync(service, repository))
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(json.loads(await request.body()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError) and exc.errors():
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidRequest(f"{where}: {first['msg']}") from None
+        raise InvalidRequest("the body must be a JSON object") from None
+
+
+@router.get("/BackupRepositories")
+def list_repositories(_: Viewer, service: Svc) -> list[dict[str, Any]]:
+    return [_repository(service, r) for r in service.repositories.list()]
+
+
+@router.post("/BackupRepositories")
+async def create_repository(request: Request, _: Admin, service: Svc) -> Any:
+    body: VeeamRepositoryIn = await _body(request, VeeamRepositoryIn)
+    spec = RepositorySpec(
+        name=body.name,
+        local_path=body.path,
+        remote=body.remote,
+        mode=body.mode,
+        policy=body.conflictPolicy,
+        excludes=tuple(body.excludes),
+        description=body.description,
+        credentials=body.remoteCredentials.model_dump(exclude_none=True)
+        if body.remoteCredentials
+        else None,
+    )
+    created = await run_in_threadpool(service.repositories.create, spec)
+    return JSONResponse(_repository(service, created), status_code=201)
+
+
+@router.get("/BackupRepositories/{repository_id}")
+def show_repository(repository_id: str, _: Viewer, service: Svc) -> dict[str, Any]:
+    return _repository(service, service.repositories.get(_uuid(repository_id, "repositoryId")))
+
+
+@router.put("/BackupRepositories/{repository_id}")
+async def update_repository(repository_id: str, request: Request, _: Admin, service: Svc) -> Any:
+    repository_id = _uuid(repository_id, "repositoryId")
+    body: VeeamRepositoryUpdate = await _body(request, VeeamRepositoryUpdate)
+    names = {
+        "name": "name",
+        "description": "description",
+        "path": "local_path",
+        "remote": "remote",
+        "mode": "mode",
+        "conflictPolicy": "policy",
+        "excludes": "excludes",
+    }
+    given = body.model_dump(exclude_none=True)
+    changes: dict[str, Any] = {names[k]: v for k, v in given.items() if k in names}
+    if body.remoteCredentials is not None:
+        changes["credentials"] = body.remoteCredentials.model_dump(exclude_none=True)
+    updated = await run_in_threadpool(service.repositories.update, repository_id, changes)
+    return _repository(service, updated)
+
+
+@router.delete("/BackupRepositories/{repository_id}")
+def delete_repository(repository_id: str, _: Admin, service: Svc) -> Response:
+    service.repositories.delete(_uuid(repository_id, "repositoryId"))
+    return Response(status_code=200)
+
+
+@router.post("/BackupRepositories/{repository_id}/Sync")
+def sync(repository_id: str, _: Operator, service: Svc) -> dict[str, Any]:
+    """Start a session, or join the waiting one; 200 with the session."""
+    repository_id = _uuid(repository_id, "repositoryId")
+    return render.veeam_session(service.sessions.trigger(repository_id, trigger="veeam"))
+
+
+# -- sessions -------------------------------------------------------------------------
+
+
+@router.get("/RepositorySynchronizeSessions")
+def list_sessions(
+    _: Viewer,
+    service: Svc,
+    repositoryId: Annotated[str | None, Query(max_length=64)] = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = DEFAULT_LIMIT,
+) -> list[dict[str, Any]]:
+    """A plain array, newest first; ``limit`` defaults to 100."""
+    if repositoryId is not None:
+        repositoryId = _uuid(repositoryId, "repositoryId")
+    sessions = service.catalog.list_sessions(repository_id=repositoryId, offset=offset, limit=limit)
+    return [render.veeam_session(s) for s in sessions]
+
+
+def _session(service: Service, session_id: str) -> Any:
+    found = service.catalog.get_session(_uuid(session_id, "sessionId"))
+    if found is None:
+        raise UnknownObject(f"no synchronization session with id {session_id!r}")
+    return found
+
+
+@router.get("/RepositorySynchronizeSessions/{session_id}")
+def show_session(session_id: str, _: Viewer, service: Svc) -> dict[str, Any]:
+    return render.veeam_session(_session(service, session_id))
+
+
+@router.post("/RepositorySynchronizeSessions/{session_id}/StopSynchronize")
+def stop_session(session_id: str, _: Operator, service: Svc) -> Response:
+    service.sessions.stop(_session(service, session_id).id)
+    return Response(status_code=200)

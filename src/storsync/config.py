@@ -1,0 +1,139 @@
+"""The service's settings, read once at the edge: flags, then STORSYNC_* variables, then an
+optional TOML file, then defaults (CLI.md). Everything below receives plain values."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from storsync.errors import UsageError
+
+DEFAULT_PORT = 4443
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    database_url: str | None = None  # default: SQLite in the data directory
+    admin_user: str = "admin"
+    admin_password: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_self_signed: bool = False
+    local: Path | None = None  # the default repository, with remote
+    remote: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    allowed_roots: tuple[Path, ...] = ()  # default: the data directory
+    allow_private_endpoints: bool = False
+    plm_anonymous_loopback: bool = False
+    retention_days: float = 30.0
+    token_ttl_s: int = 3600
+    refresh_ttl_s: int = 14 * 86_400
+    transfers: int = 8
+    log_level: str = "info"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'storsync.db'}"
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self.allowed_roots or (self.data_dir,)
+
+
+_BOOLEAN = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _convert(name: str, kind: str, raw: Any) -> Any:
+    """One setting from a flag, a variable (a string) or TOML (typed) to its field's type."""
+    try:
+        if raw is None:
+            return None
+        if "Path" in kind and "tuple" in kind:
+            items = raw.split(os.pathsep) if isinstance(raw, str) else list(raw)
+            return tuple(Path(str(p)).expanduser().absolute() for p in items if str(p))
+        if "Path" in kind:
+            return Path(str(raw)).expanduser().absolute()
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            return _BOOLEAN[str(raw).strip().lower()]
+        if kind.startswith("int"):
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except (KeyError, ValueError, TypeError):
+        raise UsageError(f"setting {name!r} has an invalid value {raw!r}") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    config_file: Path | None = None,
+) -> Settings:
+    """Flags given (not None) win over STORSYNC_<NAME> variables, which win over the file."""
+    kinds = {f.name: str(f.type) for f in fields(Settings)}
+    config_file = config_file or (
+        Path(environ["STORSYNC_CONFIG"]) if environ.get("STORSYNC_CONFIG") else None
+    )
+    from_file: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            from_file = tomllib.loads(config_file.read_text())
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the settings file {str(config_file)!r}: {exc.strerror}"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(
+                f"the settings file {str(config_file)!r} is not valid TOML: {exc}"
+            ) from None
+        unknown = sorted(set(from_file) - set(kinds))
+        if unknown:
+            raise UsageError(f"unknown setting {unknown[0]!r} in {str(config_file)!r}")
+    values: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        raw = flags.get(name)
+        if raw is None:
+            raw = environ.get(f"STORSYNC_{name.upper()}") or None
+        if raw is None:
+            raw = from_file.get(name)
+        if raw is not None:
+            values[name] = _convert(name, kind, raw)
+    if "data_dir" not in values:
+        import platformdirs
+
+        values["data_dir"] = Path(platformdirs.user_data_dir("storsync"))
+    settings = Settings(**values)
+    if (settings.local is None) != (settings.remote is None):
+        raise UsageError("give both --local and --remote for the default repository, or neither")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise UsageError("give both --tls-cert and --tls-key, or neither")
+    if not 0 < settings.port < 65536:
+        raise UsageError(f"port {settings.port} is not between 1 and 65535")
+    if settings.retention_days <= 0:
+        raise UsageError("retention_days must be more than 0")
+    return settings

@@ -1,0 +1,1 @@
+"""Use cases and wiring of the service: repositories, users and tokens, sessions, events."""

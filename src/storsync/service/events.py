@@ -1,0 +1,65 @@
+"""The event bus: every event is numbered by this one writer, stored, then handed to the
+listeners in order, so ids are gap-free and increasing on any database (API.md section 6)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from storsync.clock import Clock
+from storsync.state.catalog import Catalog
+from storsync.state.records import Event
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self, catalog: Catalog, clock: Clock) -> None:
+        self.catalog = catalog
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next_id = catalog.last_event_id() + 1
+        self._listeners: list[Listener] = []
+
+    def publish(
+        self,
+        type_: str,
+        *,
+        repository_id: str | None = None,
+        session_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        with self._lock:
+            event = Event(
+                id=self._next_id,
+                ts_ns=self.clock.now_ns(),
+                type=type_,
+                repository_id=repository_id,
+                session_id=session_id,
+                data=data or {},
+            )
+            self.catalog.add_event(event)
+            self._next_id += 1
+            # Inside the lock, so that every listener sees the events in id order;
+            # listeners only hand the event on (a bounded queue), they never block.
+            for listener in self._listeners:
+                listener(event)
+        return event
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; the returned function removes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def last_id(self) -> int:
+        with self._lock:
+            return self._next_id - 1

@@ -1,0 +1,405 @@
+"""Sessions: the one-running-one-waiting rule, worker processes, their reports, history.
+
+Per repository at most one session runs and at most one waits (API.md section 6): a
+trigger while one runs returns the waiting session, creating it if needed. Each running
+session is a worker process (storsync.service.worker); a thread per worker reads its
+reports and is the only writer of that session's row, its log items and its events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from storsync.clock import Clock
+from storsync.errors import UnknownObject
+from storsync.service.events import EventBus
+from storsync.service.vault import Vault
+from storsync.state.catalog import Catalog
+from storsync.state.records import PhaseState, Repository, Session, SessionState
+
+DAY_NS = 86_400 * 10**9
+SHUTDOWN_GRACE_S = 20.0
+# Log items of a finished session's errors, conflicts and skipped paths beyond this many
+# are counted, not stored: the counters stay exact, the history stays small.
+MAX_REPORTED_ITEMS = 10_000
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    database_url: str
+    transfers: int = 8
+    retention_days: float = 30.0
+
+
+@dataclass
+class _Run:
+    session_id: str
+    process: subprocess.Popen[str]
+    reader: threading.Thread
+    stderr: IO[bytes]
+    finished: bool = False
+
+
+class SessionManager:
+    def __init__(
+        self,
+        catalog: Catalog,
+        bus: EventBus,
+        vault: Vault,
+        clock: Clock,
+        options: SessionOptions,
+    ) -> None:
+        self.catalog = catalog
+        self.bus = bus
+        self.vault = vault
+        self.clock = clock
+        self.options = options
+        self._lock = threading.RLock()
+        self._runs: dict[str, _Run] = {}  # by repository id
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a start: report what a crash interrupted; start what was waiting."""
+        now = self.clock.now_ns()
+        for session in self.catalog.list_sessions(states=[SessionState.RUNNING], limit=10_000):
+            phases: dict[str, Any] = {}
+            for name, state in (
+                ("push_state", session.push_state),
+                ("pull_state", session.pull_state),
+            ):
+                if state is PhaseState.RUNNING:
+                    phases[name] = PhaseState.FAILED
+            message = (
+                "the service stopped while this session ran; what had completed is kept "
+                "and the next session carries on from there"
+            )
+            self.catalog.update_session(
+                session.id, state=SessionState.FAILED, error=message, ended_ns=now, **phases
+            )
+            self._publish_end(session.id)
+        with self._lock:
+            for session in self.catalog.list_sessions(states=[SessionState.QUEUED], limit=10_000):
+                if session.repository_id not in self._runs:
+                    self._start(session.id)
+        self.prune()
+
+    def shutdown(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop running sessions at a safe point; what they left undone waits for the
+        next start as a queued session."""
+        with self._lock:
+            self._closing = True
+            runs = list(self._runs.values())
+        for run in runs:
+            self._tell(run, "stop")
+        for run in runs:
+            run.reader.join(grace_s)
+            if run.reader.is_alive():
+                run.process.kill()
+                run.reader.join()
+
+    def prune(self) -> int:
+        cutoff = self.clock.now_ns() - int(self.options.retention_days * DAY_NS)
+        return self.catalog.prune_sessions(ended_before_ns=cutoff)
+
+    # -- use cases --------------------------------------------------------------------
+
+    def trigger(self, repository_id: str, *, trigger: str) -> Session:
+        """The session that will carry this request: started, or the one waiting."""
+        with self._lock:
+            if self.catalog.get_repository(repository_id) is None:
+                raise UnknownObject(f"no repository with id {repository_id!r}")
+            waiting = self.catalog.list_sessions(
+                repository_id=repository_id, states=[SessionState.QUEUED], limit=1
+            )
+            if waiting:
+                return waiting[0]
+            session = self.catalog.create_session(
+                repository_id, trigger=trigger, now_ns=self.clock.now_ns()
+            )
+            self.bus.publish(
+                "session.queued",
+                repository_id=repository_id,
+                session_id=session.id,
+                data={"trigger": trigger},
+            )
+            if repository_id not in self._runs and not self._closing:
+                self._start(session.id)
+        found = self.catalog.get_session(session.id)
+        assert found is not None
+        return found
+
+    def stop(self, session_id: str) -> Session:
+        with self._lock:
+            session = self.catalog.get_session(session_id)
+            if session is None:
+                raise UnknownObject(f"no session with id {session_id!r}")
+            if session.state is SessionState.QUEUED:
+                self.catalog.update_session(
+                    session_id,
+                    state=SessionState.STOPPED,
+                    stop_requested=True,
+                    ended_ns=self.clock.now_ns(),
+                    error="stopped before it started",
+                )
+                self._publish_end(session_id)
+            elif session.state is SessionState.RUNNING:
+                self.catalog.update_session(session_id, stop_requested=True)
+                run = self._runs.get(session.repository_id)
+                if run is not None and run.session_id == session_id:
+                    self._tell(run, "stop")
+        found = self.catalog.get_session(session_id)
+        assert found is not None
+        return found
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    # -- workers ----------------------------------------------------------------------
+
+    def _start(self, session_id: str) -> None:
+        """Start the worker of a queued session; the caller holds the lock."""
+        session = self.catalog.get_session(session_id)
+        assert session is not None
+        repository = self.catalog.get_repository(session.repository_id)
+        if repository is None:
+            self.catalog.update_session(
+                session_id,
+                state=SessionState.FAILED,
+                ended_ns=self.clock.now_ns(),
+                error="the repository was deleted",
+            )
+            return
+        job = self._job(repository)
+        self.catalog.update_session(
+            session_id, state=SessionState.RUNNING, started_ns=self.clock.now_ns()
+        )
+        self.bus.publish("session.started", repository_id=repository.id, session_id=session_id)
+        # Kept for the one line that says why a worker died; the reader closes it.
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "storsync.service.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            bufsize=1,
+            # Its own process group: a Ctrl-C meant for the service reaches the workers
+            # only through the service's orderly shutdown.
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(job) + "\n")
+        process.stdin.flush()
+        reader = threading.Thread(
+            target=self._read,
+            args=(session_id, repository.id, process),
+            daemon=True,
+            name=f"session-{session_id[:8]}",
+        )
+        self._runs[repository.id] = _Run(session_id, process, reader, stderr)
+        reader.start()
+
+    def _job(self, repository: Repository) -> dict[str, Any]:
+        sealed = self.catalog.repository_credentials(repository.id)
+        return {
+            "repository_id": repository.id,
+            "database_url": self.options.database_url,
+            "local_url": repository.local_url,
+            "remote_url": repository.remote_url,
+            "credentials": None if sealed is None else self.vault.unseal(sealed),
+            "mode": repository.mode,
+            "policy": repository.policy,
+            "excludes": list(repository.excludes),
+            "transfers": self.options.transfers,
+        }
+
+    def _tell(self, run: _Run, line: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # the worker is gone already
+            assert run.process.stdin is not None
+            run.process.stdin.write(line + "\n")
+            run.process.stdin.flush()
+
+    def _read(self, session_id: str, repository_id: str, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        finished = False
+        try:
+            for line in process.stdout:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if message.get("type") == "finished":
+                    finished = True
+                self._handle(session_id, repository_id, message)
+        finally:
+            status = process.wait()
+            with self._lock:
+                run = self._runs.pop(repository_id)
+                if not finished:
+                    run.stderr.seek(0)
+                    lines = run.stderr.read().decode(errors="replace").strip().splitlines()
+                    detail = lines[-1] if lines else f"exit status {status}"
+                    self._handle(
+                        session_id,
+                        repository_id,
+                        {
+                            "type": "finished",
+                            "state": "failed",
+                            "error": f"the session's worker process ended unexpectedly ({detail})",
+                        },
+                    )
+                run.stderr.close()
+                if process.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        process.stdin.close()
+                self._after(session_id, repository_id)
+
+    def _after(self, session_id: str, repository_id: str) -> None:
+        """Start the waiting session, or leave a resumption for the next service start."""
+        ended = self.catalog.get_session(session_id)
+        waiting = self.catalog.list_sessions(
+            repository_id=repository_id, states=[SessionState.QUEUED], limit=1
+        )
+        if self._closing:
+            interrupted = (
+                ended is not None
+                and ended.state is SessionState.STOPPED
+                and not ended.stop_requested
+            )
+            if interrupted and not waiting:
+                self.catalog.create_session(
+                    repository_id, trigger="resume", now_ns=self.clock.now_ns()
+                )
+            return
+        if waiting:
+            self._start(waiting[0].id)
+
+    # -- reports from a worker --------------------------------------------------------
+
+    def _handle(self, session_id: str, repository_id: str, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        now = self.clock.now_ns()
+        ids = {"repository_id": repository_id, "session_id": session_id}
+        if kind == "phase":
+            phase, state = str(message["phase"]), PhaseState(message["state"])
+            self.catalog.update_session(session_id, **{f"{phase}_state": state})
+            name = "phase.started" if state is PhaseState.RUNNING else "phase.finished"
+            self.bus.publish(name, **ids, data={"phase": phase, "state": state.value})
+        elif kind == "progress":
+            values: dict[str, Any] = {"percent": int(message["percent"])}
+            for phase in ("push", "pull"):
+                for key, value in message[phase].items():
+                    values[f"{phase}_{key}"] = int(value)
+            self.catalog.update_session(session_id, **values)
+            self.bus.publish(
+                "session.progress",
+                **ids,
+                data={
+                    "phase": message["phase"],
+                    "progressPercent": values["percent"],
+                    "push": _camel(message["push"]),
+                    "pull": _camel(message["pull"]),
+                    "rateBps": message["rate_bps"],
+                    "etaSeconds": message["eta_s"],
+                },
+            )
+        elif kind == "items":
+            item_kind = str(message["kind"])
+            self.catalog.add_log_items(
+                session_id,
+                (
+                    {"ts_ns": now, "kind": item_kind, "path": p, "size": size}
+                    for p, size in message["items"]
+                ),
+            )
+        elif kind == "finished":
+            self._finish(session_id, message, now, ids)
+
+    def _finish(
+        self, session_id: str, message: dict[str, Any], now: int, ids: dict[str, str]
+    ) -> None:
+        state = SessionState(message["state"])
+        session = self.catalog.get_session(session_id)
+        assert session is not None
+        summary: dict[str, Any] = message.get("summary") or {}
+        errors = list(summary.get("errors", []))
+        conflicts = list(summary.get("conflicts", []))
+        skipped = list(message.get("skipped", []))
+        items = _items(now, "error", ({"path": e["path"], "message": e["message"]} for e in errors))
+        items += _items(now, "conflict", ({"path": p, "message": None} for p in conflicts))
+        items += _items(now, "skipped", skipped)
+        self.catalog.add_log_items(session_id, items[: MAX_REPORTED_ITEMS * 3])
+        error = message.get("error")
+        if state is SessionState.PARTIAL and not error:
+            first = errors[0] if errors else {"path": "", "message": ""}
+            error = (
+                f"{len(errors)} file(s) could not be synchronized, "
+                f"first {first['path']}: {first['message']}"
+            )
+        if state is SessionState.STOPPED and self._closing and not session.stop_requested:
+            error = "stopped because the service shut down; it carries on at the next start"
+        values: dict[str, Any] = {
+            "state": state,
+            "ended_ns": now,
+            "error": error,
+            "pushed": int(summary.get("pushed", 0)),
+            "pulled": int(summary.get("pulled", 0)),
+            "deleted_local": int(summary.get("deleted_local", 0)),
+            "deleted_remote": int(summary.get("deleted_remote", 0)),
+            "conflicts": len(conflicts),
+            "errors": len(errors),
+        }
+        if state in (SessionState.COMPLETED, SessionState.PARTIAL):
+            values["percent"] = 100
+        for phase in ("push_state", "pull_state"):
+            if getattr(session, phase) is PhaseState.RUNNING:
+                values[phase] = (
+                    PhaseState.FAILED if state is SessionState.FAILED else PhaseState.STOPPED
+                )
+        self.catalog.update_session(session_id, **values)
+        for path in conflicts[:MAX_REPORTED_ITEMS]:
+            self.bus.publish("session.conflict", **ids, data={"path": path})
+        self._publish_end(session_id)
+
+    def _publish_end(self, session_id: str) -> None:
+        session = self.catalog.get_session(session_id)
+        assert session is not None
+        name = {
+            SessionState.FAILED: "session.failed",
+            SessionState.STOPPED: "session.stopped",
+        }.get(session.state, "session.finished")
+        self.bus.publish(
+            name,
+            repository_id=session.repository_id,
+            session_id=session_id,
+            data={"state": session.state.value, "error": session.error},
+        )
+
+
+def _items(now: int, kind: str, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"ts_ns": now, "kind": kind, "path": e["path"], "message": e.get("message"), "size": None}
+        for e in entries
+    ]
+
+
+def _camel(counters: dict[str, int]) -> dict[str, int]:
+    return {
+        "filesPlanned": counters["files_planned"],
+        "filesDone": counters["files_done"],
+        "bytesPlanned": counters["bytes_planned"],
+        "bytesDone": counters["bytes_done"],
+    }

@@ -1,0 +1,154 @@
+"""One session in its own process, so that scanning, hashing and transfers never hold the
+API's interpreter (ARCHITECTURE.md). Started by the session manager as
+``python -m storsync.service.worker``.
+
+In: one JSON line, the job; then ``stop`` lines. The end of the input (the service went
+away) also stops the session at its next safe point.
+Out: JSON lines: ``phase``, ``progress`` (at most 5 a second), ``items`` (per durable
+batch), then exactly one ``finished``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+from storsync.errors import StorsyncError
+from storsync.model import ConflictPolicy, Mode, Side
+from storsync.runner.lock import PairLock
+from storsync.runner.progress import Snapshot
+from storsync.runner.session import SyncSession, SyncSettings
+from storsync.state.store import StateStore
+from storsync.storage.local import LocalStorage
+from storsync.storage.remotes import S3Options, open_remote
+
+PROGRESS_INTERVAL_S = 0.2
+
+
+class _Out:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message, separators=(",", ":"))
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+class _Observer:
+    def __init__(self, out: _Out) -> None:
+        self.out = out
+
+    def phase(self, side: Side, state: str) -> None:
+        self.out.send({"type": "phase", "phase": _phase(side), "state": state})
+
+    def items(self, kind: str, items: list[tuple[str, int | None]]) -> None:
+        self.out.send({"type": "items", "kind": kind, "items": items})
+
+
+def _phase(side: Side) -> str:
+    return "push" if side is Side.REMOTE else "pull"
+
+
+def _progress(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "type": "progress",
+        "phase": snapshot.phase,
+        "percent": snapshot.percent,
+        "push": vars(snapshot.push),
+        "pull": vars(snapshot.pull),
+        "rate_bps": round(snapshot.rate_bps),
+        "eta_s": None if snapshot.eta_s is None else round(snapshot.eta_s, 1),
+    }
+
+
+def run(job: dict[str, Any], stdin: IO[str], out: _Out) -> None:
+    settings = SyncSettings(
+        mode=Mode(job["mode"]),
+        policy=ConflictPolicy(job["policy"]),
+        excludes=tuple(job["excludes"]),
+        transfers=int(job["transfers"]),
+    )
+    local_root = Path(unquote(urlsplit(job["local_url"]).path))
+    credentials = job.get("credentials") or {}
+    s3 = S3Options(
+        endpoint=credentials.get("endpoint"),
+        region=credentials.get("region"),
+        access_key_id=credentials.get("accessKeyId"),
+        secret_access_key=credentials.get("secretAccessKey"),
+    )
+    local_root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with PairLock(local_root):
+        store = StateStore(job["database_url"])
+        local = LocalStorage(local_root)
+        remote = open_remote(job["remote_url"], s3)
+        try:
+            session = SyncSession(
+                local, remote, store, job["repository_id"], settings, observer=_Observer(out)
+            )
+            threading.Thread(target=_watch_input, args=(stdin, session), daemon=True).start()
+            done = threading.Event()
+            ticker = threading.Thread(target=_tick, args=(session, out, done, started), daemon=True)
+            ticker.start()
+            try:
+                report = session.run()
+            finally:
+                done.set()
+                ticker.join()
+        finally:
+            remote.close()
+            local.close()
+            store.close()
+    out.send(_progress(session.progress.snapshot(time.monotonic() - started)))
+    out.send(
+        {
+            "type": "finished",
+            "state": report.state,
+            "error": report.message,
+            "summary": {k: v for k, v in report.summary().items() if k not in ("plan", "skipped")},
+            "skipped": [{"path": s.path, "message": s.reason} for s in report.skipped],
+        }
+    )
+
+
+def _watch_input(stdin: IO[str], session: SyncSession) -> None:
+    for line in stdin:
+        if line.strip() == "stop":
+            break
+    session.stop()
+
+
+def _tick(session: SyncSession, out: _Out, done: threading.Event, started: float) -> None:
+    last: dict[str, Any] | None = None
+    while not done.wait(PROGRESS_INTERVAL_S):
+        message = _progress(session.progress.snapshot(time.monotonic() - started))
+        if message != last:
+            out.send(message)
+            last = message
+
+
+def main() -> None:
+    out = _Out(sys.stdout)
+    job: dict[str, Any] = {}
+    try:
+        job = json.loads(sys.stdin.readline())
+        run(job, sys.stdin, out)
+    except StorsyncError as exc:
+        out.send({"type": "finished", "state": "failed", "error": exc.message})
+    except Exception as exc:  # the service reports it; the traceback goes to the log
+        import traceback
+
+        traceback.print_exc()
+        out.send({"type": "finished", "state": "failed", "error": f"internal error: {exc!r}"})
+
+
+if __name__ == "__main__":
+    main()

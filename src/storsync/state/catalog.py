@@ -1,0 +1,460 @@
+"""The service's objects in the state store: repositories, sessions, log items, users,
+tokens and events, through SQLAlchemy Core on SQLite or PostgreSQL.
+
+Every method is one short transaction; the service calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from storsync.state import schema
+from storsync.state.records import (
+    Event,
+    LogItem,
+    PhaseCounters,
+    PhaseState,
+    Repository,
+    Role,
+    Session,
+    SessionState,
+    Token,
+    TokenKind,
+    User,
+)
+from storsync.state.store import StateStore
+
+_R = schema.repositories
+_S = schema.sessions
+_L = schema.log_items
+_U = schema.users
+_T = schema.tokens
+_E = schema.events
+
+REPOSITORY_FIELDS = frozenset(
+    {"name", "description", "local_url", "remote_url", "mode", "policy", "excludes", "credentials"}
+)
+SESSION_FIELDS = frozenset(c.name for c in _S.columns) - {
+    "id",
+    "repository_id",
+    "push_id",
+    "pull_id",
+}
+
+
+def _repository(row: sa.Row[Any]) -> Repository:
+    return Repository(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        local_url=row.local_url,
+        remote_url=row.remote_url,
+        mode=row.mode,
+        policy=row.policy,
+        excludes=tuple(json.loads(row.excludes)),
+        has_credentials=row.credentials is not None,
+        is_default=bool(row.is_default),
+        created_ns=row.created_ns,
+        updated_ns=row.updated_ns,
+    )
+
+
+def _session(row: sa.Row[Any]) -> Session:
+    def counters(side: str) -> PhaseCounters:
+        return PhaseCounters(
+            files_planned=row._mapping[f"{side}_files_planned"],
+            files_done=row._mapping[f"{side}_files_done"],
+            bytes_planned=row._mapping[f"{side}_bytes_planned"],
+            bytes_done=row._mapping[f"{side}_bytes_done"],
+        )
+
+    return Session(
+        id=row.id,
+        repository_id=row.repository_id,
+        push_id=row.push_id,
+        pull_id=row.pull_id,
+        state=SessionState(row.state),
+        push_state=None if row.push_state is None else PhaseState(row.push_state),
+        pull_state=None if row.pull_state is None else PhaseState(row.pull_state),
+        created_ns=row.created_ns,
+        started_ns=row.started_ns,
+        ended_ns=row.ended_ns,
+        error=row.error,
+        stop_requested=bool(row.stop_requested),
+        trigger=row.trigger,
+        percent=row.percent,
+        push=counters("push"),
+        pull=counters("pull"),
+        pushed=row.pushed,
+        pulled=row.pulled,
+        deleted_local=row.deleted_local,
+        deleted_remote=row.deleted_remote,
+        conflicts=row.conflicts,
+        errors=row.errors,
+    )
+
+
+def _user(row: sa.Row[Any]) -> User:
+    return User(id=row.id, name=row.name, role=Role(row.role), created_ns=row.created_ns)
+
+
+def _event(row: sa.Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        ts_ns=row.ts_ns,
+        type=row.type,
+        repository_id=row.repository_id,
+        session_id=row.session_id,
+        data=json.loads(row.data),
+    )
+
+
+class Catalog(StateStore):
+    # -- repositories -----------------------------------------------------------------
+
+    def list_repositories(self) -> list[Repository]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(_R).where(_R.c.name != "").order_by(_R.c.created_ns))
+            return [_repository(r) for r in rows]
+
+    def get_repository(self, repository_id: str) -> Repository | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_R).where(_R.c.id == repository_id, _R.c.name != "")
+            ).first()
+        return None if row is None else _repository(row)
+
+    def default_repository(self) -> Repository | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_R).where(_R.c.is_default.is_(True))).first()
+        return None if row is None else _repository(row)
+
+    def repository_credentials(self, repository_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(_R.c.credentials).where(_R.c.id == repository_id))
+            return found.scalar()
+
+    def create_repository(
+        self,
+        *,
+        name: str,
+        description: str,
+        local_url: str,
+        remote_url: str,
+        mode: str,
+        policy: str,
+        excludes: Sequence[str],
+        credentials: str | None,
+        now_ns: int,
+    ) -> Repository:
+        new_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(
+                _R.insert().values(
+                    id=new_id,
+                    name=name,
+                    description=description,
+                    local_url=local_url,
+                    remote_url=remote_url,
+                    mode=mode,
+                    policy=policy,
+                    excludes=json.dumps(list(excludes)),
+                    credentials=credentials,
+                    created_ns=now_ns,
+                    updated_ns=now_ns,
+                )
+            )
+        found = self.get_repository(new_id)
+        assert found is not None
+        return found
+
+    def update_repository(
+        self, repository_id: str, values: Mapping[str, Any], *, now_ns: int
+    ) -> Repository | None:
+        unknown = set(values) - REPOSITORY_FIELDS
+        if unknown:
+            raise ValueError(f"not a repository field: {sorted(unknown)}")
+        row = dict(values)
+        if "excludes" in row:
+            row["excludes"] = json.dumps(list(row["excludes"]))
+        with self.engine.begin() as conn:
+            conn.execute(
+                _R.update().where(_R.c.id == repository_id).values(updated_ns=now_ns, **row)
+            )
+        return self.get_repository(repository_id)
+
+    def set_default_repository(self, repository_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_R.update().where(_R.c.id != repository_id).values(is_default=False))
+            conn.execute(_R.update().where(_R.c.id == repository_id).values(is_default=True))
+
+    def delete_repository(self, repository_id: str) -> None:
+        """The repository, its base and its history."""
+        with self.engine.begin() as conn:
+            sessions = sa.select(_S.c.id).where(_S.c.repository_id == repository_id)
+            conn.execute(_L.delete().where(_L.c.session_id.in_(sessions)))
+            conn.execute(_S.delete().where(_S.c.repository_id == repository_id))
+            conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
+            conn.execute(_R.delete().where(_R.c.id == repository_id))
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def create_session(self, repository_id: str, *, trigger: str, now_ns: int) -> Session:
+        values = {
+            "id": str(uuid.uuid4()),
+            "repository_id": repository_id,
+            "push_id": str(uuid.uuid4()),
+            "pull_id": str(uuid.uuid4()),
+            "state": SessionState.QUEUED.value,
+            "created_ns": now_ns,
+            "trigger": trigger,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(_S.insert().values(**values))
+        found = self.get_session(str(values["id"]))
+        assert found is not None
+        return found
+
+    def get_session(self, session_id: str) -> Session | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_S).where(_S.c.id == session_id)).first()
+        return None if row is None else _session(row)
+
+    def session_by_phases(self, push_id: str, pull_id: str) -> Session | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_S).where(_S.c.push_id == push_id, _S.c.pull_id == pull_id)
+            ).first()
+        return None if row is None else _session(row)
+
+    def list_sessions(
+        self,
+        *,
+        repository_id: str | None = None,
+        states: Iterable[SessionState] = (),
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Session]:
+        query = sa.select(_S)
+        if repository_id is not None:
+            query = query.where(_S.c.repository_id == repository_id)
+        wanted = [s.value for s in states]
+        if wanted:
+            query = query.where(_S.c.state.in_(wanted))
+        query = query.order_by(_S.c.created_ns.desc(), _S.c.id.desc()).offset(offset).limit(limit)
+        with self.engine.connect() as conn:
+            return [_session(r) for r in conn.execute(query)]
+
+    def count_sessions_by_state(self) -> dict[SessionState, int]:
+        query = sa.select(_S.c.state, sa.func.count()).group_by(_S.c.state)
+        with self.engine.connect() as conn:
+            return {SessionState(state): int(n) for state, n in conn.execute(query)}
+
+    def update_session(self, session_id: str, **values: Any) -> Session | None:
+        unknown = set(values) - SESSION_FIELDS
+        if unknown:
+            raise ValueError(f"not a session field: {sorted(unknown)}")
+        for key, value in values.items():
+            if isinstance(value, SessionState | PhaseState):
+                values[key] = value.value
+        with self.engine.begin() as conn:
+            conn.execute(_S.update().where(_S.c.id == session_id).values(**values))
+        return self.get_session(session_id)
+
+    def prune_sessions(self, *, ended_before_ns: int) -> int:
+        """Forget finished sessions, their log items and events older than the cutoff."""
+        old = sa.select(_S.c.id).where(_S.c.ended_ns < ended_before_ns)
+        with self.engine.begin() as conn:
+            conn.execute(_L.delete().where(_L.c.session_id.in_(old)))
+            conn.execute(_E.delete().where(_E.c.session_id.in_(old)))
+            return conn.execute(_S.delete().where(_S.c.ended_ns < ended_before_ns)).rowcount
+
+    # -- log items --------------------------------------------------------------------
+
+    def add_log_items(self, session_id: str, items: Iterable[Mapping[str, Any]]) -> None:
+        rows = [{"session_id": session_id, **item} for item in items]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(_L.insert(), rows)
+
+    def list_log_items(
+        self, session_id: str, *, kind: str | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[LogItem]:
+        query = sa.select(_L).where(_L.c.session_id == session_id, _L.c.id > after_id)
+        if kind is not None:
+            query = query.where(_L.c.kind == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(_L.c.id).limit(limit))
+            return [
+                LogItem(r.id, r.session_id, r.ts_ns, r.kind, r.path, r.message, r.size)
+                for r in rows
+            ]
+
+    # -- users and tokens -------------------------------------------------------------
+
+    def count_users(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(_U)).scalar_one())
+
+    def create_user(self, *, name: str, password_hash: str, role: Role, now_ns: int) -> User:
+        user = User(id=str(uuid.uuid4()), name=name, role=role, created_ns=now_ns)
+        with self.engine.begin() as conn:
+            conn.execute(
+                _U.insert().values(
+                    id=user.id,
+                    name=name,
+                    password_hash=password_hash,
+                    role=role.value,
+                    created_ns=now_ns,
+                )
+            )
+        return user
+
+    def user_with_hash(self, name: str) -> tuple[User, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_U).where(_U.c.name == name)).first()
+        return None if row is None else (_user(row), row.password_hash)
+
+    def get_user(self, user_id: str) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_U).where(_U.c.id == user_id)).first()
+        return None if row is None else _user(row)
+
+    def list_users(self) -> list[User]:
+        with self.engine.connect() as conn:
+            return [_user(r) for r in conn.execute(sa.select(_U).order_by(_U.c.created_ns))]
+
+    def update_user(
+        self, user_id: str, *, role: Role | None = None, password_hash: str | None = None
+    ) -> User | None:
+        values: dict[str, str] = {}
+        if role is not None:
+            values["role"] = role.value
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(_U.update().where(_U.c.id == user_id).values(**values))
+        return self.get_user(user_id)
+
+    def delete_user(self, user_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_T.delete().where(_T.c.user_id == user_id))
+            conn.execute(_U.delete().where(_U.c.id == user_id))
+
+    def add_token(
+        self,
+        *,
+        user_id: str,
+        kind: TokenKind,
+        digest: str,
+        label: str,
+        now_ns: int,
+        expires_ns: int | None,
+    ) -> str:
+        token_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(
+                _T.insert().values(
+                    id=token_id,
+                    user_id=user_id,
+                    kind=kind.value,
+                    digest=digest,
+                    label=label,
+                    created_ns=now_ns,
+                    expires_ns=expires_ns,
+                )
+            )
+        return token_id
+
+    def find_token(self, digest: str) -> Token | None:
+        query = sa.select(_T, _U.c.name, _U.c.role, _U.c.created_ns.label("user_created_ns"))
+        query = query.join(_U, _U.c.id == _T.c.user_id).where(_T.c.digest == digest)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        user = User(
+            id=row.user_id, name=row.name, role=Role(row.role), created_ns=row.user_created_ns
+        )
+        return Token(
+            id=row.id,
+            user=user,
+            kind=TokenKind(row.kind),
+            label=row.label,
+            created_ns=row.created_ns,
+            expires_ns=row.expires_ns,
+            revoked=bool(row.revoked),
+        )
+
+    def list_tokens(self, user_id: str, kind: TokenKind) -> list[Token]:
+        user = self.get_user(user_id)
+        if user is None:
+            return []
+        query = sa.select(_T).where(_T.c.user_id == user_id, _T.c.kind == kind.value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(_T.c.created_ns))
+            return [
+                Token(
+                    r.id,
+                    user,
+                    TokenKind(r.kind),
+                    r.label,
+                    r.created_ns,
+                    r.expires_ns,
+                    bool(r.revoked),
+                )
+                for r in rows
+            ]
+
+    def revoke_token(self, token_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_T.update().where(_T.c.id == token_id).values(revoked=True))
+
+    def prune_tokens(self, *, expired_before_ns: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_T.delete().where(_T.c.expires_ns < expired_before_ns))
+
+    # -- events -----------------------------------------------------------------------
+
+    def last_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(_E.c.id))).scalar() or 0)
+
+    def add_event(self, event: Event) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                _E.insert().values(
+                    id=event.id,
+                    ts_ns=event.ts_ns,
+                    type=event.type,
+                    repository_id=event.repository_id,
+                    session_id=event.session_id,
+                    data=json.dumps(event.data),
+                )
+            )
+
+    def events_since(
+        self,
+        after_id: int,
+        *,
+        limit: int = 100,
+        repository_id: str | None = None,
+        session_id: str | None = None,
+        types: Iterable[str] = (),
+    ) -> list[Event]:
+        query = sa.select(_E).where(_E.c.id > after_id)
+        if repository_id is not None:
+            query = query.where(_E.c.repository_id == repository_id)
+        if session_id is not None:
+            query = query.where(_E.c.session_id == session_id)
+        wanted = list(types)
+        if wanted:
+            query = query.where(_E.c.type.in_(wanted))
+        with self.engine.connect() as conn:
+            return [_event(r) for r in conn.execute(query.order_by(_E.c.id).limit(limit))]
