@@ -23,7 +23,8 @@ from storsync.model import ConflictPolicy, Mode, Side
 from storsync.runner.lock import PairLock
 from storsync.runner.progress import Snapshot
 from storsync.runner.session import SyncSession, SyncSettings
-from storsync.state.store import StateStore
+from storsync.state.protocol import BaseStore
+from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.local import LocalStorage
 from storsync.storage.remotes import S3Options, open_remote
 
@@ -87,7 +88,7 @@ def run(job: dict[str, Any], stdin: IO[str], out: _Out) -> None:
     local_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with PairLock(local_root):
-        store = StateStore(job["database_url"])
+        store = _base_store(job["database_url"])
         local = LocalStorage(local_root)
         remote = open_remote(job["remote_url"], s3)
         try:
@@ -117,6 +118,16 @@ def run(job: dict[str, Any], stdin: IO[str], out: _Out) -> None:
             "skipped": [{"path": s.path, "message": s.reason} for s in report.skipped],
         }
     )
+
+
+def _base_store(url: str) -> BaseStore:
+    """SQLite through the standard library (SQLAlchemy's import costs a worker ~0.7 s
+    before it does anything); other databases through SQLAlchemy."""
+    if url.startswith("sqlite:///"):
+        return SqliteBaseStore(Path(url.removeprefix("sqlite:///")))
+    from storsync.state.store import StateStore
+
+    return StateStore(url)
 
 
 def _watch_input(stdin: IO[str], session: SyncSession) -> None:
