@@ -3,8 +3,10 @@ the repositories and the session manager. The HTTP faces hold one of these."""
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from storsync.clock import Clock, SystemClock
 from storsync.config import Settings
@@ -14,6 +16,9 @@ from storsync.service.repositories import DEFAULT_NAME, Repositories, Repository
 from storsync.service.sessions import SessionManager, SessionOptions
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
+
+HOUSEKEEPING_INTERVAL_S = 3600.0
+log = logging.getLogger("storsync.service")
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Service:
     sessions: SessionManager
     clock: Clock
     generated_admin_password: str | None = None
+    _closing: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Service:
@@ -92,7 +98,20 @@ class Service:
 
     def start(self) -> None:
         self.sessions.recover()
+        self.accounts.prune()
+        self._closing.clear()
+        threading.Thread(target=self._housekeeping, daemon=True, name="housekeeping").start()
+
+    def _housekeeping(self) -> None:
+        """Prune the history past its retention, and expired tokens, every hour."""
+        while not self._closing.wait(HOUSEKEEPING_INTERVAL_S):
+            try:
+                self.sessions.prune()
+                self.accounts.prune()
+            except Exception:  # a database hiccup: the next round tries again
+                log.exception("housekeeping failed")
 
     def close(self) -> None:
+        self._closing.set()
         self.sessions.shutdown()
         self.catalog.close()
