@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,9 +14,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from storsync import __version__
-from storsync.api import errors, native, plm, veeam
+from storsync.api import errors, native, notifications, plm, veeam
 from storsync.config import Settings
 from storsync.service.core import Service
+from storsync.service.hub import EventHub
 from storsync.state.records import SessionState
 
 log = logging.getLogger("storsync.api")
@@ -64,6 +66,8 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             await run_in_threadpool(Service.open, settings) if service is None else service
         )
         app.state.service = current
+        hub = EventHub(current.bus, current.catalog, asyncio.get_running_loop())
+        app.state.hub = hub
         registry = CollectorRegistry(auto_describe=True)
         registry.register(_Metrics(current))
         app.state.metrics = registry
@@ -79,6 +83,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         try:
             yield
         finally:
+            hub.close()
             if owned:
                 await run_in_threadpool(current.close)
 
@@ -100,6 +105,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(native.router)
     app.include_router(plm.router)
     app.include_router(veeam.router)
+    app.include_router(notifications.router)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics(request: Request, _: native.Viewer) -> Response:

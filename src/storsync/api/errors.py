@@ -79,6 +79,10 @@ def answer(request: Request, kind: Answer, message: str) -> JSONResponse:
 
 def _sentence(exc: RequestValidationError) -> str:
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    if tuple(first.get("loc", ())) == ("body",):  # missing, or not an object
+        return "the body must be a JSON object"
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
     return f"{where}: {first.get('msg', 'invalid value')}"
 

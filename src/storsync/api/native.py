@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from storsync import __version__
 from storsync.api import render
+from storsync.api.notifications import sse_stream
 from storsync.api.schemas import (
     ApiKeyCreate,
     ApiKeyOut,
@@ -28,9 +31,10 @@ from storsync.api.schemas import (
     UserUpdate,
 )
 from storsync.api.security import admin, operator, service_of, viewer
-from storsync.errors import UnknownObject
+from storsync.errors import InvalidRequest, UnknownObject
 from storsync.service.auth import TokenPair
 from storsync.service.core import Service
+from storsync.service.hub import EventFilter, EventHub
 from storsync.service.repositories import RepositorySpec
 from storsync.state.records import Role, SessionState, Token, TokenKind
 
@@ -299,25 +303,70 @@ def session_conflicts(
 # -- events ---------------------------------------------------------------------------
 
 
-@router.get("/events", response_model=EventPage, tags=["events"])
-def list_events(
+@router.get(
+    "/events",
+    response_model=EventPage,
+    tags=["events"],
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def list_events(
+    request: Request,
     _: Viewer,
-    service: Svc,
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int | None, Query(ge=0)] = None,
     limit: Limit = 100,
+    timeout: Annotated[float, Query(ge=0, le=300)] = 0,
     repositoryId: Annotated[str | None, Query(max_length=64)] = None,
     sessionId: Annotated[str | None, Query(max_length=64)] = None,
     type: Annotated[list[str] | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
-    """Events after ``since``, oldest first."""
-    events = service.catalog.events_since(
-        since,
-        limit=limit,
-        repository_id=repositoryId,
-        session_id=sessionId,
-        types=type or (),
+) -> Any:
+    """Events after ``since``, oldest first.
+
+    With ``Accept: text/event-stream``: a Server-Sent Events stream from ``since`` or the
+    ``Last-Event-ID`` header (default: from now on), with the same filters. With
+    ``timeout``: a long poll, answered as soon as an event after ``since`` exists or when
+    the timeout (seconds) has passed. Per-file batches (``items.transferred``) only come
+    when asked for by ``type``.
+    """
+    hub: EventHub = request.app.state.hub
+    wanted = EventFilter(
+        repository_id=repositoryId, session_id=sessionId, types=frozenset(type or ())
     )
+    if "text/event-stream" in request.headers.get("accept", ""):
+        start = _last_event_id(request.headers.get("last-event-id"))
+        if start is None:
+            start = hub.last_id if since is None else since
+        return StreamingResponse(
+            sse_stream(hub, start, wanted),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+    cursor = since or 0
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        batch = await hub.read(cursor, wanted, limit=limit)
+        cursor = batch.cursor
+        events = batch.events[:limit]
+        if events or cursor < hub.last_id:
+            if events:
+                break
+            continue
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
+        await hub.wait(cursor, left)
     return {
         "items": [render.native_event(e) for e in events],
-        "lastId": events[-1].id if events else since,
+        "lastId": events[-1].id if events else cursor,
     }
+
+
+def _last_event_id(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InvalidRequest("Last-Event-ID must be an event id (a whole number)") from None
+    if value < 0:
+        raise InvalidRequest("Last-Event-ID must not be negative")
+    return value

@@ -142,33 +142,48 @@ _PLM_PHASE = {
 }
 
 
-def plm_id(s: Session) -> str:
-    return f"${s.push_id}+{s.pull_id}"
-
-
 def plm_synchronizer(s: Session) -> dict[str, Any]:
-    def phase(phase_id: str, state: PhaseState | None) -> dict[str, str]:
+    return _plm(s.state, s.push_id, s.push_state, s.pull_id, s.pull_state)
+
+
+def _plm(
+    state: SessionState,
+    push_id: str,
+    push_state: PhaseState | None,
+    pull_id: str,
+    pull_state: PhaseState | None,
+) -> dict[str, Any]:
+    def phase(phase_id: str, phase_state: PhaseState | None) -> dict[str, str]:
         out = {"id": f"${phase_id}"}
-        if state is not None:  # the original omits a state not yet known
-            out["state"] = _PLM_PHASE[state]
+        if phase_state is not None:  # the original omits a state not yet known
+            out["state"] = _PLM_PHASE[phase_state]
         return out
 
     return {
-        "id": plm_id(s),
-        "state": _PLM_SESSION[s.state],
-        "push": phase(s.push_id, s.push_state),
-        "pull": phase(s.pull_id, s.pull_state),
+        "id": f"${push_id}+{pull_id}",
+        "state": _PLM_SESSION[state],
+        "push": phase(push_id, push_state),
+        "pull": phase(pull_id, pull_state),
     }
 
 
-def plm_progress(s: Session) -> dict[str, Any]:
-    """The synchronizer plus progress, for ``sync.progress`` notifications."""
-    out = plm_synchronizer(s)
-    out["progressPercent"] = s.percent
-    out["counters"] = {
-        "push": _phase(s.push_id, s.push_state, s.push),
-        "pull": _phase(s.pull_id, s.pull_state, s.pull),
-    }
+def plm_from_snapshot(snapshot: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """The synchronizer of an event's session snapshot (``sync.*`` notifications);
+    with ``progress``, plus ``progressPercent`` and the counters of both phases."""
+
+    def phase_state(raw: str | None) -> PhaseState | None:
+        return None if raw is None else PhaseState(raw)
+
+    out = _plm(
+        SessionState(snapshot["state"]),
+        snapshot["pushId"],
+        phase_state(snapshot["pushState"]),
+        snapshot["pullId"],
+        phase_state(snapshot["pullState"]),
+    )
+    if progress:
+        out["progressPercent"] = snapshot["progressPercent"]
+        out["counters"] = {"push": snapshot["push"], "pull": snapshot["pull"]}
     return out
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storsync.api import render
@@ -99,7 +100,8 @@ async def token(request: Request, service: Svc) -> Any:
         else:
             form = await request.form()
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    except (ValueError, UnicodeDecodeError, AssertionError):
+    except (ValueError, UnicodeDecodeError, AssertionError, RecursionError, HTTPException):
+        # RecursionError: JSON nested too deep; HTTPException: a malformed or oversized form.
         return _oauth_error("invalid_request", "the body is neither a form nor a JSON object")
     grant = fields.get("grant_type", "password")
     try:
@@ -166,7 +168,7 @@ def _repository(service: Service, repository: Repository) -> dict[str, Any]:
 async def _body(request: Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(json.loads(await request.body()))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # too deeply nested
         if isinstance(exc, ValidationError) and exc.errors():
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"

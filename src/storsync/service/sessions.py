@@ -24,7 +24,7 @@ from storsync.errors import UnknownObject
 from storsync.service.events import EventBus
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
-from storsync.state.records import PhaseState, Repository, Session, SessionState
+from storsync.state.records import PhaseCounters, PhaseState, Repository, Session, SessionState
 
 DAY_NS = 86_400 * 10**9
 SHUTDOWN_GRACE_S = 20.0
@@ -127,12 +127,7 @@ class SessionManager:
             session = self.catalog.create_session(
                 repository_id, trigger=trigger, now_ns=self.clock.now_ns()
             )
-            self.bus.publish(
-                "session.queued",
-                repository_id=repository_id,
-                session_id=session.id,
-                data={"trigger": trigger},
-            )
+            self._publish("session.queued", session, {"trigger": trigger})
             if repository_id not in self._runs and not self._closing:
                 self._start(session.id)
         found = self.catalog.get_session(session.id)
@@ -182,10 +177,11 @@ class SessionManager:
             )
             return
         job = self._job(repository)
-        self.catalog.update_session(
+        started = self.catalog.update_session(
             session_id, state=SessionState.RUNNING, started_ns=self.clock.now_ns()
         )
-        self.bus.publish("session.started", repository_id=repository.id, session_id=session_id)
+        assert started is not None
+        self._publish("session.started", started)
         # Kept for the one line that says why a worker died; the reader closes it.
         stderr = tempfile.TemporaryFile()  # noqa: SIM115
         process = subprocess.Popen(
@@ -295,23 +291,20 @@ class SessionManager:
         ids = {"repository_id": repository_id, "session_id": session_id}
         if kind == "phase":
             phase, state = str(message["phase"]), PhaseState(message["state"])
-            self.catalog.update_session(session_id, **{f"{phase}_state": state})
+            session = self.catalog.update_session(session_id, **{f"{phase}_state": state})
             name = "phase.started" if state is PhaseState.RUNNING else "phase.finished"
-            self.bus.publish(name, **ids, data={"phase": phase, "state": state.value})
+            self._publish(name, session, {"phase": phase, "state": state.value})
         elif kind == "progress":
             values: dict[str, Any] = {"percent": int(message["percent"])}
             for phase in ("push", "pull"):
                 for key, value in message[phase].items():
                     values[f"{phase}_{key}"] = int(value)
-            self.catalog.update_session(session_id, **values)
-            self.bus.publish(
+            session = self.catalog.update_session(session_id, **values)
+            self._publish(
                 "session.progress",
-                **ids,
-                data={
+                session,
+                {
                     "phase": message["phase"],
-                    "progressPercent": values["percent"],
-                    "push": _camel(message["push"]),
-                    "pull": _camel(message["pull"]),
                     "rateBps": message["rate_bps"],
                     "etaSeconds": message["eta_s"],
                 },
@@ -324,6 +317,15 @@ class SessionManager:
                     {"ts_ns": now, "kind": item_kind, "path": p, "size": size}
                     for p, size in message["items"]
                 ),
+            )
+            # One event per durable batch, delivered only to those who ask for it.
+            self.bus.publish(
+                "items.transferred",
+                **ids,
+                data={
+                    "kind": item_kind,
+                    "items": [{"path": p, "size": size} for p, size in message["items"]],
+                },
             )
         elif kind == "finished":
             self._finish(session_id, message, now, ids)
@@ -369,9 +371,9 @@ class SessionManager:
                 values[phase] = (
                     PhaseState.FAILED if state is SessionState.FAILED else PhaseState.STOPPED
                 )
-        self.catalog.update_session(session_id, **values)
+        ended = self.catalog.update_session(session_id, **values)
         for path in conflicts[:MAX_REPORTED_ITEMS]:
-            self.bus.publish("session.conflict", **ids, data={"path": path})
+            self._publish("session.conflict", ended, {"path": path})
         self._publish_end(session_id)
 
     def _publish_end(self, session_id: str) -> None:
@@ -381,11 +383,19 @@ class SessionManager:
             SessionState.FAILED: "session.failed",
             SessionState.STOPPED: "session.stopped",
         }.get(session.state, "session.finished")
+        self._publish(name, session)
+
+    def _publish(
+        self, name: str, session: Session | None, data: dict[str, Any] | None = None
+    ) -> None:
+        """An event about a session, carrying the session as it is now, so that every
+        face renders the event as of its time without reading the store again."""
+        assert session is not None
         self.bus.publish(
             name,
             repository_id=session.repository_id,
-            session_id=session_id,
-            data={"state": session.state.value, "error": session.error},
+            session_id=session.id,
+            data={**(data or {}), "session": snapshot(session)},
         )
 
 
@@ -396,10 +406,28 @@ def _items(now: int, kind: str, entries: Iterable[dict[str, Any]]) -> list[dict[
     ]
 
 
-def _camel(counters: dict[str, int]) -> dict[str, int]:
+def snapshot(session: Session) -> dict[str, Any]:
+    """The session in an event: what any face needs to render it."""
+
+    def counters(c: PhaseCounters) -> dict[str, int]:
+        return {
+            "filesPlanned": c.files_planned,
+            "filesDone": c.files_done,
+            "bytesPlanned": c.bytes_planned,
+            "bytesDone": c.bytes_done,
+        }
+
     return {
-        "filesPlanned": counters["files_planned"],
-        "filesDone": counters["files_done"],
-        "bytesPlanned": counters["bytes_planned"],
-        "bytesDone": counters["bytes_done"],
+        "id": session.id,
+        "repositoryId": session.repository_id,
+        "state": session.state.value,
+        "started": session.started_ns is not None,
+        "pushId": session.push_id,
+        "pullId": session.pull_id,
+        "pushState": None if session.push_state is None else session.push_state.value,
+        "pullState": None if session.pull_state is None else session.pull_state.value,
+        "progressPercent": session.percent,
+        "push": counters(session.push),
+        "pull": counters(session.pull),
+        "error": session.error,
     }
