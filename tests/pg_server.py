@@ -97,7 +97,8 @@ def probe(
     """``(user, dbname)`` of a usable admin login at ``port``, else why there is none.
 
     Usable: trust authentication (no password) and a role that may create databases. A
-    server that says it is starting up (or shutting down for a restart) is waited for.
+    server that says it is starting up is waited for (up to ``wait`` seconds); one that
+    accepts TCP but does not answer like PostgreSQL within 3 s is given up at once.
     """
     if not _tcp_answers(port):
         return f"nothing answers on {HOST}:{port}"
@@ -166,7 +167,11 @@ class PgServer:
             cluster.start()
             say(f"private PostgreSQL on {HOST}:{cluster.port} ({cluster.root})")
             server = cls(cluster.port, PrivateCluster.superuser, "postgres", cluster)
-        server.drop_stale_databases()
+        try:
+            server.drop_stale_databases()
+        except BaseException:
+            server.stop()
+            raise
         return server
 
     # ------------------------------------------------------------------ databases
