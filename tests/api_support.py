@@ -47,20 +47,30 @@ def service_env(data_dir: Path, root: Path, database_url: str | None) -> dict[st
 class ServerProcess:
     """`storsync serve` in a child process; stop() is SIGTERM, a grace, then SIGKILL."""
 
-    def __init__(self, env: dict[str, str], log: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        *,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        scheme: str = "http",
+    ) -> None:
         self.env = env
+        self.args = args
+        self.scheme = scheme
         self.port = port or free_port()
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
         out = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "storsync", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "storsync", "serve", "--port", str(self.port), *self.args],
             env={**os.environ, **self.env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -71,7 +81,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"storsync serve exited: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=2, verify=False).status_code == 200:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"storsync serve did not answer: {self.log.read_text()[-2000:]}")
