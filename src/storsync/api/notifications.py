@@ -119,25 +119,36 @@ async def _notifications(websocket: WebSocket) -> None:
 
     try:
         while True:
-            raw = await websocket.receive_text()
+            received = await websocket.receive()
+            if received["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(received.get("code", 1000), received.get("reason"))
+            # A binary frame is read as UTF-8 JSON too; anything else gets the error event
+            # (never an exception, which would close the connection).
+            raw = received.get("text")
             try:
-                message = json.loads(raw)
+                message = json.loads(raw if raw is not None else received.get("bytes") or b"")
                 if not isinstance(message, dict):
                     raise ValueError
-            except ValueError:
+            except (ValueError, RecursionError):
                 await send(_error(5, "a message must be a JSON object"))
                 continue
             resource, event = message.get("resource"), message.get("event")
             data = message.get("data")
+            if not isinstance(resource, str) or not isinstance(event, str):
+                await send(_error(5, 'a message needs "resource" and "event" strings'))
+                continue
             if resource != "_client":
-                await send(_error(6, f"unknown resource {str(resource)[:100]!r}"))
+                await send(_error(6, f"unknown resource {resource[:100]!r}"))
                 continue
             if event not in ("subscribe", "unsubscribe"):
-                await send(_error(4, f"unknown event {str(event)[:100]!r}"))
+                await send(_error(4, f"unknown event {event[:100]!r}"))
                 continue
             target = data.get("resource") if isinstance(data, dict) else None
+            if not isinstance(target, str):
+                await send(_error(5, f'{event} needs "data": {{"resource": "{SYNCHRONIZERS}"}}'))
+                continue
             if target != SYNCHRONIZERS:
-                await send(_error(6, f"cannot {event} to {str(target)[:100]!r}"))
+                await send(_error(6, f"cannot {event} to {target[:100]!r}"))
                 continue
             if event == "subscribe" and follower is None:
                 follower = asyncio.create_task(follow(hub.last_id))

@@ -8,10 +8,19 @@ import logging
 import os
 import re
 from pathlib import Path
+from types import FrameType
 
 from storsync.config import Settings
+from storsync.service.auth import TOKEN_PREFIX
 
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
+# The key as sent, percent-encoded or not (the server decodes ``access%5Ftoken`` too).
+_TOKEN_IN_QUERY = re.compile(r"(access(?:_|%5f)token(?:=|%3d))[^&\s\"]*", re.IGNORECASE)
+# Our tokens and API keys wherever a client put them (another parameter, the path).
+_TOKEN_ANYWHERE = re.compile(rf"(?<![\w-]){TOKEN_PREFIX}[\w-]{{20,}}")
+
+
+def _redact(text: str) -> str:
+    return _TOKEN_ANYWHERE.sub("[redacted]", _TOKEN_IN_QUERY.sub(r"\1[redacted]", text))
 
 
 class RedactTokens(logging.Filter):
@@ -19,12 +28,9 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
+            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
-            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+            record.msg = _redact(record.msg)
         return True
 
 
@@ -84,8 +90,19 @@ def serve(settings: Settings) -> None:
         cert, key = self_signed(settings.data_dir, settings.host)
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactTokens())
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Event streams never end by themselves; uvicorn would wait for them up to
+            # its graceful timeout before stopping the sessions. End them first.
+            hub = getattr(app.state, "hub", None)
+            if hub is not None:
+                hub.close_threadsafe()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=None if cert is None else str(cert),
@@ -96,3 +113,4 @@ def serve(settings: Settings) -> None:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+    Server(config).run()

@@ -56,6 +56,11 @@ class EventHub:
         self._closed = False
         self._unsubscribe: Callable[[], None] = bus.subscribe(self._on_event)
 
+    def close_threadsafe(self) -> None:
+        """Close from any thread (a signal handler): every follower ends soon after."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self.close)
+
     def close(self) -> None:
         self._unsubscribe()
         self._closed = True
@@ -84,8 +89,11 @@ class EventHub:
     def _recent(self, after_id: int) -> tuple[list[Event], bool]:
         """Events after ``after_id`` from the ring, and whether the ring covers them all."""
         with self._lock:
-            if not self._ring or self._ring[-1].id <= after_id:
+            if self._last_id <= after_id:
                 return [], True
+            if not self._ring:
+                # Nothing in memory yet (a fresh start), but the store holds older events.
+                return [], False
             covered = self._ring[0].id <= after_id + 1
             return [e for e in self._ring if e.id > after_id], covered
 
