@@ -6,6 +6,7 @@ test on a fresh database that Alembic's migrations bring to the newest schema.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -59,6 +60,10 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database for the SQLAlchemy store: SQLite, then PostgreSQL."""
     return database_url(str(request.param), request, tmp_path)
+
+
+# The base as revisions 0001 and 0002 left it, keyed by (repository_id, path).
+OLD_BASE = sa.table("base", *(sa.column(n) for n in ("repository_id", "path", *BASE_COLUMNS)))
 
 
 def alembic_config() -> Config:
@@ -132,30 +137,50 @@ def test_hostile_paths_are_distinct_keys(open_store: Callable[[], BaseStore]) ->
     assert sorted(open_store().load_base(repo)) == sorted(set(paths) - {"A", "cafe\u0301", "dir"})
 
 
-def test_the_longest_path_the_engine_accepts_is_stored(
-    open_store: Callable[[], BaseStore], request: pytest.FixtureRequest
-) -> None:
-    # 4096 bytes of incompressible UTF-8 in components of at most 255 bytes: what a deep
-    # local tree or a hostile remote can hand the store (storsync.engine.paths.refusal).
-    if request.node.callspec.params["open_store"] == "sqlalchemy-postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="PostgreSQL: base's primary key (repository_id, path) is a btree, whose"
-                " entries are limited to 2704 bytes; a longer path cannot be committed",
-            )
-        )
-    rng = random.Random(7)
+def longest_path(seed: int) -> str:
+    """4096 bytes of incompressible UTF-8 in components of at most 255 bytes: what a deep
+    local tree or a hostile remote can hand the store (storsync.engine.paths.refusal)."""
+    rng = random.Random(seed)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
     component = MAX_NAME_BYTES - 1
     raw = "".join(rng.choice(alphabet) for _ in range(MAX_PATH_BYTES))
     path = "/".join(raw[i : i + component] for i in range(0, MAX_PATH_BYTES, component + 1))
     path = path[: MAX_PATH_BYTES - 1].rstrip("/") + "z"
-    assert len(path.encode()) <= MAX_PATH_BYTES and refusal(path) is None
+    assert len(path.encode()) == MAX_PATH_BYTES and refusal(path) is None
+    return path
+
+
+def test_the_longest_path_the_engine_accepts_is_stored(
+    open_store: Callable[[], BaseStore],
+) -> None:
+    # PostgreSQL limits a btree entry to 2704 bytes: hence the key on the path's hash.
+    path, other = longest_path(7), longest_path(8)
     store = open_store()
     repo = store.repository_id("file:///a", "file:///b", now_ns=1)
-    store.commit_base(repo, [(path, entry(1))], [])
-    assert open_store().load_base(repo) == {path: entry(1)}
+    store.commit_base(repo, [(path, entry(1)), (other, entry(2))], [])
+    assert open_store().load_base(repo) == {path: entry(1), other: entry(2)}
+    store.commit_base(repo, [(path, entry(3))], [other])
+    assert open_store().load_base(repo) == {path: entry(3)}
+
+
+def test_both_sqlite_stores_key_a_path_alike(tmp_path: Path) -> None:
+    # The stdlib store inlines the key for speed; a row one store wrote the other replaces.
+    fast = SqliteBaseStore(tmp_path / "state.db")
+    slow = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        repo = fast.repository_id("file:///a", "file:///b", now_ns=1)
+        fast.commit_base(repo, [("a", entry(1)), ("caf\u00e9/b", entry(2)), ("c", entry(3))], [])
+        slow.commit_base(repo, [("a", entry(4))], ["caf\u00e9/b"])
+        assert fast.load_base(repo) == {"a": entry(4), "c": entry(3)}
+        fast.commit_base(repo, [("c", entry(5))], ["a"])
+        assert slow.load_base(repo) == {"c": entry(5)}
+        with sqlite3.connect(tmp_path / "state.db") as conn:
+            assert conn.execute("SELECT path, path_key FROM base").fetchall() == [
+                ("c", hashlib.sha256(b"c").hexdigest())
+            ]
+    finally:
+        fast.close()
+        slow.close()
 
 
 # ------------------------------------------------------------ Alembic, on both back ends
@@ -171,6 +196,21 @@ def test_migrations_create_exactly_the_schema_module(url: str) -> None:
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_the_base_is_keyed_by_the_path_hash_and_the_path_is_not_indexed(url: str) -> None:
+    # compare_metadata does not compare primary keys.
+    StateStore(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            key = inspector.get_pk_constraint("base")["constrained_columns"]
+            indexed = [i["column_names"] for i in inspector.get_indexes("base")]
+    finally:
+        engine.dispose()
+    assert key == ["repository_id", "path_key"]
+    assert indexed == []
 
 
 def test_an_up_to_date_database_is_not_migrated_again(
@@ -206,7 +246,7 @@ def test_an_old_database_is_upgraded_and_keeps_its_base(url: str) -> None:
                 )
             )
             values = {name: getattr(old, name) for name in BASE_COLUMNS}
-            conn.execute(schema.base.insert().values(repository_id="r1", path="old", **values))
+            conn.execute(OLD_BASE.insert().values(repository_id="r1", path="old", **values))
     finally:
         engine.dispose()
     store = StateStore(url)
@@ -225,3 +265,95 @@ def test_an_old_database_is_upgraded_and_keeps_its_base(url: str) -> None:
             ]
     finally:
         engine.dispose()
+
+
+def _database_at(url: str, revision: str, rows: list[dict[str, object]]) -> None:
+    """Bring the empty database at ``url`` to ``revision`` and give it these base rows."""
+    config = alembic_config()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            if rows:
+                conn.execute(OLD_BASE.insert(), rows)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_base_at_0002_is_keyed_by_hash_and_still_readable_and_committable(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    backend = "postgresql" if kind.endswith("postgresql") else "sqlite"
+    url = database_url(backend, request, tmp_path)
+    # Two pairs sharing paths, and more rows than the migration keys in one batch (5000).
+    expected: dict[str, dict[str, BaseEntry]] = {"r1": {}, "r2": {}}
+    hostile = ["A", "a ", "caf\u00e9", "cafe\u0301", 'it\'s/"q"/100%/_x_/;--', "\U0001f600/\u4e2d"]
+    hostile.append(longest_path(10)[:2600])  # about as long as 0002's key allowed on PostgreSQL
+    for i, path in enumerate([*hostile, *(f"d{i % 97}/f{i:05d}" for i in range(6000))]):
+        expected["r1"][path] = entry(i)
+        if i % 3 == 0:
+            expected["r2"][path] = entry(i + 1, h=None, inode=None)
+    rows = [
+        {"repository_id": repo, "path": path, **{n: getattr(e, n) for n in BASE_COLUMNS}}
+        for repo, base in expected.items()
+        for path, e in base.items()
+    ]
+    _database_at(url, "0002_service", rows)
+
+    store: BaseStore = (
+        SqliteBaseStore(tmp_path / "state.db") if kind == "sqlite3" else StateStore(url)
+    )
+    try:
+        assert store.load_base("r1") == expected["r1"]
+        assert store.load_base("r2") == expected["r2"]
+        long_path = longest_path(9)
+        store.commit_base(
+            "r1",
+            [("A", entry(-1)), ("new", entry(-2)), (long_path, entry(-3))],
+            ["a ", "d0/f00000"],
+        )
+        store.commit_base("r2", [("caf\u00e9", entry(-4))], ["cafe\u0301", "d2/f00002"])
+        expected["r1"].update({"A": entry(-1), "new": entry(-2), long_path: entry(-3)})
+        del expected["r1"]["a "], expected["r1"]["d0/f00000"]
+        expected["r2"]["caf\u00e9"] = entry(-4)
+        del expected["r2"]["cafe\u0301"], expected["r2"]["d2/f00002"]
+        assert store.load_base("r1") == expected["r1"]
+        assert store.load_base("r2") == expected["r2"]
+    finally:
+        store.close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
+                (HEAD,)
+            ]
+            keys = conn.execute(sa.select(schema.base.c.path, schema.base.c.path_key)).all()
+    finally:
+        engine.dispose()
+    assert len(keys) == len(expected["r1"]) + len(expected["r2"])
+    assert all(key == hashlib.sha256(path.encode()).hexdigest() for path, key in keys)
+
+
+def test_0003_downgrades_to_the_path_as_key(url: str) -> None:
+    StateStore(url).close()
+    store = StateStore(url)
+    try:
+        repo = store.repository_id("file:///a", "file:///b", now_ns=1)
+        store.commit_base(repo, [("x", entry(1)), ("d/y", entry(2))], [])
+    finally:
+        store.close()
+    config = alembic_config()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0002_service")
+        with engine.connect() as conn:
+            key = sa.inspect(conn).get_pk_constraint("base")["constrained_columns"]
+            paths = conn.execute(sa.select(OLD_BASE.c.path).order_by(OLD_BASE.c.path)).all()
+    finally:
+        engine.dispose()
+    assert key == ["repository_id", "path"]
+    assert paths == [("d/y",), ("x",)]

@@ -11,21 +11,6 @@ CREATE TABLE repositories (
 	PRIMARY KEY (id)
 );
 
-CREATE TABLE base (
-	repository_id VARCHAR(36) NOT NULL, 
-	path TEXT NOT NULL, 
-	size BIGINT NOT NULL, 
-	hash VARCHAR(64), 
-	executable BOOLEAN NOT NULL, 
-	local_mtime_ns BIGINT NOT NULL, 
-	local_inode BIGINT, 
-	local_etag TEXT, 
-	remote_mtime_ns BIGINT NOT NULL, 
-	remote_inode BIGINT, 
-	remote_etag TEXT, 
-	PRIMARY KEY (repository_id, path)
-);
-
 CREATE TABLE sessions (
 	id VARCHAR(36) NOT NULL, 
 	repository_id VARCHAR(36) NOT NULL, 
@@ -113,4 +98,20 @@ CREATE TABLE events (
 );
 
 CREATE INDEX ix_events_session ON events (session_id, id);
+
+CREATE TABLE "base" (
+	repository_id VARCHAR(36) NOT NULL, 
+	path TEXT NOT NULL, 
+	size BIGINT NOT NULL, 
+	hash VARCHAR(64), 
+	executable BOOLEAN NOT NULL, 
+	local_mtime_ns BIGINT NOT NULL, 
+	local_inode BIGINT, 
+	local_etag TEXT, 
+	remote_mtime_ns BIGINT NOT NULL, 
+	remote_inode BIGINT, 
+	remote_etag TEXT, 
+	path_key VARCHAR(64) NOT NULL, 
+	CONSTRAINT base_pkey PRIMARY KEY (repository_id, path_key)
+);
 

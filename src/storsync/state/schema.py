@@ -34,11 +34,13 @@ repositories = Table(
     Column("updated_ns", BigInteger),
 )
 
+# Keyed by the path's SHA-256 (storsync.state.keys.path_key; 0003_base_path_key): a path
+# may be 4,096 bytes, more than a PostgreSQL btree entry may hold. The path is not indexed.
 base = Table(
     "base",
     metadata,
     Column("repository_id", String(36), primary_key=True),
-    Column("path", Text, primary_key=True),
+    Column("path", Text, nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("hash", String(64)),
     Column("executable", Boolean, nullable=False),
@@ -48,6 +50,7 @@ base = Table(
     Column("remote_mtime_ns", BigInteger, nullable=False),
     Column("remote_inode", BigInteger),
     Column("remote_etag", Text),
+    Column("path_key", String(64), primary_key=True),  # last: added by 0003_base_path_key
 )
 
 sessions = Table(

@@ -13,6 +13,7 @@ import operator
 import sqlite3
 import uuid
 from collections.abc import Iterable
+from hashlib import sha256
 from pathlib import Path
 
 from storsync.model import BaseEntry
@@ -20,16 +21,21 @@ from storsync.state.migrations import HEAD
 from storsync.state.protocol import BASE_COLUMNS
 
 _columns = operator.attrgetter(*BASE_COLUMNS)  # an entry's BASE_COLUMNS values, as a tuple
+_key = operator.itemgetter(1)  # a row's path_key
 _SELECT = f"SELECT path, {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ?"
-_DELETE = "DELETE FROM base WHERE repository_id = ? AND path = ?"
-_INSERT = (
-    f"INSERT INTO base (repository_id, path, {', '.join(BASE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(BASE_COLUMNS) + 2))})"
+_DELETE = "DELETE FROM base WHERE repository_id = ? AND path_key = ?"
+# A recorded path replaces its row in place: the same as the SQLAlchemy store's delete
+# and insert, at a third less of the cost (an upsert: SQLite 3.24 or later).
+_UPSERT = (
+    f"INSERT INTO base (repository_id, path_key, path, {', '.join(BASE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(BASE_COLUMNS) + 3))}) "
+    "ON CONFLICT (repository_id, path_key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in BASE_COLUMNS)
 )
 
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0002_service"
+_FRESH_REVISION = "0003_base_path_key"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
@@ -106,15 +112,22 @@ class SqliteBaseStore:
         records: Iterable[tuple[str, BaseEntry]],
         forgotten: Iterable[str],
     ) -> None:
-        rows = [(repository_id, path, *_columns(entry)) for path, entry in records]
-        gone = [(repository_id, path) for path in forgotten]
-        gone += [(repository_id, row[1]) for row in rows]
-        if not gone:
+        # The key is storsync.state.keys.path_key, inlined: this runs for every file.
+        rows = [
+            (repository_id, sha256(path.encode()).hexdigest(), path, *_columns(entry))
+            for path, entry in records
+        ]
+        gone = [(repository_id, sha256(path.encode()).hexdigest()) for path in forgotten]
+        if not rows and not gone:
             return
+        # Keys are random; in key order the primary key's index is written page after page
+        # instead of all over, which a batch larger than the page cache pays for dearly.
+        rows.sort(key=_key)
+        gone.sort(key=_key)
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(_DELETE, gone)
-            self._conn.executemany(_INSERT, rows)
+            self._conn.executemany(_UPSERT, rows)
 
     def close(self) -> None:
         self._conn.close()

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from storsync.errors import UsageError
 from storsync.model import BaseEntry
 from storsync.state import schema
+from storsync.state.keys import path_key
 from storsync.state.migrations import HEAD
 from storsync.state.protocol import BASE_COLUMNS
 
@@ -97,16 +98,19 @@ class StateStore:
         rows = [
             {
                 "repository_id": repository_id,
+                "path_key": path_key(path),
                 "path": path,
                 **{name: getattr(entry, name) for name in BASE_COLUMNS},
             }
             for path, entry in records
         ]
-        gone = [{"p": path} for path in forgotten] + [{"p": row["path"]} for row in rows]
+        gone = [{"k": path_key(path)} for path in forgotten] + [
+            {"k": row["path_key"]} for row in rows
+        ]
         if not gone:
             return
         delete = table.delete().where(
-            table.c.repository_id == repository_id, table.c.path == sa.bindparam("p")
+            table.c.repository_id == repository_id, table.c.path_key == sa.bindparam("k")
         )
         with self.engine.begin() as conn:
             conn.execute(delete, gone)
