@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
 from storsync.clock import Clock
-from storsync.errors import UnknownObject
+from storsync.errors import StorsyncError, UnknownObject
 from storsync.service.events import EventBus
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
 from storsync.state.records import PhaseCounters, PhaseState, Repository, Session, SessionState
 
+log = logging.getLogger("storsync.service")
+
 DAY_NS = 86_400 * 10**9
 SHUTDOWN_GRACE_S = 20.0
+SHUTDOWN_MESSAGE = "stopped because the service shut down; it carries on at the next start"
 # Log items of a finished session's errors, conflicts and skipped paths beyond this many
 # are counted, not stored: the counters stay exact, the history stays small.
 MAX_REPORTED_ITEMS = 10_000
@@ -102,11 +108,14 @@ class SessionManager:
             runs = list(self._runs.values())
         for run in runs:
             self._tell(run, "stop")
+        # One grace for all of them together, not one each.
+        deadline = time.monotonic() + grace_s
         for run in runs:
-            run.reader.join(grace_s)
+            run.reader.join(max(0.0, deadline - time.monotonic()))
             if run.reader.is_alive():
                 run.process.kill()
-                run.reader.join()
+        for run in runs:
+            run.reader.join()
 
     def prune(self) -> int:
         cutoff = self.clock.now_ns() - int(self.options.retention_days * DAY_NS)
@@ -169,36 +178,46 @@ class SessionManager:
         assert session is not None
         repository = self.catalog.get_repository(session.repository_id)
         if repository is None:
-            self.catalog.update_session(
-                session_id,
-                state=SessionState.FAILED,
-                ended_ns=self.clock.now_ns(),
-                error="the repository was deleted",
+            self._not_started(session_id, "the repository was deleted")
+            return
+        # A job that cannot be built (credentials sealed under another secret key) fails
+        # this session with the reason: left queued, it would block the repository and,
+        # at the next start, the whole service.
+        try:
+            job = self._job(repository)
+        except StorsyncError as exc:
+            self._not_started(session_id, exc.message)
+            return
+        # Kept for the one line that says why a worker died; the reader closes it.
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "storsync.service.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                bufsize=1,
+                # Its own process group: a Ctrl-C meant for the service reaches the workers
+                # only through the service's orderly shutdown.
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        except OSError as exc:
+            stderr.close()
+            self._not_started(
+                session_id, f"the session's worker process could not be started: {exc}"
             )
             return
-        job = self._job(repository)
         started = self.catalog.update_session(
             session_id, state=SessionState.RUNNING, started_ns=self.clock.now_ns()
         )
         assert started is not None
         self._publish("session.started", started)
-        # Kept for the one line that says why a worker died; the reader closes it.
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "storsync.service.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            bufsize=1,
-            # Its own process group: a Ctrl-C meant for the service reaches the workers
-            # only through the service's orderly shutdown.
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
         assert process.stdin is not None
-        process.stdin.write(json.dumps(job) + "\n")
-        process.stdin.flush()
+        with contextlib.suppress(OSError):  # a worker dead at once: its reader says why
+            process.stdin.write(json.dumps(job) + "\n")
+            process.stdin.flush()
         reader = threading.Thread(
             target=self._read,
             args=(session_id, repository.id, process),
@@ -207,6 +226,12 @@ class SessionManager:
         )
         self._runs[repository.id] = _Run(session_id, process, reader, stderr)
         reader.start()
+
+    def _not_started(self, session_id: str, error: str) -> None:
+        self.catalog.update_session(
+            session_id, state=SessionState.FAILED, ended_ns=self.clock.now_ns(), error=error
+        )
+        self._publish_end(session_id)
 
     def _job(self, repository: Repository) -> dict[str, Any]:
         sealed = self.catalog.repository_credentials(repository.id)
@@ -237,24 +262,44 @@ class SessionManager:
                     message = json.loads(line)
                 except ValueError:
                     continue
+                # A report the store failed to record (a database hiccup) is lost, not
+                # the reader: stopping here would leave the worker blocked on a full pipe
+                # and the repository wedged until a restart.
+                try:
+                    self._handle(session_id, repository_id, message)
+                except Exception:
+                    log.exception("session %s: a report of its worker was not recorded", session_id)
+                    continue
                 if message.get("type") == "finished":
                     finished = True
-                self._handle(session_id, repository_id, message)
         finally:
             status = process.wait()
             with self._lock:
                 run = self._runs.pop(repository_id)
-                if not finished:
-                    run.stderr.seek(0)
-                    lines = run.stderr.read().decode(errors="replace").strip().splitlines()
-                    detail = lines[-1] if lines else f"exit status {status}"
+                if not finished and self._closing:
+                    # Ended by the shutdown, not at a safe point: what it had made durable
+                    # is kept; ``_finish`` says so and ``_after`` leaves a resumption.
+                    self._handle(
+                        session_id,
+                        repository_id,
+                        {
+                            "type": "finished",
+                            "state": "stopped",
+                            "error": "the session was stopped before it finished",
+                        },
+                    )
+                elif not finished:
                     self._handle(
                         session_id,
                         repository_id,
                         {
                             "type": "finished",
                             "state": "failed",
-                            "error": f"the session's worker process ended unexpectedly ({detail})",
+                            "error": (
+                                "the session's worker process ended unexpectedly "
+                                f"({_death(status, run.stderr)}); what had completed is kept "
+                                "and the next session carries on from there"
+                            ),
                         },
                     )
                 run.stderr.close()
@@ -276,9 +321,10 @@ class SessionManager:
                 and not ended.stop_requested
             )
             if interrupted and not waiting:
-                self.catalog.create_session(
+                resumption = self.catalog.create_session(
                     repository_id, trigger="resume", now_ns=self.clock.now_ns()
                 )
+                self._publish("session.queued", resumption, {"trigger": "resume"})
             return
         if waiting:
             self._start(waiting[0].id)
@@ -352,7 +398,7 @@ class SessionManager:
                 f"first {first['path']}: {first['message']}"
             )
         if state is SessionState.STOPPED and self._closing and not session.stop_requested:
-            error = "stopped because the service shut down; it carries on at the next start"
+            error = SHUTDOWN_MESSAGE
         values: dict[str, Any] = {
             "state": state,
             "ended_ns": now,
@@ -397,6 +443,17 @@ class SessionManager:
             session_id=session.id,
             data={**(data or {}), "session": snapshot(session)},
         )
+
+
+def _death(status: int, stderr: IO[bytes]) -> str:
+    """How a worker ended: the signal that killed it, else the last line it wrote."""
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-status).name}"
+        return f"killed by signal {-status}"
+    stderr.seek(0)
+    lines = stderr.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"exit status {status}"
 
 
 def _items(now: int, kind: str, entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
