@@ -11,6 +11,7 @@ batch), then exactly one ``finished``.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -96,6 +97,9 @@ def run(job: dict[str, Any], stdin: IO[str], out: _Out) -> None:
                 local, remote, store, job["repository_id"], settings, observer=_Observer(out)
             )
             threading.Thread(target=_watch_input, args=(stdin, session), daemon=True).start()
+            # A service manager that signals the whole group (systemd's default) gets the
+            # same orderly stop as the service's own "stop" line.
+            signal.signal(signal.SIGTERM, lambda _signum, _frame: session.stop())
             done = threading.Event()
             ticker = threading.Thread(target=_tick, args=(session, out, done, started), daemon=True)
             ticker.start()
