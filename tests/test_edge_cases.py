@@ -512,6 +512,7 @@ class Prefixed:
         self.inner = inner
         self.mtime_ns = inner.mtime_ns
         self.executable = inner.executable
+        self.resumable = inner.resumable
 
     def read(self, n: int) -> bytes:
         if self.head:

@@ -70,6 +70,8 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 class Bytes:
     """A source over fixed bytes; ``changed`` makes it report a change when finished."""
 
+    resumable = None  # read from its first byte, as a local file or a small object is
+
     def __init__(self, data: bytes, *, changed: bool = False) -> None:
         self.data = data
         self.pos = 0

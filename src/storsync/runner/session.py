@@ -637,6 +637,8 @@ class _CountingSource:
         self._count = count
         self.mtime_ns = inner.mtime_ns
         self.executable = inner.executable
+        # Bytes a destination kept from an interrupted attempt are not counted: not moved.
+        self.resumable = inner.resumable
 
     def read(self, n: int) -> bytes:
         block = self._inner.read(n)

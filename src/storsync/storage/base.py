@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,15 +17,35 @@ SkipReport = Callable[[str, str], None]
 OWN_FORMAT = 1
 
 
+class Resumable(Protocol):
+    """A source that can skip the bytes a destination kept from an interrupted transfer.
+
+    ``version`` names the bytes (an ETag): kept bytes are only ever offered back to a source
+    of the same version. ``resume`` must come before the first ``read``.
+    """
+
+    version: str
+
+    def resume(self, prefix: Iterable[bytes]) -> None:
+        """Take ``prefix`` as the version's first bytes, already held by the destination.
+
+        They are hashed (and so covered by ``finish``) but not fetched again; ``read`` goes
+        on from their end. The whole iterable is consumed.
+        """
+        ...
+
+
 class Source(Protocol):
     """The bytes of one version, read once, hashed on the way.
 
     ``mtime_ns``/``executable`` are the version's own, when the storage learns them only on
-    reading (object metadata); None where the scan already gave them.
+    reading (object metadata); None where the scan already gave them. ``resumable`` is set
+    where the source can start at an offset (large remote objects).
     """
 
     mtime_ns: int | None
     executable: bool | None
+    resumable: Resumable | None
 
     def read(self, n: int) -> bytes: ...
 

@@ -4,6 +4,10 @@ Writes land in ``.storsync/partial/`` (same file system), carry their mtime and 
 they become visible, and are renamed into place only after the batch they belong to was
 flushed (``sync``). Nothing is ever written through a symbolic link: every directory on the
 way to a target is checked with lstat before use.
+
+A download from a resumable source (a large remote object) is written to a partial file
+named after its path and version, with a checksum file beside it, so that a rerun after a
+kill or an outage continues it instead of starting again (``_stage_resumable``).
 """
 
 from __future__ import annotations
@@ -11,23 +15,41 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
+import itertools
+import json
 import os
 import shutil
 import stat
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from storsync.clock import Clock, SystemClock
 from storsync.engine.compare import Capabilities
 from storsync.engine.paths import MAX_PATH_BYTES, OWN_DIR, normalize, refusal
-from storsync.errors import ChangedError, PermanentStorageError, PreconditionFailed, StorageError
+from storsync.errors import (
+    ChangedError,
+    PermanentStorageError,
+    PreconditionFailed,
+    StorageError,
+    StorsyncError,
+)
 from storsync.model import Entry
-from storsync.storage.base import SkipReport, Source, Staged, Storage
-from storsync.storage.content import CHUNK, new_hasher
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
+from storsync.storage.content import CHUNK, hash_bytes, new_hasher
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
 _EXEC = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+# A resumable partial file is vouched for by one BLAKE3 line per RESUME_CHUNK written; a
+# rerun trusts its bytes only as far as those lines match them.
+RESUME_CHUNK = 8 << 20
+# How long a resumable partial file waits for its transfer to be retried (from its last
+# write); a path that is no longer transferred leaves its partial file behind that long.
+RESUME_KEEP_NS = 3 * 86_400 * 10**9
+_HEX = frozenset("0123456789abcdef")
 
 
 def _umask() -> int:
@@ -59,6 +81,7 @@ def _storage_error(path: str, exc: OSError) -> StorageError:
 class _FileSource:
     mtime_ns: int | None = None
     executable: bool | None = None
+    resumable: Resumable | None = None
 
     def __init__(self, fd: int, path: str, native: str, expected: Entry) -> None:
         self._fd = fd
@@ -86,10 +109,86 @@ class _FileSource:
         return self._hasher.hexdigest()
 
 
+@dataclass(frozen=True)
+class _ResumablePartial:
+    """A staged download: the partial file and its checksum file."""
+
+    data: str
+    sums: str
+
+
+class _Kept:
+    """The leading chunks of a partial file that still match their checksum lines."""
+
+    def __init__(self, fd: int, lines: list[str], size: int) -> None:
+        self._fd = fd
+        self._lines = lines
+        self._size = size
+        self.length = 0  # bytes vouched for so far
+        self.chunks = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i, line in enumerate(self._lines):
+            want = min(RESUME_CHUNK, self._size - i * RESUME_CHUNK)
+            block = os.pread(self._fd, want, i * RESUME_CHUNK)
+            if len(block) != want or hash_bytes(block) != line:
+                return  # torn, never flushed, or changed: nothing from here on is trusted
+            self.length += want
+            self.chunks += 1
+            yield block
+
+
+def _resume_stem(path: str, version: str) -> str:
+    """The partial file's name for one version of one path: found again by a rerun."""
+    return f"{_digest(path)[:32]}-{_digest(version)[:16]}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sum_lines(sums: Path, header: str) -> list[str]:
+    """The checksum lines of a partial file whose checksum file starts with ``header``."""
+    try:
+        first, *lines = sums.read_bytes().decode("ascii", "replace").split("\n")
+    except FileNotFoundError:
+        return []
+    if first != header:
+        return []  # another chunk size, or not what this transfer writes: start again
+    valid = itertools.takewhile(lambda x: len(x) == 64 and _HEX.issuperset(x), lines)
+    return list(valid)
+
+
+def _append_resumable(path: str, source: Source, fd: int, log: int, written: int, size: int) -> int:
+    """Copy the source after ``written`` bytes, and a checksum line after each chunk."""
+    os.lseek(fd, written, os.SEEK_SET)
+    chunk, filled = new_hasher(), 0
+    while block := source.read(min(CHUNK, size - written + 1)):
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view) :]
+        written += len(block)
+        if written > size:
+            raise ChangedError(f"{path} grew while it was read")
+        while block:
+            piece, block = block[: RESUME_CHUNK - filled], block[RESUME_CHUNK - filled :]
+            chunk.update(piece)
+            filled += len(piece)
+            if filled == RESUME_CHUNK or (written == size and not block):
+                os.write(log, f"{chunk.hexdigest()}\n".encode())
+                chunk, filled = new_hasher(), 0
+    return written
+
+
+def _partial_file(token: object) -> str:
+    return token.data if isinstance(token, _ResumablePartial) else str(token)
+
+
 class LocalStorage(Storage):
-    def __init__(self, root: Path, *, url: str | None = None) -> None:
+    def __init__(self, root: Path, *, url: str | None = None, clock: Clock | None = None) -> None:
         self.root = root
         self.url = url or root.as_uri()
+        self._clock = clock or SystemClock()
         self._own = root / OWN_DIR
         self._partial = self._own / "partial"
         self._trash = self._own / "trash"
@@ -256,8 +355,12 @@ class LocalStorage(Storage):
     def stage(
         self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
     ) -> Staged:
-        tmp = os.path.join(self._partial, uuid.uuid4().hex + ".part")
         mode = self._exec_mode if executable else self._mode
+        if source.resumable is not None:
+            return self._stage_resumable(
+                path, source, source.resumable, size=size, mtime_ns=mtime_ns, mode=mode
+            )
+        tmp = os.path.join(self._partial, uuid.uuid4().hex + ".part")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
@@ -289,9 +392,66 @@ class LocalStorage(Storage):
         os.close(fd)
         return Staged(path, digest, size, tmp)
 
+    def _stage_resumable(
+        self,
+        path: str,
+        source: Source,
+        resumable: Resumable,
+        *,
+        size: int,
+        mtime_ns: int,
+        mode: int,
+    ) -> Staged:
+        """Write into a partial file that a later attempt at the same version continues.
+
+        Its name comes from (path, version); ``<name>.sums`` holds a header (what the file
+        is) and one BLAKE3 line per RESUME_CHUNK written, appended after the chunk's bytes
+        and never flushed on their own: a power cut that loses data loses the match too. An
+        attempt hands the source the leading chunks that match their lines, cuts the file
+        after them and fetches only the rest. The file is kept when the attempt fails for a
+        reason that may pass (an outage, a kill); a changed version, bytes that fail the
+        source's checks or a refusal of this storage drop it. The final content is checked
+        by ``source.finish`` over all bytes, the kept ones included.
+        """
+        self._partial.mkdir(parents=True, exist_ok=True)
+        stem = _resume_stem(path, resumable.version)
+        data, sums = self._partial / f"{stem}.resume", self._partial / f"{stem}.sums"
+        self._drop_other_versions(path, stem)
+        header = json.dumps(
+            {"path": path, "version": resumable.version, "size": size, "chunk": RESUME_CHUNK}
+        )
+        fd = os.open(data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            lines = _sum_lines(sums, header)
+            kept = _Kept(fd, lines, size)
+            resumable.resume(kept)
+            os.ftruncate(fd, kept.length)
+            log = os.open(sums, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(log, "".join(f"{x}\n" for x in [header, *lines[: kept.chunks]]).encode())
+                written = _append_resumable(path, source, fd, log, kept.length, size)
+            finally:
+                os.close(log)
+            digest = source.finish()
+            if written != size:
+                raise ChangedError(f"{path}: read {written} bytes where {size} were expected")
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        except BaseException as exc:
+            os.close(fd)
+            error = _storage_error(path, exc) if isinstance(exc, OSError) else exc
+            # ChangedError and refusals are not retryable; outages and interrupts keep it.
+            if isinstance(error, StorsyncError) and not error.retryable:
+                self._drop_files(str(data), str(sums))
+            if error is not exc:
+                raise error from exc
+            raise
+        os.close(fd)
+        return Staged(path, digest, size, _ResumablePartial(str(data), str(sums)))
+
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         path = staged.path
-        tmp = str(staged.token)
+        tmp = _partial_file(staged.token)
         target = self._abs(path)
         try:
             self._ensure_dirs(path)
@@ -299,6 +459,8 @@ class LocalStorage(Storage):
             if expected is not None and trash is not None:
                 self._keep_in_trash(target, path, trash, move=False)
             os.rename(tmp, target)
+            if isinstance(staged.token, _ResumablePartial):
+                self._drop_files(staged.token.sums)
             st = os.lstat(target)
         except BaseException as exc:
             self.discard(staged)
@@ -338,8 +500,24 @@ class LocalStorage(Storage):
             shutil.copy2(target, kept)
 
     def discard(self, staged: Staged) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(staged.token))
+        token = staged.token
+        if isinstance(token, _ResumablePartial):
+            self._drop_files(token.data, token.sums)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(token))
+
+    def _drop_files(self, *files: str) -> None:
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+    def _drop_other_versions(self, path: str, stem: str) -> None:
+        """Partial files of other versions of ``path``: useless once another one is wanted."""
+        mine = f"{_digest(path)[:32]}-"
+        for name in os.listdir(self._partial):
+            if name.startswith(mine) and not name.startswith(stem):
+                self._drop_files(os.path.join(self._partial, name))
 
     def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
         target = self._abs(path)
@@ -426,4 +604,23 @@ class LocalStorage(Storage):
             os.close(fd)
 
     def start_session(self) -> None:
-        shutil.rmtree(self._partial, ignore_errors=True)
+        """Drop what killed runs left in ``partial/``, but for resumable downloads whose
+        checksum file (touched at every chunk) is younger than RESUME_KEEP_NS."""
+        try:
+            if not stat.S_ISDIR(os.lstat(self._partial).st_mode):
+                return  # never delete through a link to somewhere else
+            names = os.listdir(self._partial)
+        except FileNotFoundError:
+            return
+        cutoff = self._clock.now_ns() - RESUME_KEEP_NS
+        for name in names:
+            stem, _, kind = name.rpartition(".")
+            if kind in ("resume", "sums"):
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(self._partial / f"{stem}.sums").st_mtime_ns >= cutoff:
+                        continue
+            full = os.path.join(self._partial, name)
+            try:
+                self._drop_files(full)
+            except IsADirectoryError:
+                shutil.rmtree(full, ignore_errors=True)  # not storsync's; dropped as before

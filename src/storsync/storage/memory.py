@@ -17,7 +17,7 @@ from storsync.engine.compare import Capabilities
 from storsync.engine.paths import OWN_DIR, is_own, normalize, refusal
 from storsync.errors import ChangedError, PreconditionFailed
 from storsync.model import Entry
-from storsync.storage.base import SkipReport, Source, Staged, Storage
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import hash_bytes
 
 
@@ -32,6 +32,7 @@ class Blob:
 class _BytesSource:
     mtime_ns: int | None = None
     executable: bool | None = None
+    resumable: Resumable | None = None
 
     def __init__(self, data: bytes) -> None:
         self._data = data
