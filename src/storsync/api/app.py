@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -101,6 +102,13 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         redoc_url=None,
     )
     errors.install(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # made once; errors as each face answers them
+            app.openapi_schema = errors.document(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(native.public)
     app.include_router(native.router)
     app.include_router(plm.router)
@@ -114,4 +122,5 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.add_middleware(veeam.VeeamPaths)
+    app.add_middleware(errors.RefuseControlCharacters)
     return app

@@ -30,7 +30,7 @@ from storsync.api.schemas import (
     UserOut,
     UserUpdate,
 )
-from storsync.api.security import admin, operator, service_of, viewer
+from storsync.api.security import admin, operator, service_dependency, viewer
 from storsync.errors import InvalidRequest, UnknownObject
 from storsync.service.auth import TokenPair
 from storsync.service.core import Service
@@ -44,16 +44,16 @@ public = APIRouter()
 Viewer = Annotated[Token, Depends(viewer)]
 Operator = Annotated[Token, Depends(operator)]
 Admin = Annotated[Token, Depends(admin)]
-Id = Annotated[str, Path(max_length=64)]
+# Ids are uuids (documented so; anything else simply names nothing: 404).
+Id = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# A log item id: a 32-bit integer in the store (PostgreSQL's integer); a larger cursor
+# would make the query itself fail.
+Cursor = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-def _service(request: Request) -> Service:
-    return service_of(request)
-
-
-Svc = Annotated[Service, Depends(_service)]
+Svc = Annotated[Service, Depends(service_dependency)]
 
 
 def token_answer(pair: TokenPair) -> dict[str, Any]:
@@ -259,8 +259,13 @@ def _session_or_404(service: Service, session_id: str) -> Any:
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
-def show_session(session_id: Id, _: Viewer, service: Svc) -> dict[str, Any]:
-    return render.native_session(_session_or_404(service, session_id))
+async def show_session(session_id: Id, _: Viewer, service: Svc) -> dict[str, Any]:
+    # What clients poll: from the catalog's write-through cache when it is there, in the
+    # event loop; else read in a worker thread.
+    cached = service.catalog.cached_session(session_id)
+    if cached is not None:
+        return render.native_session(cached)
+    return render.native_session(await run_in_threadpool(_session_or_404, service, session_id))
 
 
 @router.post("/sessions/{session_id}/stop", response_model=SessionOut, tags=["sessions"])
@@ -276,7 +281,7 @@ def session_items(
     _: Viewer,
     service: Svc,
     kind: Annotated[str | None, Query(max_length=32)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Cursor = 0,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     """The session's log items: files transferred, deleted, in conflict, failed, skipped."""
@@ -294,7 +299,7 @@ def session_conflicts(
     session_id: Id,
     _: Viewer,
     service: Svc,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Cursor = 0,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     return session_items(request, session_id, _, service, "conflict", after, limit)
@@ -312,7 +317,7 @@ def session_conflicts(
 async def list_events(
     request: Request,
     _: Viewer,
-    since: Annotated[int | None, Query(ge=0)] = None,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Limit = 100,
     timeout: Annotated[float, Query(ge=0, le=300)] = 0,
     repositoryId: Annotated[str | None, Query(max_length=64)] = None,

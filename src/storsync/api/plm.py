@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from storsync.api import render
 from storsync.api.errors import NOT_ALLOWED, PLM_PREFIX, answer
-from storsync.api.security import requires, service_of
+from storsync.api.security import requires, service_dependency
 from storsync.errors import InvalidRequest, UnknownObject
 from storsync.service.core import Service
 from storsync.state.records import Role, Session, Token
@@ -23,13 +23,14 @@ router = APIRouter(prefix=f"{PLM_PREFIX}/storage/synchronizers", tags=["PLM Medi
 
 PlmOperator = Annotated[Token, Depends(requires(Role.OPERATOR, anonymous_plm=True))]
 PlmViewer = Annotated[Token, Depends(requires(Role.VIEWER, anonymous_plm=True))]
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# ``$<pushId>+<pullId>``: the pattern documents it; ``parse_id`` checks it (error_code 5).
+SynchronizerId = Annotated[
+    str, Path(max_length=160, json_schema_extra={"pattern": rf"^\${_UUID}\+\$?{_UUID}$"})
+]
 
 
-def _service(request: Request) -> Service:
-    return service_of(request)
-
-
-Svc = Annotated[Service, Depends(_service)]
+Svc = Annotated[Service, Depends(service_dependency)]
 
 
 def parse_id(raw: str) -> tuple[str, str]:
@@ -77,7 +78,7 @@ def index(
 
 
 @router.get("/{synchronizer_id}")
-def show(synchronizer_id: str, _: PlmViewer, service: Svc) -> dict[str, Any]:
+def show(synchronizer_id: SynchronizerId, _: PlmViewer, service: Svc) -> dict[str, Any]:
     push_id, pull_id = parse_id(synchronizer_id)
     session: Session | None = service.catalog.session_by_phases(push_id, pull_id)
     if session is None:

@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Mode = Literal["two-way", "push-only", "pull-only"]
 Policy = Literal["keep-both", "newer", "local", "remote"]
 
 
-class Strict(BaseModel):
+def has_nul(value: Any) -> bool:
+    """Whether a string anywhere in a JSON value holds a NUL character (iteratively: a
+    body may be nested as deep as the JSON parser allows)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+class Text(BaseModel):
+    """A request body whose strings hold no NUL character: no name, path, label or token
+    has a use for one, and PostgreSQL refuses them in text."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if has_nul(data):
+            raise ValueError("text must not contain NUL characters")
+        return data
+
+
+class Strict(Text):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -147,7 +176,7 @@ class TokenOut(BaseModel):
 
 
 class UserCreate(Strict):
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=1024)
     role: Literal["admin", "operator", "viewer"] = "viewer"
 

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from storsync.errors import Forbidden
+from storsync.service.auth import digest
 from storsync.service.core import Service
 from storsync.state.records import Role, Token, TokenKind, User
 
@@ -24,12 +25,33 @@ def service_of(request: Request) -> Service:
     return service
 
 
+async def service_dependency(request: Request) -> Service:
+    """``service_of`` as a FastAPI dependency. ``async`` on purpose: FastAPI runs a plain
+    ``def`` dependency in a worker thread, a hop per request for an attribute read."""
+    return service_of(request)
+
+
 def _is_loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _recently_verified(service: Service, bearer: str | None) -> Token | None:
+    """The caller's token from the catalog's short-lived cache, if it is there and still
+    live; checked in the event loop, saving a worker thread and a query per request.
+    Anything else (unknown, refresh, revoked, expired) goes the full way, which gives
+    the error."""
+    if not bearer:
+        return None
+    token = service.catalog.cached_token(digest(bearer))
+    if token is None or token.kind is TokenKind.REFRESH or token.revoked:
+        return None
+    if token.expires_ns is not None and token.expires_ns <= service.clock.now_ns():
+        return None
+    return token
 
 
 def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object]:
@@ -48,7 +70,9 @@ def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object
         ):
             return Token("", ANONYMOUS, TokenKind.ACCESS, "anonymous loopback", 0, None, False)
         given = credentials.credentials if credentials else None
-        token = await run_in_threadpool(service.accounts.authenticate, given)
+        token = _recently_verified(service, given)
+        if token is None:
+            token = await run_in_threadpool(service.accounts.authenticate, given)
         if not token.user.role.allows(role):
             raise Forbidden(
                 f"this needs the {role.value} role; {token.user.name} is {token.user.role.value}"

@@ -10,7 +10,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,8 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storsync.api import render
 from storsync.api.native import token_answer
-from storsync.api.schemas import Credentials, Mode, Policy
-from storsync.api.security import admin, operator, service_of, viewer
+from storsync.api.schemas import Credentials, Mode, Policy, Text, TokenOut
+from storsync.api.security import admin, operator, service_dependency, viewer
 from storsync.errors import InvalidRequest, Unauthorized, UnknownObject
 from storsync.service.core import Service
 from storsync.service.repositories import RepositorySpec
@@ -32,6 +32,8 @@ Viewer = Annotated[Token, Depends(viewer)]
 Operator = Annotated[Token, Depends(operator)]
 Admin = Annotated[Token, Depends(admin)]
 DEFAULT_LIMIT = 100
+# Ids are uuids: declared so in the schema, checked by ``_uuid`` for a message of our own.
+VeeamId = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
 
 _SEGMENTS = {
     s.lower(): s
@@ -63,11 +65,7 @@ class VeeamPaths:
         await self.app(scope, receive, send)
 
 
-def _service(request: Request) -> Service:
-    return service_of(request)
-
-
-Svc = Annotated[Service, Depends(_service)]
+Svc = Annotated[Service, Depends(service_dependency)]
 
 
 def _uuid(raw: str, what: str) -> str:
@@ -88,7 +86,39 @@ def _oauth_error(code: str, description: str) -> JSONResponse:
     )
 
 
-@router.post("/token")
+_TOKEN_FIELDS = {
+    "type": "object",
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+        "username": {"type": "string", "maxLength": 128},
+        "password": {"type": "string", "maxLength": 1024},
+        "refresh_token": {"type": "string", "maxLength": 1024},
+    },
+}
+
+
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    response_model_by_alias=True,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": _TOKEN_FIELDS},
+                "application/json": {"schema": _TOKEN_FIELDS},
+            },
+        },
+        "responses": {
+            "400": {
+                "description": "An OAuth 2 error: invalid_grant, invalid_request, ...",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}
+                },
+            }
+        },
+    },
+)
 async def token(request: Request, service: Svc) -> Any:
     """OAuth 2 password and refresh_token grants, form-encoded or JSON."""
     try:
@@ -103,6 +133,8 @@ async def token(request: Request, service: Svc) -> Any:
     except (ValueError, UnicodeDecodeError, AssertionError, RecursionError, HTTPException):
         # RecursionError: JSON nested too deep; HTTPException: a malformed or oversized form.
         return _oauth_error("invalid_request", "the body is neither a form nor a JSON object")
+    if any("\x00" in k or "\x00" in v for k, v in fields.items()):
+        return _oauth_error("invalid_request", "the fields must not contain NUL characters")
     grant = fields.get("grant_type", "password")
     try:
         if grant == "password":
@@ -127,7 +159,7 @@ async def token(request: Request, service: Svc) -> Any:
 # -- repositories ---------------------------------------------------------------------
 
 
-class VeeamRepositoryIn(BaseModel):
+class VeeamRepositoryIn(Text):
     model_config = ConfigDict(extra="ignore")  # Veeam clients send fields we do not use
 
     name: str = Field(min_length=1, max_length=128)
@@ -140,7 +172,7 @@ class VeeamRepositoryIn(BaseModel):
     remoteCredentials: Credentials | None = None
 
 
-class VeeamRepositoryUpdate(BaseModel):
+class VeeamRepositoryUpdate(Text):
     model_config = ConfigDict(extra="ignore")
 
     name: str | None = Field(default=None, min_length=1, max_length=128)
@@ -172,7 +204,8 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
         if isinstance(exc, ValidationError) and exc.errors():
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise InvalidRequest(f"{where}: {first['msg']}") from None
+            message = first["msg"].removeprefix("Value error, ")
+            raise InvalidRequest(f"{where}: {message}") from None
         raise InvalidRequest("the body must be a JSON object") from None
 
 
@@ -181,7 +214,14 @@ def list_repositories(_: Viewer, service: Svc) -> list[dict[str, Any]]:
     return [_repository(service, r) for r in service.repositories.list()]
 
 
-@router.post("/BackupRepositories")
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A model read by hand from the body, documented as the request body."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # Credentials: in the components already (native API)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+@router.post("/BackupRepositories", openapi_extra=_json_body(VeeamRepositoryIn))
 async def create_repository(request: Request, _: Admin, service: Svc) -> Any:
     body: VeeamRepositoryIn = await _body(request, VeeamRepositoryIn)
     spec = RepositorySpec(
@@ -201,12 +241,14 @@ async def create_repository(request: Request, _: Admin, service: Svc) -> Any:
 
 
 @router.get("/BackupRepositories/{repository_id}")
-def show_repository(repository_id: str, _: Viewer, service: Svc) -> dict[str, Any]:
+def show_repository(repository_id: VeeamId, _: Viewer, service: Svc) -> dict[str, Any]:
     return _repository(service, service.repositories.get(_uuid(repository_id, "repositoryId")))
 
 
-@router.put("/BackupRepositories/{repository_id}")
-async def update_repository(repository_id: str, request: Request, _: Admin, service: Svc) -> Any:
+@router.put("/BackupRepositories/{repository_id}", openapi_extra=_json_body(VeeamRepositoryUpdate))
+async def update_repository(
+    repository_id: VeeamId, request: Request, _: Admin, service: Svc
+) -> Any:
     repository_id = _uuid(repository_id, "repositoryId")
     body: VeeamRepositoryUpdate = await _body(request, VeeamRepositoryUpdate)
     names = {
@@ -227,13 +269,13 @@ async def update_repository(repository_id: str, request: Request, _: Admin, serv
 
 
 @router.delete("/BackupRepositories/{repository_id}")
-def delete_repository(repository_id: str, _: Admin, service: Svc) -> Response:
+def delete_repository(repository_id: VeeamId, _: Admin, service: Svc) -> Response:
     service.repositories.delete(_uuid(repository_id, "repositoryId"))
     return Response(status_code=200)
 
 
 @router.post("/BackupRepositories/{repository_id}/Sync")
-def sync(repository_id: str, _: Operator, service: Svc) -> dict[str, Any]:
+def sync(repository_id: VeeamId, _: Operator, service: Svc) -> dict[str, Any]:
     """Start a session, or join the waiting one; 200 with the session."""
     repository_id = _uuid(repository_id, "repositoryId")
     return render.veeam_session(service.sessions.trigger(repository_id, trigger="veeam"))
@@ -246,7 +288,9 @@ def sync(repository_id: str, _: Operator, service: Svc) -> dict[str, Any]:
 def list_sessions(
     _: Viewer,
     service: Svc,
-    repositoryId: Annotated[str | None, Query(max_length=64)] = None,
+    repositoryId: Annotated[
+        str | None, Query(max_length=64, json_schema_extra={"format": "uuid"})
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = DEFAULT_LIMIT,
 ) -> list[dict[str, Any]]:
@@ -265,11 +309,15 @@ def _session(service: Service, session_id: str) -> Any:
 
 
 @router.get("/RepositorySynchronizeSessions/{session_id}")
-def show_session(session_id: str, _: Viewer, service: Svc) -> dict[str, Any]:
-    return render.veeam_session(_session(service, session_id))
+async def show_session(session_id: VeeamId, _: Viewer, service: Svc) -> dict[str, Any]:
+    # As the native face's: the catalog's cache in the event loop, else a worker thread.
+    cached = service.catalog.cached_session(_uuid(session_id, "sessionId"))
+    if cached is not None:
+        return render.veeam_session(cached)
+    return render.veeam_session(await run_in_threadpool(_session, service, session_id))
 
 
 @router.post("/RepositorySynchronizeSessions/{session_id}/StopSynchronize")
-def stop_session(session_id: str, _: Operator, service: Svc) -> Response:
+def stop_session(session_id: VeeamId, _: Operator, service: Svc) -> Response:
     service.sessions.stop(_session(service, session_id).id)
     return Response(status_code=200)

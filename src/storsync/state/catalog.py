@@ -6,7 +6,10 @@ Every method is one short transaction; the service calls them from worker thread
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -64,38 +67,102 @@ def _repository(row: sa.Row[Any]) -> Repository:
     )
 
 
-def _session(row: sa.Row[Any]) -> Session:
-    def counters(side: str) -> PhaseCounters:
-        return PhaseCounters(
-            files_planned=row._mapping[f"{side}_files_planned"],
-            files_done=row._mapping[f"{side}_files_done"],
-            bytes_planned=row._mapping[f"{side}_bytes_planned"],
-            bytes_done=row._mapping[f"{side}_bytes_done"],
-        )
+# Every query that feeds _session selects these columns in this order, so that a row is
+# unpacked positionally: attribute access on a Row (~0.5 us each, 28 of them) and Enum
+# calls were most of the cost of a page of 100 sessions.
+_SESSION_COLUMNS = (
+    _S.c.id,
+    _S.c.repository_id,
+    _S.c.push_id,
+    _S.c.pull_id,
+    _S.c.state,
+    _S.c.push_state,
+    _S.c.pull_state,
+    _S.c.created_ns,
+    _S.c.started_ns,
+    _S.c.ended_ns,
+    _S.c.error,
+    _S.c.stop_requested,
+    _S.c.trigger,
+    _S.c.percent,
+    _S.c.push_files_planned,
+    _S.c.push_files_done,
+    _S.c.push_bytes_planned,
+    _S.c.push_bytes_done,
+    _S.c.pull_files_planned,
+    _S.c.pull_files_done,
+    _S.c.pull_bytes_planned,
+    _S.c.pull_bytes_done,
+    _S.c.pushed,
+    _S.c.pulled,
+    _S.c.deleted_local,
+    _S.c.deleted_remote,
+    _S.c.conflicts,
+    _S.c.errors,
+)
+_SESSION_STATES = {s.value: s for s in SessionState}
+_PHASE_STATES: dict[str | None, PhaseState | None] = {p.value: p for p in PhaseState}
+_PHASE_STATES[None] = None
 
+
+def _session(row: Sequence[Any]) -> Session:
+    (
+        id_,
+        repository_id,
+        push_id,
+        pull_id,
+        state,
+        push_state,
+        pull_state,
+        created_ns,
+        started_ns,
+        ended_ns,
+        error,
+        stop_requested,
+        trigger,
+        percent,
+        push_files_planned,
+        push_files_done,
+        push_bytes_planned,
+        push_bytes_done,
+        pull_files_planned,
+        pull_files_done,
+        pull_bytes_planned,
+        pull_bytes_done,
+        pushed,
+        pulled,
+        deleted_local,
+        deleted_remote,
+        conflicts,
+        errors,
+    ) = row
     return Session(
-        id=row.id,
-        repository_id=row.repository_id,
-        push_id=row.push_id,
-        pull_id=row.pull_id,
-        state=SessionState(row.state),
-        push_state=None if row.push_state is None else PhaseState(row.push_state),
-        pull_state=None if row.pull_state is None else PhaseState(row.pull_state),
-        created_ns=row.created_ns,
-        started_ns=row.started_ns,
-        ended_ns=row.ended_ns,
-        error=row.error,
-        stop_requested=bool(row.stop_requested),
-        trigger=row.trigger,
-        percent=row.percent,
-        push=counters("push"),
-        pull=counters("pull"),
-        pushed=row.pushed,
-        pulled=row.pulled,
-        deleted_local=row.deleted_local,
-        deleted_remote=row.deleted_remote,
-        conflicts=row.conflicts,
-        errors=row.errors,
+        id=id_,
+        repository_id=repository_id,
+        push_id=push_id,
+        pull_id=pull_id,
+        state=_SESSION_STATES[state],
+        push_state=_PHASE_STATES[push_state],
+        pull_state=_PHASE_STATES[pull_state],
+        created_ns=created_ns,
+        started_ns=started_ns,
+        ended_ns=ended_ns,
+        error=error,
+        stop_requested=bool(stop_requested),
+        trigger=trigger,
+        percent=percent,
+        push=PhaseCounters(
+            push_files_planned, push_files_done, push_bytes_planned, push_bytes_done
+        ),
+        pull=PhaseCounters(
+            pull_files_planned, pull_files_done, pull_bytes_planned, pull_bytes_done
+        ),
+        pushed=pushed,
+        pulled=pulled,
+        deleted_local=deleted_local,
+        deleted_remote=deleted_remote,
+        conflicts=conflicts,
+        errors=errors,
     )
 
 
@@ -114,7 +181,54 @@ def _event(row: sa.Row[Any]) -> Event:
     )
 
 
+# Statements of the hot read paths, built once: building ``select(sessions)`` (30
+# columns) and its cache key again on every call cost more than running it on SQLite.
+_GET_SESSION = sa.select(*_SESSION_COLUMNS).where(_S.c.id == sa.bindparam("id"))
+_FIND_TOKEN = (
+    sa.select(_T, _U.c.name, _U.c.role, _U.c.created_ns.label("user_created_ns"))
+    .join(_U, _U.c.id == _T.c.user_id)
+    .where(_T.c.digest == sa.bindparam("digest"))
+)
+
+
+@functools.cache
+def _list_sessions_query(by_repository: bool, by_state: bool) -> sa.Select[Any]:
+    query = sa.select(*_SESSION_COLUMNS)
+    if by_repository:
+        query = query.where(_S.c.repository_id == sa.bindparam("repository_id"))
+    if by_state:
+        query = query.where(_S.c.state.in_(sa.bindparam("states", expanding=True)))
+    return (
+        query.order_by(_S.c.created_ns.desc(), _S.c.id.desc())
+        .offset(sa.bindparam("offset", type_=sa.Integer))
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+# Tokens read from the store are kept this long for ``cached_token`` (the API checks
+# it before going to the database on every request); any write to tokens or users
+# through this catalog empties the cache at once, so this only bounds how long a change
+# made behind the service's back (by hand in the database) can go unseen.
+TOKEN_CACHE_S = 5.0
+TOKEN_CACHE_MAX = 4096
+# Sessions read or written lately, for ``cached_session`` (the status reads that clients
+# poll). Write-through: every change to the sessions table goes through this catalog,
+# in the service's one process, and replaces or drops the entry; the age limit only
+# bounds a change made behind the service's back.
+SESSION_CACHE_S = 1.0
+SESSION_CACHE_MAX = 1024
+
+
 class Catalog(StateStore):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._tokens: dict[str, tuple[float, Token]] = {}
+        self._tokens_generation = 0
+        self._tokens_lock = threading.Lock()
+        self._sessions: dict[str, tuple[float, Session]] = {}
+        self._sessions_generation = 0
+        self._sessions_lock = threading.Lock()
+
     # -- repositories -----------------------------------------------------------------
 
     def list_repositories(self) -> list[Repository]:
@@ -201,6 +315,7 @@ class Catalog(StateStore):
             conn.execute(_S.delete().where(_S.c.repository_id == repository_id))
             conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
             conn.execute(_R.delete().where(_R.c.id == repository_id))
+        self._forget_sessions()
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -221,14 +336,41 @@ class Catalog(StateStore):
         return found
 
     def get_session(self, session_id: str) -> Session | None:
+        generation = self._sessions_generation
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(_S).where(_S.c.id == session_id)).first()
-        return None if row is None else _session(row)
+            row = conn.execute(_GET_SESSION, {"id": session_id}).first()
+        if row is None:
+            return None
+        session = _session(row)
+        with self._sessions_lock:
+            # Not if a write to sessions came between the read and now.
+            if generation == self._sessions_generation:
+                if len(self._sessions) >= SESSION_CACHE_MAX:
+                    self._sessions.clear()
+                self._sessions[session_id] = (time.monotonic(), session)
+        return session
+
+    def cached_session(self, session_id: str) -> Session | None:
+        """The session as ``get_session`` last read it, if less than SESSION_CACHE_S ago and
+        not changed since through this catalog; else None. No I/O: for the event loop."""
+        found = self._sessions.get(session_id)
+        if found is None or time.monotonic() - found[0] > SESSION_CACHE_S:
+            return None
+        return found[1]
+
+    def _forget_sessions(self, session_id: str | None = None) -> None:
+        """After a write to sessions: that one (None: all) is no longer cached."""
+        with self._sessions_lock:
+            self._sessions_generation += 1
+            if session_id is None:
+                self._sessions.clear()
+            else:
+                self._sessions.pop(session_id, None)
 
     def session_by_phases(self, push_id: str, pull_id: str) -> Session | None:
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(_S).where(_S.c.push_id == push_id, _S.c.pull_id == pull_id)
+                sa.select(*_SESSION_COLUMNS).where(_S.c.push_id == push_id, _S.c.pull_id == pull_id)
             ).first()
         return None if row is None else _session(row)
 
@@ -240,15 +382,15 @@ class Catalog(StateStore):
         offset: int = 0,
         limit: int = 100,
     ) -> list[Session]:
-        query = sa.select(_S)
-        if repository_id is not None:
-            query = query.where(_S.c.repository_id == repository_id)
         wanted = [s.value for s in states]
+        query = _list_sessions_query(repository_id is not None, bool(wanted))
+        values: dict[str, Any] = {"offset": offset, "limit": limit}
+        if repository_id is not None:
+            values["repository_id"] = repository_id
         if wanted:
-            query = query.where(_S.c.state.in_(wanted))
-        query = query.order_by(_S.c.created_ns.desc(), _S.c.id.desc()).offset(offset).limit(limit)
+            values["states"] = wanted
         with self.engine.connect() as conn:
-            return [_session(r) for r in conn.execute(query)]
+            return [_session(r) for r in conn.execute(query, values)]
 
     def count_sessions_by_state(self) -> dict[SessionState, int]:
         query = sa.select(_S.c.state, sa.func.count()).group_by(_S.c.state)
@@ -264,6 +406,7 @@ class Catalog(StateStore):
                 values[key] = value.value
         with self.engine.begin() as conn:
             conn.execute(_S.update().where(_S.c.id == session_id).values(**values))
+        self._forget_sessions(session_id)
         return self.get_session(session_id)
 
     def prune_sessions(self, *, ended_before_ns: int) -> int:
@@ -271,8 +414,13 @@ class Catalog(StateStore):
         old = sa.select(_S.c.id).where(_S.c.ended_ns < ended_before_ns)
         with self.engine.begin() as conn:
             conn.execute(_L.delete().where(_L.c.session_id.in_(old)))
-            conn.execute(_E.delete().where(_E.c.session_id.in_(old)))
-            return conn.execute(_S.delete().where(_S.c.ended_ns < ended_before_ns)).rowcount
+            # The newest event stays, whatever its age: the next id is counted from it,
+            # so ids are never given twice (a client resuming from an old id would wait).
+            newest = sa.select(sa.func.max(_E.c.id)).scalar_subquery()
+            conn.execute(_E.delete().where(_E.c.session_id.in_(old), _E.c.id < newest))
+            pruned = conn.execute(_S.delete().where(_S.c.ended_ns < ended_before_ns)).rowcount
+        self._forget_sessions()
+        return int(pruned)
 
     # -- log items --------------------------------------------------------------------
 
@@ -340,12 +488,14 @@ class Catalog(StateStore):
         if values:
             with self.engine.begin() as conn:
                 conn.execute(_U.update().where(_U.c.id == user_id).values(**values))
+            self._forget_tokens()  # a cached token carries its user's role
         return self.get_user(user_id)
 
     def delete_user(self, user_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(_T.delete().where(_T.c.user_id == user_id))
             conn.execute(_U.delete().where(_U.c.id == user_id))
+        self._forget_tokens()
 
     def add_token(
         self,
@@ -373,16 +523,15 @@ class Catalog(StateStore):
         return token_id
 
     def find_token(self, digest: str) -> Token | None:
-        query = sa.select(_T, _U.c.name, _U.c.role, _U.c.created_ns.label("user_created_ns"))
-        query = query.join(_U, _U.c.id == _T.c.user_id).where(_T.c.digest == digest)
+        generation = self._tokens_generation
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_FIND_TOKEN, {"digest": digest}).first()
         if row is None:
             return None
         user = User(
             id=row.user_id, name=row.name, role=Role(row.role), created_ns=row.user_created_ns
         )
-        return Token(
+        token = Token(
             id=row.id,
             user=user,
             kind=TokenKind(row.kind),
@@ -391,6 +540,28 @@ class Catalog(StateStore):
             expires_ns=row.expires_ns,
             revoked=bool(row.revoked),
         )
+        with self._tokens_lock:
+            # Not if a write to tokens or users came between the read and now: the row
+            # read may be older than that write.
+            if generation == self._tokens_generation:
+                if len(self._tokens) >= TOKEN_CACHE_MAX:
+                    self._tokens.clear()
+                self._tokens[digest] = (time.monotonic(), token)
+        return token
+
+    def cached_token(self, digest: str) -> Token | None:
+        """The token ``find_token`` read for this digest less than TOKEN_CACHE_S ago, as it
+        was then; None if there is none. No I/O: for the event loop. The caller still
+        checks that it is live, as for a token read from the store."""
+        found = self._tokens.get(digest)
+        if found is None or time.monotonic() - found[0] > TOKEN_CACHE_S:
+            return None
+        return found[1]
+
+    def _forget_tokens(self) -> None:
+        with self._tokens_lock:
+            self._tokens_generation += 1
+            self._tokens.clear()
 
     def list_tokens(self, user_id: str, kind: TokenKind) -> list[Token]:
         user = self.get_user(user_id)
@@ -415,10 +586,12 @@ class Catalog(StateStore):
     def revoke_token(self, token_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(_T.update().where(_T.c.id == token_id).values(revoked=True))
+        self._forget_tokens()
 
     def prune_tokens(self, *, expired_before_ns: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(_T.delete().where(_T.c.expires_ns < expired_before_ns))
+        self._forget_tokens()
 
     # -- events -----------------------------------------------------------------------
 
