@@ -183,10 +183,6 @@ def test_native_unknown_token_is_404_for_its_owner(api: Api) -> None:
     error(answer, "native", 404, "not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Accounts.revoke lets an admin 'revoke' any id, existing or not: 204 (service bug)",
-)
 def test_native_unknown_token_is_404_for_an_admin(api: Api) -> None:
     error(api.request("DELETE", f"/api/v1/tokens/{UNKNOWN}"), "native", 404, "not_found")
 

@@ -176,8 +176,7 @@ class Accounts:
                 if token.id == token_id:
                     self.catalog.revoke_token(token_id)
                     return
-        if by.role is Role.ADMIN:
-            self.catalog.revoke_token(token_id)
+        if by.role is Role.ADMIN and self.catalog.revoke_token(token_id):
             return
         raise UnknownObject(f"no token with id {token_id!r}")
 

@@ -583,10 +583,12 @@ class Catalog(StateStore):
                 for r in rows
             ]
 
-    def revoke_token(self, token_id: str) -> None:
+    def revoke_token(self, token_id: str) -> bool:
+        """Whether a token with this id exists (and is now revoked)."""
         with self.engine.begin() as conn:
-            conn.execute(_T.update().where(_T.c.id == token_id).values(revoked=True))
+            found = conn.execute(_T.update().where(_T.c.id == token_id).values(revoked=True))
         self._forget_tokens()
+        return bool(found.rowcount)
 
     def prune_tokens(self, *, expired_before_ns: int) -> None:
         with self.engine.begin() as conn:
