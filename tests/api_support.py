@@ -44,6 +44,15 @@ def service_env(data_dir: Path, root: Path, database_url: str | None) -> dict[st
     return env
 
 
+def repository_body(folder: Path) -> dict[str, str]:
+    """A repository create body for ``folder/local`` synced with ``folder/remote``."""
+    return {
+        "name": folder.name,
+        "localPath": str(folder / "local"),
+        "remote": str(folder / "remote"),
+    }
+
+
 class ServerProcess:
     """`storsync serve` in a child process; stop() is SIGTERM, a grace, then SIGKILL."""
 
@@ -131,13 +140,7 @@ class Api:
 
     def new_repository(self, **fields: Any) -> dict[str, Any]:
         """A repository in a fresh folder under the allowed root; local and remote dirs."""
-        folder = self.root / uuid.uuid4().hex[:12]
-        body = {
-            "name": folder.name,
-            "localPath": str(folder / "local"),
-            "remote": str(folder / "remote"),
-            **fields,
-        }
+        body = {**repository_body(self.root / uuid.uuid4().hex[:12]), **fields}
         answer = self.post("/api/v1/repositories", json=body)
         assert answer.status_code == 201, answer.text
         repository: dict[str, Any] = answer.json()

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import httpx
 import websockets
 
-from tests.api_support import ADMIN_PASSWORD, ServerProcess, service_env
+from tests.api_support import ADMIN_PASSWORD, ServerProcess, repository_body, service_env
 
 SYNCHRONIZERS = "/storage/synchronizers"
 SUBSCRIBE = {"resource": "_client", "event": "subscribe", "data": {"resource": SYNCHRONIZERS}}
@@ -83,12 +83,7 @@ class Live:
         """A repository whose local side holds ``files`` new files; it and their paths."""
         folder = self.root / uuid.uuid4().hex[:12]
         paths = make_files(folder / "local", files, size, pad=pad)
-        body = {
-            "name": folder.name,
-            "localPath": str(folder / "local"),
-            "remote": str(folder / "remote"),
-        }
-        answer = self.post("/api/v1/repositories", json=body)
+        answer = self.post("/api/v1/repositories", json=repository_body(folder))
         assert answer.status_code == 201, answer.text
         repository: dict[str, Any] = answer.json()
         return repository, paths
