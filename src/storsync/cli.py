@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -443,12 +445,43 @@ def _run_sync(
             session = SyncSession(
                 local, remote_storage, store, repository_id, settings, clock=clock
             )
-            with _live_progress(session, enabled=live and sys.stderr.isatty()), _no_gc():
+            with (
+                _stop_on_signals(session),
+                _live_progress(session, enabled=live and sys.stderr.isatty()),
+                _no_gc(),
+            ):
                 return session.run()
         finally:
             remote_storage.close()
             local.close()
             store.close()
+
+
+@contextmanager
+def _stop_on_signals(session: SyncSession) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the session at its next safe point, reported ``stopped``.
+
+    A KeyboardInterrupt would instead leave the pool threads scanning or hashing to the
+    end, and SIGTERM's default ends the process without a summary. The first signal puts
+    the previous handlers back: a second one interrupts or ends the process as before.
+    """
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        restore()
+        session.stop()
+
+    for sig in signals:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        restore()
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from storsync.errors import ChangedError, SafetyError, StorageError, StorsyncErr
 from storsync.model import BaseEntry, ConflictPolicy, Entry, Mode, Side, Skipped
 from storsync.runner.progress import Progress, Snapshot
 from storsync.state.protocol import BaseStore
-from storsync.storage.base import OWN_FORMAT, Source, Staged, Storage
+from storsync.storage.base import OWN_FORMAT, Source, Staged, Storage, interruptible
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -143,7 +143,9 @@ class SyncSession:
         self._moved: dict[tuple[Side, str], Entry] = {}
         self._blocked: set[str] = set()
         self._report_lock = threading.Lock()
-        self._stop = threading.Event()
+        # Set by stop() from another thread or a signal handler, read once per scanned entry
+        # and hashed chunk: a plain attribute costs half of an Event's is_set() call.
+        self._stopping = False
 
     # -- public -----------------------------------------------------------------------
 
@@ -163,8 +165,12 @@ class SyncSession:
         return self.report
 
     def stop(self) -> None:
-        """Ask the session to stop at the next safe point (between files)."""
-        self._stop.set()
+        """Ask the session to stop at the next safe point.
+
+        Safe points: between the entries, listing pages and hashed chunks of the scan and
+        hash stage (nothing is changed yet), then between phases and files.
+        """
+        self._stopping = True
 
     # -- steps ------------------------------------------------------------------------
 
@@ -205,6 +211,7 @@ class SyncSession:
                 base_count=len(base),
                 max_delete_percent=self.settings.max_delete_percent,
             )
+        self._stop_before_changes()
         if self.settings.dry_run:
             self.report.plan = plan
             self.report.conflicts = list(plan.conflicts)
@@ -324,9 +331,12 @@ class SyncSession:
     def _scan(self) -> tuple[dict[str, Entry], dict[str, Entry]]:
         def scan(side: Side) -> dict[str, Entry]:
             skipped: list[Skipped] = []
-            found = self._retry(
-                lambda: self.storage(side).scan(lambda p, r: skipped.append(Skipped(side, p, r)))
-            )
+            with interruptible(self._stop_before_changes):
+                found = self._retry(
+                    lambda: self.storage(side).scan(
+                        lambda p, r: skipped.append(Skipped(side, p, r))
+                    )
+                )
             with self._report_lock:
                 self.report.skipped.extend(skipped)
             if self.filter:
@@ -366,6 +376,7 @@ class SyncSession:
         def digest(item: tuple[Side, str, Entry]) -> Entry | None:
             side, path, entry = item
             storage = self.storage(side)
+            self._stop_before_changes()
             try:
                 if not storage.caps.listing_metadata:
                     # The decision compares the bit (and, for "newer", the mtime) that a
@@ -378,11 +389,14 @@ class SyncSession:
                     )
                     if now.hash is not None:
                         return dataclasses.replace(entry, hash=now.hash)
-                return dataclasses.replace(entry, hash=storage.hash(path, entry))
+                with interruptible(self._stop_before_changes):
+                    return dataclasses.replace(entry, hash=storage.hash(path, entry))
             except (ChangedError, StorageError):
                 return None  # decided without the hash: safe, at worst a conflict copy
 
         self.progress.phase = "hashing"
+        # A stop raises SessionStopped out of the files being hashed; the map then cancels
+        # those still queued, so the pool's exit waits only for the few in flight.
         with ThreadPoolExecutor(self.settings.transfers) as pool:
             for (side, path, _), value in zip(wanted, pool.map(digest, wanted), strict=True):
                 if value is not None:
@@ -418,8 +432,16 @@ class SyncSession:
             self._phase(side, "partial" if len(self.report.errors) > errors_before else "completed")
 
     def _stop_point(self) -> None:
-        if self._stop.is_set():
+        if self._stopping:
             raise SessionStopped("the session was stopped before it finished")
+
+    def _stop_before_changes(self) -> None:
+        """The stop point of the scan and hash stage, checked per entry and per chunk."""
+        if self._stopping:
+            raise SessionStopped(
+                f"the session was stopped while {self.progress.phase}, before it changed "
+                "anything; the next run scans again"
+            )
 
     def _phase(self, side: Side, state: str) -> None:
         if self.observer is not None:
@@ -521,7 +543,7 @@ class SyncSession:
                     self._publish(side, batch, pool)
                     batch, batch_bytes, last_flush = [], 0, now
                     self._emit()
-                if self._stop.is_set():
+                if self._stopping:
                     break
             self._publish(side, batch, pool)
         self._emit()

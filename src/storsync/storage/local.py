@@ -37,7 +37,7 @@ from storsync.errors import (
     StorsyncError,
 )
 from storsync.model import Entry
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage, current_checkpoint
 from storsync.storage.content import CHUNK, hash_bytes, new_hasher
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -265,6 +265,7 @@ class LocalStorage(Storage):
     # -- scan -------------------------------------------------------------------------
 
     def scan(self, skip: SkipReport) -> dict[str, Entry]:
+        checkpoint = current_checkpoint()
         found: dict[str, Entry] = {}
         folded: dict[str, str] | None = None if self.caps.case_sensitive else {}
         self._native.clear()
@@ -280,6 +281,7 @@ class LocalStorage(Storage):
                 continue
             with it:
                 for item in it:
+                    checkpoint()
                     name = item.name
                     rel = prefix + name
                     if name == OWN_DIR:

@@ -17,7 +17,7 @@ from storsync.engine.compare import Capabilities
 from storsync.engine.paths import OWN_DIR, is_own, normalize, refusal
 from storsync.errors import ChangedError, PreconditionFailed
 from storsync.model import Entry
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage, current_checkpoint
 from storsync.storage.content import hash_bytes
 
 
@@ -85,10 +85,12 @@ class MemoryStorage(Storage):
         return blob
 
     def scan(self, skip: SkipReport) -> dict[str, Entry]:
+        checkpoint = current_checkpoint()
         with self._lock:
             items = list(self.objects.items())
         found: dict[str, Entry] = {}
         for key, blob in items:
+            checkpoint()
             if is_own(key):
                 continue
             reason = refusal(key)

@@ -35,7 +35,7 @@ from storsync.errors import (
     UsageError,
 )
 from storsync.model import Entry
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage, current_checkpoint
 from storsync.storage.content import CHUNK, new_hasher
 
 MULTIPART_THRESHOLD = 64 << 20
@@ -266,11 +266,13 @@ class S3Storage(Storage):
     # -- scan -------------------------------------------------------------------------
 
     def scan(self, skip: SkipReport) -> dict[str, Entry]:
+        checkpoint = current_checkpoint()
         found: dict[str, Entry] = {}
         start = len(self.prefix) + 1 if self.prefix else 0
         listing = {"Bucket": self.settings.bucket, "Prefix": self._key("")}
         with self._calling(self.url):
             for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
+                checkpoint()  # per page, not per key: the round trip is what takes time
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][start:]
                     if is_own(rel):
