@@ -115,6 +115,8 @@ def test_client_without_login_or_server_says_what_to_do(
         (("--tls-cert", "/tmp/c.pem"), {}, "--tls-key"),
         ((), {"STORSYNC_RETENTION_DAYS": "soon"}, "retention_days"),
         ((), {"STORSYNC_ALLOW_PRIVATE_ENDPOINTS": "maybe"}, "allow_private_endpoints"),
+        ((), {"STORSYNC_WORKER_NICENESS": "20"}, "worker_niceness"),
+        ((), {"STORSYNC_WORKER_NICENESS": "-5"}, "worker_niceness"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(

@@ -190,11 +190,6 @@ def _dropped_session(service: Service, api: Api, repository_id: str) -> str:
     return session.id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (service/hub.py): the events route serves recent events from an in-memory "
-    "ring that pruning does not touch, so pruned events stay readable until the next start",
-)
 def test_pruned_events_are_no_longer_served(tmp_path: Path) -> None:
     clock = SetClock()
     settings = {"STORSYNC_RETENTION_DAYS": "1", "STORSYNC_TOKEN_TTL_S": str(10**9)}

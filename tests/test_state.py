@@ -23,8 +23,9 @@ from alembic.script import ScriptDirectory
 from storsync.engine.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, refusal
 from storsync.model import BaseEntry
 from storsync.state import migrate, schema
+from storsync.state.catalog import Catalog
 from storsync.state.migrations import HEAD
-from storsync.state.protocol import BASE_COLUMNS, BaseStore
+from storsync.state.protocol import BASE_COLUMNS, BaseStore, SessionLogStore
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.state.store import StateStore
 
@@ -357,3 +358,51 @@ def test_0003_downgrades_to_the_path_as_key(url: str) -> None:
         engine.dispose()
     assert key == ["repository_id", "path"]
     assert paths == [("d/y",), ("x",)]
+
+
+# ------------------------------------------------------------ log items of the workers
+def item_stores(url: str, tmp_path: Path) -> list[SessionLogStore]:
+    """Every store a session worker may write its log items through, on ``url``."""
+    stores: list[SessionLogStore] = [StateStore(url)]
+    if url.startswith("sqlite:///"):
+        stores.append(SqliteBaseStore(Path(url.removeprefix("sqlite:///"))))
+    return stores
+
+
+def test_a_batch_of_log_items_is_found_again_by_its_ids(url: str, tmp_path: Path) -> None:
+    catalog = Catalog(url)
+    try:
+        for store in item_stores(url, tmp_path):
+            batch = [("a", 1), ("dir/b c", None), ("ü/€", 2**40)]
+            first, last = store.record_items("s1", "pushed", 5, batch)
+            # Another session's rows and another kind of the same session, afterwards.
+            store.record_items("s2", "pushed", 6, [("x", 1)])
+            other = store.record_items("s1", "pulled", 7, [("y", 2)])
+            assert last - first == len(batch) - 1
+            assert catalog.log_item_batch("s1", "pushed", first, last) == batch
+            assert catalog.log_item_batch("s1", "pushed", first, other[1]) == batch
+            assert catalog.log_item_batch("s2", "pushed", first, last) == []
+            store.close()
+    finally:
+        catalog.close()
+
+
+def test_log_item_ids_go_beyond_32_bits(url: str, tmp_path: Path) -> None:
+    StateStore(url).close()
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT setval('log_items_id_seq', 2147483647)"))
+            else:
+                conn.execute(
+                    schema.log_items.insert().values(
+                        id=2**31 - 1, session_id="s0", ts_ns=1, kind="pushed", path="p"
+                    )
+                )
+    finally:
+        engine.dispose()
+    for store in item_stores(url, tmp_path):
+        first, last = store.record_items("s1", "pushed", 5, [("a", 1), ("b", 2)])
+        assert 2**31 <= first < last
+        store.close()

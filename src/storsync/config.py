@@ -38,6 +38,9 @@ class Settings:
     token_ttl_s: int = 3600
     refresh_ttl_s: int = 14 * 86_400
     transfers: int = 8
+    # Sessions are background work: their worker processes run this much nicer than the
+    # service, so that a large sync does not slow the answers (docs/benchmarks.md).
+    worker_niceness: int = 10
     log_level: str = "info"
 
     @property
@@ -136,4 +139,6 @@ def load_settings(
         raise UsageError(f"port {settings.port} is not between 1 and 65535")
     if settings.retention_days <= 0:
         raise UsageError("retention_days must be more than 0")
+    if not 0 <= settings.worker_niceness <= 19:
+        raise UsageError(f"worker_niceness {settings.worker_niceness} is not between 0 and 19")
     return settings

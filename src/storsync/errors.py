@@ -86,3 +86,11 @@ class UnknownObject(RequestError):
 
 class Conflict(RequestError):
     """The request contradicts the current state (a duplicate name, an overlap)."""
+
+
+class TooManyAttempts(RequestError):
+    """Refused for a while after repeated failures (failed sign-ins for one user name)."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -23,6 +23,7 @@ from storsync.errors import (
     Forbidden,
     InvalidRequest,
     StorsyncError,
+    TooManyAttempts,
     Unauthorized,
     UnknownObject,
 )
@@ -51,6 +52,9 @@ NOT_ALLOWED = Answer(405, 4, "HttpError", "method_not_allowed")
 UNAUTHORIZED = Answer(401, 7, "ResourceAccessDenied", "unauthorized")
 FORBIDDEN = Answer(403, 8, "ResourceAccessDenied", "forbidden")
 CONFLICT = Answer(409, 2, "OperationConflict", "conflict")
+# PLM and Veeam (beyond their token endpoint, which answers OAuth 2 errors) have no
+# sign-in, so no code of their own for it: an extension code and Veeam's catch-all.
+TOO_MANY = Answer(429, 9, "HttpError", "too_many_requests")
 
 _BY_ERROR: tuple[tuple[type[StorsyncError], Answer], ...] = (
     (InvalidRequest, BAD_REQUEST),
@@ -58,6 +62,7 @@ _BY_ERROR: tuple[tuple[type[StorsyncError], Answer], ...] = (
     (Forbidden, FORBIDDEN),
     (UnknownObject, NOT_FOUND),
     (Conflict, CONFLICT),
+    (TooManyAttempts, TOO_MANY),
 )
 
 
@@ -133,10 +138,11 @@ def _allowed_methods(request: Request) -> str:
 def install(app: FastAPI) -> None:
     async def storsync_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StorsyncError)
-        for kind, found in _BY_ERROR:
-            if isinstance(exc, kind):
-                return answer(request, found, exc.message)
-        return answer(request, BAD_REQUEST, exc.message)
+        found = next((a for kind, a in _BY_ERROR if isinstance(exc, kind)), BAD_REQUEST)
+        response = answer(request, found, exc.message)
+        if isinstance(exc, TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -202,7 +208,12 @@ ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "error": {
                 "type": "string",
-                "enum": ["invalid_request", "invalid_grant", "unsupported_grant_type"],
+                "enum": [
+                    "invalid_request",
+                    "invalid_grant",
+                    "unsupported_grant_type",
+                    "slow_down",
+                ],
             },
             "error_description": _STRING,
         },
@@ -216,6 +227,21 @@ _WHY = {
     "404": "No such object.",
     "409": "This contradicts the current state.",
 }
+
+
+def too_many_attempts(shape: str) -> dict[str, Any]:
+    """The OpenAPI entry of the 429 a sign-in gets while its user name is locked out,
+    with the error in this shape (a name of ERROR_SCHEMAS)."""
+    return {
+        "description": "Too many failed sign-ins for this user name; try again later.",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until a sign-in for this name is accepted again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}},
+    }
 
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 Mode = Literal["two-way", "push-only", "pull-only"]
 Policy = Literal["keep-both", "newer", "local", "remote"]
@@ -159,6 +161,28 @@ class Login(Strict):
 
 class Refresh(Strict):
     refresh_token: str = Field(min_length=1, max_length=1024)
+
+
+class Revocation(Text):
+    """A token to revoke (RFC 7009 section 2.1). Other fields (client_id, ...) are ignored,
+    as OAuth clients send them; the hint is accepted but unused: a token is found by its
+    value, whatever its kind."""
+
+    token: str = Field(min_length=1, max_length=1024)
+    token_type_hint: str = Field(default="", max_length=64)
+
+
+async def form_or_json(request: Request) -> dict[str, Any] | None:
+    """The fields of a form-encoded or JSON object body, as the OAuth 2 endpoints take
+    them (RFC 6749 section 4.3, RFC 7009 section 2.1); None when the body is neither."""
+    try:
+        if "json" in request.headers.get("content-type", ""):
+            raw = await request.json()
+            return raw if isinstance(raw, dict) else None
+        return dict((await request.form()).items())
+    except (ValueError, UnicodeDecodeError, AssertionError, RecursionError, HTTPException):
+        # RecursionError: JSON nested too deep; HTTPException: a malformed or oversized form.
+        return None
 
 
 class TokenOut(BaseModel):

@@ -14,17 +14,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storsync.api import render
+from storsync.api.errors import too_many_attempts
 from storsync.api.native import token_answer
-from storsync.api.schemas import Credentials, Mode, Policy, Text, TokenOut
+from storsync.api.schemas import Credentials, Mode, Policy, Text, TokenOut, form_or_json
 from storsync.api.security import admin, operator, service_dependency, viewer
-from storsync.errors import InvalidRequest, Unauthorized, UnknownObject
+from storsync.errors import InvalidRequest, TooManyAttempts, Unauthorized, UnknownObject
 from storsync.service.core import Service
 from storsync.service.repositories import RepositorySpec
-from storsync.state.records import Repository, SessionState, Token
+from storsync.state.records import Repository, Session, SessionState, Token
 
 router = APIRouter(prefix="/v6", tags=["Veeam Backup for Microsoft 365"])
 
@@ -78,10 +78,10 @@ def _uuid(raw: str, what: str) -> str:
 # -- token ----------------------------------------------------------------------------
 
 
-def _oauth_error(code: str, description: str) -> JSONResponse:
+def _oauth_error(code: str, description: str, *, status: int = 400) -> JSONResponse:
     return JSONResponse(
         {"error": code, "error_description": description},
-        status_code=400,
+        status_code=status,
         headers={"Cache-Control": "no-store"},
     )
 
@@ -115,24 +115,17 @@ _TOKEN_FIELDS = {
                 "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}
                 },
-            }
+            },
+            "429": too_many_attempts("OAuthError"),
         },
     },
 )
 async def token(request: Request, service: Svc) -> Any:
     """OAuth 2 password and refresh_token grants, form-encoded or JSON."""
-    try:
-        if "json" in request.headers.get("content-type", ""):
-            raw = await request.json()
-            if not isinstance(raw, dict):
-                raise ValueError
-            fields = {k: v for k, v in raw.items() if isinstance(v, str)}
-        else:
-            form = await request.form()
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    except (ValueError, UnicodeDecodeError, AssertionError, RecursionError, HTTPException):
-        # RecursionError: JSON nested too deep; HTTPException: a malformed or oversized form.
+    raw = await form_or_json(request)
+    if raw is None:
         return _oauth_error("invalid_request", "the body is neither a form nor a JSON object")
+    fields = {k: v for k, v in raw.items() if isinstance(v, str)}
     if any("\x00" in k or "\x00" in v for k, v in fields.items()):
         return _oauth_error("invalid_request", "the fields must not contain NUL characters")
     grant = fields.get("grant_type", "password")
@@ -153,6 +146,11 @@ async def token(request: Request, service: Svc) -> Any:
             )
     except Unauthorized as exc:
         return _oauth_error("invalid_grant", exc.message)
+    except TooManyAttempts as exc:
+        # RFC 8628's error for "try again later", registered for token endpoints.
+        refused = _oauth_error("slow_down", exc.message, status=429)
+        refused.headers["Retry-After"] = str(exc.retry_after_s)
+        return refused
     return JSONResponse(token_answer(pair), headers={"Cache-Control": "no-store"})
 
 
@@ -284,7 +282,7 @@ def sync(repository_id: VeeamId, _: Operator, service: Svc) -> dict[str, Any]:
 # -- sessions -------------------------------------------------------------------------
 
 
-@router.get("/RepositorySynchronizeSessions")
+@router.get("/RepositorySynchronizeSessions", response_model=list[dict[str, Any]])
 def list_sessions(
     _: Viewer,
     service: Svc,
@@ -293,28 +291,30 @@ def list_sessions(
     ] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = DEFAULT_LIMIT,
-) -> list[dict[str, Any]]:
+) -> Response:
     """A plain array, newest first; ``limit`` defaults to 100."""
     if repositoryId is not None:
         repositoryId = _uuid(repositoryId, "repositoryId")
     sessions = service.catalog.list_sessions(repository_id=repositoryId, offset=offset, limit=limit)
-    return [render.veeam_session(s) for s in sessions]
+    # As rendered: FastAPI's generic encoder would walk a hundred sessions again.
+    return JSONResponse([render.veeam_session(s) for s in sessions])
 
 
-def _session(service: Service, session_id: str) -> Any:
+def _session(service: Service, session_id: str) -> Session:
     found = service.catalog.get_session(_uuid(session_id, "sessionId"))
     if found is None:
         raise UnknownObject(f"no synchronization session with id {session_id!r}")
     return found
 
 
-@router.get("/RepositorySynchronizeSessions/{session_id}")
-async def show_session(session_id: VeeamId, _: Viewer, service: Svc) -> dict[str, Any]:
-    # As the native face's: the catalog's cache in the event loop, else a worker thread.
-    cached = service.catalog.cached_session(_uuid(session_id, "sessionId"))
-    if cached is not None:
-        return render.veeam_session(cached)
-    return render.veeam_session(await run_in_threadpool(_session, service, session_id))
+@router.get("/RepositorySynchronizeSessions/{session_id}", response_model=dict[str, Any])
+async def show_session(session_id: VeeamId, _: Viewer, service: Svc) -> Response:
+    # As the native face's: the catalog's cache in the event loop, else a worker thread;
+    # answered as rendered (FastAPI's generic encoder would walk the dict again).
+    session = service.catalog.cached_session(_uuid(session_id, "sessionId"))
+    if session is None:
+        session = await run_in_threadpool(_session, service, session_id)
+    return JSONResponse(render.veeam_session(session))
 
 
 @router.post("/RepositorySynchronizeSessions/{session_id}/StopSynchronize")

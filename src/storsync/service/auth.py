@@ -2,26 +2,50 @@
 
 Tokens are opaque random strings; the store keeps only their SHA-256, so a leaked database
 does not leak usable tokens, and any token can be revoked. Passwords are hashed with
-Argon2id (argon2-cffi's defaults), which is slow and salted by design.
+Argon2id (argon2-cffi's defaults), which is slow and salted by design; failed sign-ins
+lock a user name out for a growing while.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from storsync.clock import Clock
-from storsync.errors import Conflict, InvalidRequest, Unauthorized, UnknownObject
+from storsync.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    TooManyAttempts,
+    Unauthorized,
+    UnknownObject,
+)
 from storsync.state.catalog import Catalog
 from storsync.state.records import Role, Token, TokenKind, User
 
 TOKEN_PREFIX = "ss_"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+
+# Failed sign-ins a user name is allowed before it is locked out: more than a person
+# mistyping a password makes; then the lock-out doubles with each further failure, so a
+# guesser gets a few hundred tries a day at most.
+LOGIN_FAILURES_ALLOWED = 10
+LOCKOUT_FIRST_S = 15.0
+LOCKOUT_MAX_S = 300.0
+# A name's failures are forgotten after this long without another (longer than the
+# longest lock-out, so that a guesser waiting each one out keeps the longest).
+FAILURES_KEPT_S = 900.0
+# Names followed at most, the least recently tried forgotten first: any string can be
+# tried as a user name, and the table must not grow with what an attacker sends.
+THROTTLED_NAMES_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,52 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass
+class _Failures:
+    count: int
+    last: float
+    locked_until: float
+
+
+class LoginThrottle:
+    """Failed sign-ins per user name, in this process's memory, on the service's clock.
+    Unknown names are followed as known ones, or a lock-out would tell which exist."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._names: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, name: str) -> None:
+        """Refuse a sign-in while its name is locked out; else count it as failed until
+        ``succeeded`` says otherwise: counted before the password is checked, concurrent
+        guesses cannot slip past the limit while theirs are being checked."""
+        with self._lock:
+            now = self.clock.monotonic()
+            failures = self._names.pop(name, None)
+            if failures is None or now - failures.last > FAILURES_KEPT_S:
+                failures = _Failures(0, now, now)
+            self._names[name] = failures
+            if failures.locked_until > now:
+                wait = math.ceil(failures.locked_until - now)
+                raise TooManyAttempts(
+                    f"too many failed sign-ins for this user name; try again in {wait} s",
+                    retry_after_s=wait,
+                )
+            failures.count += 1
+            failures.last = now
+            beyond = failures.count - LOGIN_FAILURES_ALLOWED
+            if beyond >= 0:
+                lockout = LOCKOUT_FIRST_S * 2 ** min(beyond, 32)
+                failures.locked_until = now + min(lockout, LOCKOUT_MAX_S)
+            while len(self._names) > THROTTLED_NAMES_MAX:
+                self._names.popitem(last=False)
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._names.pop(name, None)
+
+
 class Accounts:
     def __init__(
         self, catalog: Catalog, clock: Clock, *, token_ttl_s: int, refresh_ttl_s: int
@@ -46,6 +116,7 @@ class Accounts:
         self.clock = clock
         self.token_ttl_s = token_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self.throttle = LoginThrottle(clock)
         self._hasher = PasswordHasher()
         # Verifying against this keeps a wrong user name as slow as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
@@ -106,6 +177,9 @@ class Accounts:
     # -- tokens -----------------------------------------------------------------------
 
     def login(self, name: str, password: str) -> TokenPair:
+        """A new sign-in; refused while the name is locked out, even with the right
+        password (else a guesser would learn it by the answer)."""
+        self.throttle.admit(name)
         found = self.catalog.user_with_hash(name)
         try:
             self._hasher.verify(found[1] if found else self._dummy_hash, password)
@@ -113,17 +187,22 @@ class Accounts:
             found = None
         if found is None:
             raise Unauthorized("the user name or password is wrong")
-        return self._issue(found[0])
+        self.throttle.succeeded(name)
+        return self._issue(found[0], sign_in=secrets.token_hex(16))
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """A new pair for a valid refresh token, which is used up."""
+        """A new pair of the same sign-in for a valid refresh token, which is used up."""
         token = self.catalog.find_token(digest(refresh_token))
         if token is None or token.kind is not TokenKind.REFRESH or not self._live(token):
             raise Unauthorized("the refresh token is unknown, expired or revoked")
         self.catalog.revoke_token(token.id)
-        return self._issue(token.user)
+        # A pair issued before sign-ins were recorded has none: it starts one.
+        return self._issue(token.user, sign_in=token.sign_in or secrets.token_hex(16))
 
-    def _issue(self, user: User) -> TokenPair:
+    def _issue(self, user: User, *, sign_in: str) -> TokenPair:
+        """An access and a refresh token of one sign-in (a password login and the refreshes
+        that follow it), which share its id, so that revoking any of them can end them all
+        (``revoke_secret``)."""
         now = self.clock.now_ns()
         access, refresh = _new_token(), _new_token()
         expires = now + self.token_ttl_s * 10**9
@@ -132,6 +211,7 @@ class Accounts:
             kind=TokenKind.ACCESS,
             digest=digest(access),
             label="",
+            sign_in=sign_in,
             now_ns=now,
             expires_ns=expires,
         )
@@ -140,6 +220,7 @@ class Accounts:
             kind=TokenKind.REFRESH,
             digest=digest(refresh),
             label="",
+            sign_in=sign_in,
             now_ns=now,
             expires_ns=now + self.refresh_ttl_s * 10**9,
         )
@@ -179,6 +260,23 @@ class Accounts:
         if by.role is Role.ADMIN and self.catalog.revoke_token(token_id):
             return
         raise UnknownObject(f"no token with id {token_id!r}")
+
+    def revoke_secret(self, secret: str, *, by: User) -> None:
+        """Revoke a token given by its value (RFC 7009): an API key alone; an access or
+        refresh token with every other of its sign-in, so one call signs a client out.
+        Someone else's live token only for an admin; an unknown one is no error, nor is
+        someone else's dead one (RFC 7009 section 2.2: nothing to revoke)."""
+        token = self.catalog.find_token(digest(secret))
+        if token is None:
+            return
+        if token.user.id != by.id and by.role is not Role.ADMIN:
+            if self._live(token):
+                raise Forbidden("this token is another user's; only an admin can revoke it")
+            return
+        if token.sign_in is None:
+            self.catalog.revoke_token(token.id)
+        else:
+            self.catalog.revoke_sign_in(token.user.id, token.sign_in)
 
     def _live(self, token: Token) -> bool:
         if token.revoked:

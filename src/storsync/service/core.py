@@ -44,13 +44,6 @@ class Service:
         accounts = Accounts(
             catalog, clock, token_ttl_s=settings.token_ttl_s, refresh_ttl_s=settings.refresh_ttl_s
         )
-        repositories = Repositories(
-            catalog,
-            vault,
-            clock,
-            roots=settings.roots,
-            allow_private_endpoints=settings.allow_private_endpoints,
-        )
         sessions = SessionManager(
             catalog,
             bus,
@@ -59,8 +52,19 @@ class Service:
             SessionOptions(
                 database_url=settings.database,
                 transfers=settings.transfers,
+                niceness=settings.worker_niceness,
                 retention_days=settings.retention_days,
+                allow_private_endpoints=settings.allow_private_endpoints,
+                trusted_endpoint=_operator_endpoint(settings),
             ),
+        )
+        repositories = Repositories(
+            catalog,
+            vault,
+            clock,
+            sessions,
+            roots=settings.roots,
+            allow_private_endpoints=settings.allow_private_endpoints,
         )
         service = cls(settings, catalog, vault, bus, accounts, repositories, sessions, clock)
         service.generated_admin_password = accounts.ensure_admin(
@@ -84,9 +88,7 @@ class Service:
             found = {
                 "accessKeyId": env.get("AWS_ACCESS_KEY_ID", ""),
                 "secretAccessKey": env.get("AWS_SECRET_ACCESS_KEY", ""),
-                "endpoint": s.s3_endpoint
-                or env.get("AWS_ENDPOINT_URL_S3")
-                or env.get("AWS_ENDPOINT_URL", ""),
+                "endpoint": _operator_endpoint(s) or "",
                 "region": s.s3_region or env.get("AWS_REGION", ""),
             }
             credentials = {k: v for k, v in found.items() if v}
@@ -115,3 +117,14 @@ class Service:
         self._closing.set()
         self.sessions.shutdown()
         self.catalog.close()
+
+
+def _operator_endpoint(settings: Settings) -> str | None:
+    """The S3 endpoint of the default repository, as whoever starts the server gives it."""
+    env = os.environ
+    return (
+        settings.s3_endpoint
+        or env.get("AWS_ENDPOINT_URL_S3")
+        or env.get("AWS_ENDPOINT_URL")
+        or None
+    )

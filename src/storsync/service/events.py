@@ -4,7 +4,7 @@ listeners in order, so ids are gap-free and increasing on any database (API.md s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from storsync.clock import Clock
@@ -12,6 +12,7 @@ from storsync.state.catalog import Catalog
 from storsync.state.records import Event
 
 Listener = Callable[[Event], None]
+Forgetter = Callable[[Collection[str]], None]
 
 
 class EventBus:
@@ -21,6 +22,7 @@ class EventBus:
         self._lock = threading.Lock()
         self._next_id = catalog.last_event_id() + 1
         self._listeners: list[Listener] = []
+        self._forgetters: list[Forgetter] = []
 
     def publish(
         self,
@@ -47,15 +49,31 @@ class EventBus:
                 listener(event)
         return event
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Add a listener; the returned function removes it."""
+    def forget(self, session_ids: Collection[str]) -> None:
+        """Tell the listeners that these sessions' events left the store (retention),
+        so that none of them serves one from memory afterwards."""
+        if not session_ids:
+            return
+        with self._lock:
+            for forgetter in self._forgetters:
+                forgetter(session_ids)
+
+    def subscribe(
+        self, listener: Listener, *, forget: Forgetter | None = None
+    ) -> Callable[[], None]:
+        """Add a listener (and what it does when sessions are forgotten); the returned
+        function removes them."""
         with self._lock:
             self._listeners.append(listener)
+            if forget is not None:
+                self._forgetters.append(forget)
 
         def unsubscribe() -> None:
             with self._lock:
                 if listener in self._listeners:
                     self._listeners.remove(listener)
+                if forget is not None and forget in self._forgetters:
+                    self._forgetters.remove(forget)
 
         return unsubscribe
 

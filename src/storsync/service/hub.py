@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import threading
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
@@ -26,7 +27,9 @@ from storsync.state.records import Event
 RING_SIZE = 4096
 REPLAY_PAGE = 500
 # Per-file batches are many and large: only those who ask for them by type get them.
-ON_REQUEST_TYPES = frozenset({"items.transferred"})
+ITEMS_TYPE = "items.transferred"
+ON_REQUEST_TYPES = frozenset({ITEMS_TYPE})
+ITEMS_CACHED = 64  # batches kept with their items: many subscribers, one read
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,10 @@ class EventHub:
         self._changed = asyncio.Event()
         self._last_id = bus.last_id
         self._closed = False
-        self._unsubscribe: Callable[[], None] = bus.subscribe(self._on_event)
+        self._items: OrderedDict[int, Event] = OrderedDict()
+        self._unsubscribe: Callable[[], None] = bus.subscribe(
+            self._on_event, forget=self._on_forget
+        )
 
     def close_threadsafe(self) -> None:
         """Close from any thread (a signal handler): every follower ends soon after."""
@@ -76,6 +82,17 @@ class EventHub:
             self._ring.append(event)
             self._last_id = event.id
         self._wake_threadsafe()
+
+    def _on_forget(self, session_ids: Collection[str]) -> None:
+        gone = set(session_ids)
+        with self._lock:
+            newest = self._ring[-1] if self._ring else None
+            # The newest event stays, as in the store (Catalog.prune_sessions).
+            kept = [e for e in self._ring if e.session_id not in gone or e is newest]
+            self._ring = deque(kept, maxlen=RING_SIZE)
+            self._items = OrderedDict(
+                (i, e) for i, e in self._items.items() if e.session_id not in gone
+            )
 
     def _wake_threadsafe(self) -> None:
         # A closed loop means nobody is listening any more.
@@ -120,14 +137,50 @@ class EventHub:
                     types=wanted.types,
                 )
             )
+            matching = await self._with_items([e for e in page if wanted.matches(e)])
             if len(page) < limit:  # nothing more matches up to ``top`` (or the last read)
                 cursor = max(top, page[-1].id if page else after_id)
-                return Batch([e for e in page if wanted.matches(e)], cursor, replayed=True)
-            return Batch([e for e in page if wanted.matches(e)], page[-1].id, replayed=True)
+                return Batch(matching, cursor, replayed=True)
+            return Batch(matching, page[-1].id, replayed=True)
         events = events[:limit]
         if not events:
             return Batch([], after_id)
-        return Batch([e for e in events if wanted.matches(e)], events[-1].id)
+        return Batch(
+            await self._with_items([e for e in events if wanted.matches(e)]), events[-1].id
+        )
+
+    async def _with_items(self, events: list[Event]) -> list[Event]:
+        """Per-file batches as delivered: with the paths and sizes that the worker stored
+        as log items (the stored event only says where), read once per batch."""
+        if not any(e.type == ITEMS_TYPE for e in events):
+            return events
+        with self._lock:
+            wanted = [
+                e
+                for e in events
+                if e.type == ITEMS_TYPE and "items" not in e.data and e.id not in self._items
+            ]
+        loaded = await run_in_threadpool(self._load_items, wanted) if wanted else []
+        with self._lock:  # a retention pass may forget sessions meanwhile, in its thread
+            cached = self._items
+            for event in loaded:
+                cached[event.id] = event
+                if len(cached) > ITEMS_CACHED:
+                    cached.popitem(last=False)
+            return [cached.get(e.id, e) if e.type == ITEMS_TYPE else e for e in events]
+
+    def _load_items(self, events: list[Event]) -> list[Event]:
+        loaded = []
+        for event in events:
+            rows = self.catalog.log_item_batch(
+                event.session_id or "",
+                event.data["kind"],
+                event.data["firstItemId"],
+                event.data["lastItemId"],
+            )
+            items = [{"path": path, "size": size} for path, size in rows]
+            loaded.append(dataclasses.replace(event, data={**event.data, "items": items}))
+        return loaded
 
     async def follow(
         self, after_id: int, wanted: EventFilter, *, keepalive_s: float = 15.0

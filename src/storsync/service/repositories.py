@@ -7,9 +7,8 @@ private or loopback address needs an explicit setting.
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,11 @@ from storsync.clock import Clock
 from storsync.engine.filters import PathFilter
 from storsync.errors import Conflict, Forbidden, InvalidRequest, UnknownObject, UsageError
 from storsync.model import ConflictPolicy, Mode
+from storsync.service import endpoints
+from storsync.service.sessions import SessionManager
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
-from storsync.state.records import Repository, SessionState
+from storsync.state.records import Repository
 from storsync.storage.remotes import S3Options, canonical_url
 
 CREDENTIAL_KEYS = ("accessKeyId", "secretAccessKey", "endpoint", "region")
@@ -47,6 +48,7 @@ class Repositories:
         catalog: Catalog,
         vault: Vault,
         clock: Clock,
+        sessions: SessionManager,
         *,
         roots: Sequence[Path],
         allow_private_endpoints: bool,
@@ -54,6 +56,7 @@ class Repositories:
         self.catalog = catalog
         self.vault = vault
         self.clock = clock
+        self.sessions = sessions
         self.roots = tuple(Path(os.path.realpath(r)) for r in roots)
         self.allow_private_endpoints = allow_private_endpoints
 
@@ -80,7 +83,6 @@ class Repositories:
 
     def update(self, repository_id: str, changes: Mapping[str, Any]) -> Repository:
         current = self.get(repository_id)
-        self._idle(repository_id, "changed")
         local_path = unquote(urlsplit(current.local_url).path)
         spec = RepositorySpec(
             name=changes.get("name", current.name),
@@ -95,14 +97,18 @@ class Repositories:
         values = self._validate(spec, trusted=False, exclude_id=repository_id)
         if spec.credentials is None:
             del values["credentials"]  # not given: the stored ones stay
-        updated = self.catalog.update_repository(repository_id, values, now_ns=self.clock.now_ns())
-        assert updated is not None
+        with self.sessions.idle(repository_id, "changed"):
+            updated = self.catalog.update_repository(
+                repository_id, values, now_ns=self.clock.now_ns()
+            )
+        if updated is None:
+            raise UnknownObject(f"no repository with id {repository_id!r}")
         return updated
 
     def delete(self, repository_id: str) -> None:
         self.get(repository_id)
-        self._idle(repository_id, "deleted")
-        self.catalog.delete_repository(repository_id)
+        with self.sessions.idle(repository_id, "deleted"):
+            self.catalog.delete_repository(repository_id)
 
     def ensure_default(self, spec: RepositorySpec) -> Repository:
         """The server's default repository (``--local``/``--remote``), created or updated.
@@ -118,25 +124,15 @@ class Repositories:
         if values["credentials"] is None:
             del values["credentials"]
         del values["name"]
-        if current.local_url != values["local_url"] or current.remote_url != values["remote_url"]:
-            self._idle(current.id, "changed")
-        updated = self.catalog.update_repository(current.id, values, now_ns=self.clock.now_ns())
+        moved = (
+            current.local_url != values["local_url"] or current.remote_url != values["remote_url"]
+        )
+        with self.sessions.idle(current.id, "changed") if moved else contextlib.nullcontext():
+            updated = self.catalog.update_repository(current.id, values, now_ns=self.clock.now_ns())
         assert updated is not None
         return updated
 
     # -- validation -------------------------------------------------------------------
-
-    def _idle(self, repository_id: str, what: str) -> None:
-        active = self.catalog.list_sessions(
-            repository_id=repository_id,
-            states=[SessionState.QUEUED, SessionState.RUNNING],
-            limit=1,
-        )
-        if active:
-            raise Conflict(
-                f"the repository has a session {active[0].state.value}; it can be {what} "
-                "when it has finished or been stopped"
-            )
 
     def _validate(
         self, spec: RepositorySpec, *, trusted: bool, exclude_id: str | None
@@ -168,8 +164,8 @@ class Repositories:
             raise InvalidRequest(exc.message) from None
         if remote_url.startswith("s3://"):
             remote_url = remote_url.split("?", 1)[0]
-            if s3.endpoint and not trusted:
-                self._check_endpoint(s3.endpoint)
+            if s3.endpoint and not trusted and not self.allow_private_endpoints:
+                endpoints.check(s3.endpoint)
         else:
             remote_dir = self._local_path(
                 unquote(urlsplit(remote_url).path), "remote", trusted=trusted
@@ -233,22 +229,6 @@ class Repositories:
             if "@" in endpoint:
                 raise InvalidRequest("the endpoint URL must not carry credentials")
         return values
-
-    def _check_endpoint(self, endpoint: str) -> None:
-        if self.allow_private_endpoints:
-            return
-        host = urlsplit(endpoint).hostname or ""
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except (socket.gaierror, UnicodeError):
-            raise InvalidRequest(f"the endpoint host {host!r} cannot be resolved") from None
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-            if not address.is_global:
-                raise Forbidden(
-                    f"the endpoint {endpoint!r} is on a private or loopback address; "
-                    "set allow_private_endpoints to use it"
-                )
 
 
 def _overlap(a: Path, b: Path) -> bool:

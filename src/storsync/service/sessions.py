@@ -18,12 +18,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 from storsync.clock import Clock
-from storsync.errors import StorsyncError, UnknownObject
+from storsync.errors import Conflict, StorsyncError, UnknownObject
 from storsync.service.events import EventBus
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
@@ -43,7 +43,12 @@ MAX_REPORTED_ITEMS = 10_000
 class SessionOptions:
     database_url: str
     transfers: int = 8
+    niceness: int = 10
     retention_days: float = 30.0
+    allow_private_endpoints: bool = False
+    # The S3 endpoint whoever started the server gave (the default repository's): trusted
+    # at sync time as it was when the repository was made.
+    trusted_endpoint: str | None = None
 
 
 @dataclass
@@ -119,7 +124,9 @@ class SessionManager:
 
     def prune(self) -> int:
         cutoff = self.clock.now_ns() - int(self.options.retention_days * DAY_NS)
-        return self.catalog.prune_sessions(ended_before_ns=cutoff)
+        pruned = self.catalog.prune_sessions(ended_before_ns=cutoff)
+        self.bus.forget(pruned)
+        return len(pruned)
 
     # -- use cases --------------------------------------------------------------------
 
@@ -170,6 +177,27 @@ class SessionManager:
         with self._lock:
             return len(self._runs)
 
+    @contextlib.contextmanager
+    def idle(self, repository_id: str, what: str) -> Iterator[None]:
+        """Hold off the sessions of a repository while it is ``what`` ("changed",
+        "deleted"): Conflict if one is queued or running, else no session of it starts
+        until the block has ended. One check and one lock with ``trigger``, so a trigger
+        comes wholly before the change (which then conflicts) or wholly after it."""
+        with self._lock:
+            active = self.catalog.list_sessions(
+                repository_id=repository_id,
+                states=[SessionState.QUEUED, SessionState.RUNNING],
+                limit=1,
+            )
+            # A worker that has reported its end but not yet exited counts as running.
+            if active or repository_id in self._runs:
+                state = active[0].state.value if active else SessionState.RUNNING.value
+                raise Conflict(
+                    f"the repository has a session {state}; it can be {what} "
+                    "when it has finished or been stopped"
+                )
+            yield
+
     # -- workers ----------------------------------------------------------------------
 
     def _start(self, session_id: str) -> None:
@@ -184,7 +212,7 @@ class SessionManager:
         # this session with the reason: left queued, it would block the repository and,
         # at the next start, the whole service.
         try:
-            job = self._job(repository)
+            job = {**self._job(repository), "session_id": session_id}
         except StorsyncError as exc:
             self._not_started(session_id, exc.message)
             return
@@ -235,16 +263,22 @@ class SessionManager:
 
     def _job(self, repository: Repository) -> dict[str, Any]:
         sealed = self.catalog.repository_credentials(repository.id)
+        credentials = None if sealed is None else self.vault.unseal(sealed)
+        endpoint = (credentials or {}).get("endpoint")
         return {
             "repository_id": repository.id,
             "database_url": self.options.database_url,
             "local_url": repository.local_url,
             "remote_url": repository.remote_url,
-            "credentials": None if sealed is None else self.vault.unseal(sealed),
+            "credentials": credentials,
             "mode": repository.mode,
             "policy": repository.policy,
             "excludes": list(repository.excludes),
             "transfers": self.options.transfers,
+            "niceness": self.options.niceness,
+            # The worker checks the endpoint's addresses again before it connects.
+            "allow_private_endpoints": self.options.allow_private_endpoints
+            or (endpoint is not None and endpoint == self.options.trusted_endpoint),
         }
 
     def _tell(self, run: _Run, line: str) -> None:
@@ -356,21 +390,17 @@ class SessionManager:
                 },
             )
         elif kind == "items":
-            item_kind = str(message["kind"])
-            self.catalog.add_log_items(
-                session_id,
-                (
-                    {"ts_ns": now, "kind": item_kind, "path": p, "size": size}
-                    for p, size in message["items"]
-                ),
-            )
-            # One event per durable batch, delivered only to those who ask for it.
+            # One event per durable batch, delivered only to those who ask for it. The
+            # worker stored the batch's log items; the event says where they are, and the
+            # event hub reads them for whoever asked (storsync.service.hub).
             self.bus.publish(
                 "items.transferred",
                 **ids,
                 data={
-                    "kind": item_kind,
-                    "items": [{"path": p, "size": size} for p, size in message["items"]],
+                    "kind": str(message["kind"]),
+                    "count": int(message["count"]),
+                    "firstItemId": int(message["first"]),
+                    "lastItemId": int(message["last"]),
                 },
             )
         elif kind == "finished":

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -38,6 +38,7 @@ _L = schema.log_items
 _U = schema.users
 _T = schema.tokens
 _E = schema.events
+_V = TypeVar("_V")
 
 REPOSITORY_FIELDS = frozenset(
     {"name", "description", "local_url", "remote_url", "mode", "policy", "excludes", "credentials"}
@@ -219,15 +220,50 @@ SESSION_CACHE_S = 1.0
 SESSION_CACHE_MAX = 1024
 
 
+class _Recent(Generic[_V]):
+    """Rows read lately, for lookups without I/O from the event loop. Write-through: a
+    write through the catalog forgets what it changed, and a read that raced with such a
+    write (it began before, its row may be older) is not kept."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, _V]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def before_read(self) -> int:
+        """Taken before reading the store; handed back to ``keep``."""
+        return self._generation
+
+    def keep(self, key: str, value: _V, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[key] = (time.monotonic(), value)
+
+    def get(self, key: str) -> _V | None:
+        found = self._entries.get(key)
+        if found is None or time.monotonic() - found[0] > self.ttl_s:
+            return None
+        return found[1]
+
+    def forget(self, key: str | None = None) -> None:
+        """After a write: that key (None: every one) is no longer known."""
+        with self._lock:
+            self._generation += 1
+            if key is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(key, None)
+
+
 class Catalog(StateStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._tokens: dict[str, tuple[float, Token]] = {}
-        self._tokens_generation = 0
-        self._tokens_lock = threading.Lock()
-        self._sessions: dict[str, tuple[float, Session]] = {}
-        self._sessions_generation = 0
-        self._sessions_lock = threading.Lock()
+        self._tokens: _Recent[Token] = _Recent(TOKEN_CACHE_S, TOKEN_CACHE_MAX)
+        self._sessions: _Recent[Session] = _Recent(SESSION_CACHE_S, SESSION_CACHE_MAX)
 
     # -- repositories -----------------------------------------------------------------
 
@@ -315,7 +351,7 @@ class Catalog(StateStore):
             conn.execute(_S.delete().where(_S.c.repository_id == repository_id))
             conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
             conn.execute(_R.delete().where(_R.c.id == repository_id))
-        self._forget_sessions()
+        self._sessions.forget()
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -336,36 +372,19 @@ class Catalog(StateStore):
         return found
 
     def get_session(self, session_id: str) -> Session | None:
-        generation = self._sessions_generation
+        generation = self._sessions.before_read()
         with self.engine.connect() as conn:
             row = conn.execute(_GET_SESSION, {"id": session_id}).first()
         if row is None:
             return None
         session = _session(row)
-        with self._sessions_lock:
-            # Not if a write to sessions came between the read and now.
-            if generation == self._sessions_generation:
-                if len(self._sessions) >= SESSION_CACHE_MAX:
-                    self._sessions.clear()
-                self._sessions[session_id] = (time.monotonic(), session)
+        self._sessions.keep(session_id, session, generation)
         return session
 
     def cached_session(self, session_id: str) -> Session | None:
         """The session as ``get_session`` last read it, if less than SESSION_CACHE_S ago and
         not changed since through this catalog; else None. No I/O: for the event loop."""
-        found = self._sessions.get(session_id)
-        if found is None or time.monotonic() - found[0] > SESSION_CACHE_S:
-            return None
-        return found[1]
-
-    def _forget_sessions(self, session_id: str | None = None) -> None:
-        """After a write to sessions: that one (None: all) is no longer cached."""
-        with self._sessions_lock:
-            self._sessions_generation += 1
-            if session_id is None:
-                self._sessions.clear()
-            else:
-                self._sessions.pop(session_id, None)
+        return self._sessions.get(session_id)
 
     def session_by_phases(self, push_id: str, pull_id: str) -> Session | None:
         with self.engine.connect() as conn:
@@ -406,21 +425,23 @@ class Catalog(StateStore):
                 values[key] = value.value
         with self.engine.begin() as conn:
             conn.execute(_S.update().where(_S.c.id == session_id).values(**values))
-        self._forget_sessions(session_id)
+        self._sessions.forget(session_id)
         return self.get_session(session_id)
 
-    def prune_sessions(self, *, ended_before_ns: int) -> int:
-        """Forget finished sessions, their log items and events older than the cutoff."""
+    def prune_sessions(self, *, ended_before_ns: int) -> list[str]:
+        """Forget finished sessions, their log items and events older than the cutoff;
+        the ids of the sessions forgotten."""
         old = sa.select(_S.c.id).where(_S.c.ended_ns < ended_before_ns)
         with self.engine.begin() as conn:
+            pruned = [str(i) for i in conn.execute(old).scalars()]
             conn.execute(_L.delete().where(_L.c.session_id.in_(old)))
             # The newest event stays, whatever its age: the next id is counted from it,
             # so ids are never given twice (a client resuming from an old id would wait).
             newest = sa.select(sa.func.max(_E.c.id)).scalar_subquery()
             conn.execute(_E.delete().where(_E.c.session_id.in_(old), _E.c.id < newest))
-            pruned = conn.execute(_S.delete().where(_S.c.ended_ns < ended_before_ns)).rowcount
-        self._forget_sessions()
-        return int(pruned)
+            conn.execute(_S.delete().where(_S.c.ended_ns < ended_before_ns))
+        self._sessions.forget()
+        return pruned
 
     # -- log items --------------------------------------------------------------------
 
@@ -429,6 +450,24 @@ class Catalog(StateStore):
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(_L.insert(), rows)
+
+    def log_item_batch(
+        self, session_id: str, kind: str, first_id: int, last_id: int
+    ) -> list[tuple[str, int | None]]:
+        """The paths and sizes of one batch a worker recorded (its ids, by session and
+        kind: on PostgreSQL another session's rows may lie within the range)."""
+        query = (
+            sa.select(_L.c.path, _L.c.size)
+            .where(
+                _L.c.session_id == session_id,
+                _L.c.id >= first_id,
+                _L.c.id <= last_id,
+                _L.c.kind == kind,
+            )
+            .order_by(_L.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [(path, size) for path, size in conn.execute(query)]
 
     def list_log_items(
         self, session_id: str, *, kind: str | None = None, after_id: int = 0, limit: int = 100
@@ -488,14 +527,14 @@ class Catalog(StateStore):
         if values:
             with self.engine.begin() as conn:
                 conn.execute(_U.update().where(_U.c.id == user_id).values(**values))
-            self._forget_tokens()  # a cached token carries its user's role
+            self._tokens.forget()  # a cached token carries its user's role
         return self.get_user(user_id)
 
     def delete_user(self, user_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(_T.delete().where(_T.c.user_id == user_id))
             conn.execute(_U.delete().where(_U.c.id == user_id))
-        self._forget_tokens()
+        self._tokens.forget()
 
     def add_token(
         self,
@@ -506,6 +545,7 @@ class Catalog(StateStore):
         label: str,
         now_ns: int,
         expires_ns: int | None,
+        sign_in: str | None = None,
     ) -> str:
         token_id = str(uuid.uuid4())
         with self.engine.begin() as conn:
@@ -518,12 +558,13 @@ class Catalog(StateStore):
                     label=label,
                     created_ns=now_ns,
                     expires_ns=expires_ns,
+                    sign_in=sign_in,
                 )
             )
         return token_id
 
     def find_token(self, digest: str) -> Token | None:
-        generation = self._tokens_generation
+        generation = self._tokens.before_read()
         with self.engine.connect() as conn:
             row = conn.execute(_FIND_TOKEN, {"digest": digest}).first()
         if row is None:
@@ -539,29 +580,16 @@ class Catalog(StateStore):
             created_ns=row.created_ns,
             expires_ns=row.expires_ns,
             revoked=bool(row.revoked),
+            sign_in=row.sign_in,
         )
-        with self._tokens_lock:
-            # Not if a write to tokens or users came between the read and now: the row
-            # read may be older than that write.
-            if generation == self._tokens_generation:
-                if len(self._tokens) >= TOKEN_CACHE_MAX:
-                    self._tokens.clear()
-                self._tokens[digest] = (time.monotonic(), token)
+        self._tokens.keep(digest, token, generation)
         return token
 
     def cached_token(self, digest: str) -> Token | None:
         """The token ``find_token`` read for this digest less than TOKEN_CACHE_S ago, as it
         was then; None if there is none. No I/O: for the event loop. The caller still
         checks that it is live, as for a token read from the store."""
-        found = self._tokens.get(digest)
-        if found is None or time.monotonic() - found[0] > TOKEN_CACHE_S:
-            return None
-        return found[1]
-
-    def _forget_tokens(self) -> None:
-        with self._tokens_lock:
-            self._tokens_generation += 1
-            self._tokens.clear()
+        return self._tokens.get(digest)
 
     def list_tokens(self, user_id: str, kind: TokenKind) -> list[Token]:
         user = self.get_user(user_id)
@@ -579,6 +607,7 @@ class Catalog(StateStore):
                     r.created_ns,
                     r.expires_ns,
                     bool(r.revoked),
+                    r.sign_in,
                 )
                 for r in rows
             ]
@@ -587,13 +616,24 @@ class Catalog(StateStore):
         """Whether a token with this id exists (and is now revoked)."""
         with self.engine.begin() as conn:
             found = conn.execute(_T.update().where(_T.c.id == token_id).values(revoked=True))
-        self._forget_tokens()
+        self._tokens.forget()
         return bool(found.rowcount)
+
+    def revoke_sign_in(self, user_id: str, sign_in: str) -> None:
+        """Revoke the access and refresh tokens of one sign-in (``Accounts._issue``)."""
+        query = _T.update().where(
+            _T.c.user_id == user_id,
+            _T.c.sign_in == sign_in,
+            _T.c.kind.in_((TokenKind.ACCESS.value, TokenKind.REFRESH.value)),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(query.values(revoked=True))
+        self._tokens.forget()
 
     def prune_tokens(self, *, expired_before_ns: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(_T.delete().where(_T.c.expires_ns < expired_before_ns))
-        self._forget_tokens()
+        self._tokens.forget()
 
     # -- events -----------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ CREATE TABLE tokens (
 	label TEXT DEFAULT '' NOT NULL, 
 	created_ns BIGINT NOT NULL, 
 	expires_ns BIGINT, 
-	revoked BOOLEAN DEFAULT '0' NOT NULL, 
+	revoked BOOLEAN DEFAULT '0' NOT NULL, sign_in VARCHAR(32), 
 	PRIMARY KEY (id), 
 	UNIQUE (digest)
 );
@@ -114,4 +114,6 @@ CREATE TABLE "base" (
 	path_key VARCHAR(64) NOT NULL, 
 	CONSTRAINT base_pkey PRIMARY KEY (repository_id, path_key)
 );
+
+CREATE INDEX ix_tokens_sign_in ON tokens (sign_in);
 

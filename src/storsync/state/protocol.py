@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from storsync.model import BaseEntry
@@ -37,3 +37,14 @@ class BaseStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SessionLogStore(BaseStore, Protocol):
+    """A service's session worker also writes its log items, beside the base: per-file
+    rows never pass through (and never stall) the process that answers the API."""
+
+    def record_items(
+        self, session_id: str, kind: str, ts_ns: int, items: Sequence[tuple[str, int | None]]
+    ) -> tuple[int, int]:
+        """Store one batch of items in one transaction; the lowest and highest id given."""
+        ...

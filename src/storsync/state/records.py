@@ -122,6 +122,7 @@ class Token:
     created_ns: int
     expires_ns: int | None
     revoked: bool
+    sign_in: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

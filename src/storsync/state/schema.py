@@ -92,7 +92,14 @@ sessions = Table(
 log_items = Table(
     "log_items",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # 64-bit: a busy service writes a row per file transferred. SQLite's rowid is 64-bit
+    # already and must stay the INTEGER PRIMARY KEY that numbers rows by itself.
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("session_id", String(36), nullable=False),
     Column("ts_ns", BigInteger, nullable=False),
     Column("kind", String(16), nullable=False),
@@ -123,6 +130,10 @@ tokens = Table(
     Column("created_ns", BigInteger, nullable=False),
     Column("expires_ns", BigInteger),
     Column("revoked", Boolean, nullable=False, server_default="0"),
+    # The password sign-in an access or refresh token belongs to: revoking one of them
+    # ends it all (0005_token_sign_ins). None for API keys.
+    Column("sign_in", String(32)),
+    Index("ix_tokens_sign_in", "sign_in"),
 )
 
 events = Table(

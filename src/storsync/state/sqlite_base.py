@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from storsync.state.protocol import BASE_COLUMNS
 _columns = operator.attrgetter(*BASE_COLUMNS)  # an entry's BASE_COLUMNS values, as a tuple
 _key = operator.itemgetter(1)  # a row's path_key
 _SELECT = f"SELECT path, {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ?"
+_ADD_ITEM = "INSERT INTO log_items (session_id, ts_ns, kind, path, size) VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM base WHERE repository_id = ? AND path_key = ?"
 # A recorded path replaces its row in place: the same as the SQLAlchemy store's delete
 # and insert, at a third less of the cost (an upsert: SQLite 3.24 or later).
@@ -35,7 +36,7 @@ _UPSERT = (
 
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0003_base_path_key"
+_FRESH_REVISION = "0005_token_sign_ins"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
@@ -128,6 +129,19 @@ class SqliteBaseStore:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(_DELETE, gone)
             self._conn.executemany(_UPSERT, rows)
+
+    def record_items(
+        self, session_id: str, kind: str, ts_ns: int, items: Sequence[tuple[str, int | None]]
+    ) -> tuple[int, int]:
+        with self._conn:
+            # The write lock for the whole batch: nobody else numbers rows meanwhile, so
+            # the batch's ids are the run ending at the last one.
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                _ADD_ITEM, [(session_id, ts_ns, kind, path, size) for path, size in items]
+            )
+            last = int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return last - len(items) + 1, last
 
     def close(self) -> None:
         self._conn.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -116,3 +116,19 @@ class StateStore:
             conn.execute(delete, gone)
             if rows:
                 conn.execute(table.insert(), rows)
+
+    # -- log items --------------------------------------------------------------------
+
+    def record_items(
+        self, session_id: str, kind: str, ts_ns: int, items: Sequence[tuple[str, int | None]]
+    ) -> tuple[int, int]:
+        table = schema.log_items
+        rows = [
+            {"session_id": session_id, "ts_ns": ts_ns, "kind": kind, "path": p, "size": s}
+            for p, s in items
+        ]
+        with self.engine.begin() as conn:
+            ids = conn.execute(table.insert().returning(table.c.id), rows).scalars().all()
+        # Other sessions may number rows in between on PostgreSQL: readers of a range
+        # select by session and kind as well.
+        return min(ids), max(ids)
