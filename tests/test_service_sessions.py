@@ -398,6 +398,11 @@ def test_a_killed_worker_fails_its_session_and_the_waiting_one_converges(api: Ap
     # Background work: the worker yields the CPU to the service that answers users.
     service_niceness = os.getpriority(os.PRIO_PROCESS, service_pid(api))
     assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, service_niceness + 10)
+    # Where the kernel groups tasks by session, the worker's group is as nice, else its
+    # niceness would only weigh against its own threads.
+    group = Path(f"/proc/{pid}/autogroup")
+    if group.exists():
+        assert group.read_text().split()[-1] == "10"
     with frozen(pid):
         waiting_id, _ = trigger(api, "native", rid)
         os.kill(pid, signal.SIGKILL)
