@@ -185,6 +185,11 @@ def _event(row: sa.Row[Any]) -> Event:
 # Statements of the hot read paths, built once: building ``select(sessions)`` (30
 # columns) and its cache key again on every call cost more than running it on SQLite.
 _GET_SESSION = sa.select(*_SESSION_COLUMNS).where(_S.c.id == sa.bindparam("id"))
+# Every trigger reads its repository and writes a session and two events: built once,
+# as the reads above, since building a statement costs more than SQLite running it.
+_GET_REPOSITORY = sa.select(_R).where(_R.c.id == sa.bindparam("id"), _R.c.name != "")
+_ADD_SESSION = _S.insert()
+_ADD_EVENT = _E.insert()
 _FIND_TOKEN = (
     sa.select(_T, _U.c.name, _U.c.role, _U.c.created_ns.label("user_created_ns"))
     .join(_U, _U.c.id == _T.c.user_id)
@@ -274,9 +279,7 @@ class Catalog(StateStore):
 
     def get_repository(self, repository_id: str) -> Repository | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(_R).where(_R.c.id == repository_id, _R.c.name != "")
-            ).first()
+            row = conn.execute(_GET_REPOSITORY, {"id": repository_id}).first()
         return None if row is None else _repository(row)
 
     def default_repository(self) -> Repository | None:
@@ -366,7 +369,7 @@ class Catalog(StateStore):
             "trigger": trigger,
         }
         with self.engine.begin() as conn:
-            conn.execute(_S.insert().values(**values))
+            conn.execute(_ADD_SESSION, values)
         found = self.get_session(str(values["id"]))
         assert found is not None
         return found
@@ -644,14 +647,15 @@ class Catalog(StateStore):
     def add_event(self, event: Event) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                _E.insert().values(
-                    id=event.id,
-                    ts_ns=event.ts_ns,
-                    type=event.type,
-                    repository_id=event.repository_id,
-                    session_id=event.session_id,
-                    data=json.dumps(event.data),
-                )
+                _ADD_EVENT,
+                {
+                    "id": event.id,
+                    "ts_ns": event.ts_ns,
+                    "type": event.type,
+                    "repository_id": event.repository_id,
+                    "session_id": event.session_id,
+                    "data": json.dumps(event.data),
+                },
             )
 
     def events_since(
