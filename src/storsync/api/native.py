@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 
 from storsync import __version__
@@ -35,7 +36,14 @@ from storsync.api.schemas import (
     UserUpdate,
     form_or_json,
 )
-from storsync.api.security import admin, operator, service_dependency, viewer
+from storsync.api.security import (
+    admin,
+    bearer_scheme,
+    operator,
+    service_dependency,
+    service_of,
+    viewer,
+)
 from storsync.errors import InvalidRequest, UnknownObject
 from storsync.service.auth import TokenPair
 from storsync.service.core import Service
@@ -366,6 +374,7 @@ def session_conflicts(
 async def list_events(
     request: Request,
     _: Viewer,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     since: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Limit = 100,
     timeout: Annotated[float, Query(ge=0, le=300)] = 0,
@@ -376,7 +385,8 @@ async def list_events(
     """Events after ``since``, oldest first.
 
     With ``Accept: text/event-stream``: a Server-Sent Events stream from ``since`` or the
-    ``Last-Event-ID`` header (default: from now on), with the same filters. With
+    ``Last-Event-ID`` header (default: from now on), with the same filters; it ends with
+    an ``error`` event within 5 s once the token is revoked or expires. With
     ``timeout``: a long poll, answered as soon as an event after ``since`` exists or when
     the timeout (seconds) has passed. Per-file batches (``items.transferred``) only come
     when asked for by ``type``.
@@ -389,8 +399,9 @@ async def list_events(
         start = _last_event_id(request.headers.get("last-event-id"))
         if start is None:
             start = hub.last_id if since is None else since
+        assert credentials is not None  # else Viewer refused the request
         return StreamingResponse(
-            sse_stream(hub, start, wanted),
+            sse_stream(hub, start, wanted, service_of(request), credentials.credentials),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

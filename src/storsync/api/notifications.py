@@ -10,20 +10,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
 
 from storsync.api import render
+from storsync.api.errors import UNAUTHORIZED
+from storsync.api.security import until_refused
 from storsync.errors import Unauthorized
 from storsync.service.core import Service
-from storsync.service.hub import EventFilter, EventHub
+from storsync.service.hub import Batch, EventFilter, EventHub
 from storsync.state.records import Event
 
+log = logging.getLogger("storsync.api")
 router = APIRouter()
+
+# RFC 6455 close codes: a connection whose token is refused, as at the handshake when the
+# server cannot answer 401; one whose token could not be checked again.
+POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+# A close frame's reason is at most 123 bytes; the messages are ASCII.
+REASON_CHARS = 120
 
 NOTIFICATIONS = "/notifications"
 SYNCHRONIZERS = "/storage/synchronizers"
@@ -89,7 +101,7 @@ async def _authenticate(websocket: WebSocket, service: Service) -> bool:
                 JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
             )
         except RuntimeError:  # the server cannot send an HTTP answer: close with policy
-            await websocket.close(code=1008, reason=exc.message[:120])
+            await websocket.close(code=POLICY_VIOLATION, reason=exc.message[:REASON_CHARS])
         return False
     return True
 
@@ -104,10 +116,29 @@ async def _notifications(websocket: WebSocket) -> None:
 
     async def send(message: dict[str, Any]) -> None:
         async with send_lock:
-            await websocket.send_text(json.dumps(message))
+            # Closed by close_when_refused: the answers and notifications still on their
+            # way are dropped.
+            if websocket.application_state is WebSocketState.CONNECTED:
+                await websocket.send_text(json.dumps(message))
+
+    async def close_when_refused(bearer: str) -> None:
+        try:
+            why = await until_refused(service, bearer)
+        except Exception:
+            # Fail closed: a connection whose token cannot be checked any more ends.
+            log.exception("cannot check the token of a notifications connection again")
+            code, why = INTERNAL_ERROR, "the access token could not be checked again"
+        else:
+            code = POLICY_VIOLATION
+            await send(_error(UNAUTHORIZED.plm_code, why))
+        async with send_lock:
+            await websocket.close(code=code, reason=why[:REASON_CHARS])
 
     await send({"resource": NOTIFICATIONS, "event": "connection.established"})
     follower: asyncio.Task[None] | None = None
+    bearer = _bearer(websocket)
+    # The anonymous loopback mode has no token to check again.
+    watcher = None if bearer is None else asyncio.create_task(close_when_refused(bearer))
 
     async def follow(after_id: int) -> None:
         wanted = EventFilter(types=_PLM_TYPES)
@@ -158,10 +189,11 @@ async def _notifications(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await follower
+        for task in (follower, watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 for path in (NOTIFICATIONS, "/v0/notifications", "/api/media-manager/v0/notifications"):
@@ -176,17 +208,43 @@ def sse_line(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n"
 
 
-async def sse_stream(hub: EventHub, after_id: int, wanted: EventFilter) -> AsyncIterator[str]:
+async def sse_stream(
+    hub: EventHub, after_id: int, wanted: EventFilter, service: Service, bearer: str
+) -> AsyncIterator[str]:
+    """The stream, until the hub closes or the token is refused (then an ``error`` event
+    in the native error shape ends it)."""
     yield "retry: 2000\n\n"
     behind = False
-    async for batch in hub.follow(after_id, wanted):
-        if batch.replayed and not behind:
-            # The reader fell behind the recent events kept in memory: say so, then
-            # replay what it missed from the store, in order, without a hole.
-            yield f"event: gap\ndata: {json.dumps({'after': after_id})}\n\n"
-        behind = batch.replayed
-        if not batch.events:
-            yield ": keepalive\n\n"
-        for event in batch.events:
-            after_id = event.id
-            yield sse_line(event)
+    batches = hub.follow(after_id, wanted)
+    # The token is checked side by side with the wait for a batch, so also while no
+    # batch comes; the next batch is asked for only once this one is sent.
+    refused = asyncio.ensure_future(until_refused(service, bearer))
+    following: asyncio.Future[Batch] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(batches))
+            await asyncio.wait((refused, following), return_when=asyncio.FIRST_COMPLETED)
+            if refused.done():
+                error = {"code": UNAUTHORIZED.native_code, "message": refused.result()}
+                yield f"event: error\ndata: {json.dumps({'error': error})}\n\n"
+                return
+            try:
+                batch = following.result()
+            except StopAsyncIteration:  # the hub closed
+                return
+            if batch.replayed and not behind:
+                # The reader fell behind the recent events kept in memory: say so, then
+                # replay what it missed from the store, in order, without a hole.
+                yield f"event: gap\ndata: {json.dumps({'after': after_id})}\n\n"
+            behind = batch.replayed
+            if not batch.events:
+                yield ": keepalive\n\n"
+            for event in batch.events:
+                after_id = event.id
+                yield sse_line(event)
+    finally:
+        # Not awaited: in a cancelled scope (the client went away) an await would only be
+        # cancelled again; each ends at its next step.
+        refused.cancel()
+        if following is not None:
+            following.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Callable
 from typing import Annotated
@@ -10,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from storsync.errors import Forbidden
+from storsync.errors import Forbidden, Unauthorized
 from storsync.service.auth import digest
 from storsync.service.core import Service
 from storsync.state.records import Role, Token, TokenKind, User
@@ -18,6 +19,10 @@ from storsync.state.records import Role, Token, TokenKind, User
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token or an API key.")
 
 ANONYMOUS = User(id="", name="anonymous", role=Role.OPERATOR, created_ns=0)
+# Streams that outlive their first request check their token again this often: a
+# revoked or expired token loses its streams within this time, while many streams on one
+# token share about one store read per period (the catalog keeps a token read as long).
+RECHECK_S = 5.0
 
 
 def service_of(request: Request) -> Service:
@@ -52,6 +57,20 @@ def _recently_verified(service: Service, bearer: str | None) -> Token | None:
     if token.expires_ns is not None and token.expires_ns <= service.clock.now_ns():
         return None
     return token
+
+
+async def until_refused(service: Service, bearer: str) -> str:
+    """Wait while ``bearer`` stays valid, checking it every RECHECK_S, from the cache when
+    it answers; then why it is not any more (revoked, expired, its user deleted). No role
+    check: the streams need a viewer's at most, which every role includes."""
+    while True:
+        await asyncio.sleep(RECHECK_S)
+        if _recently_verified(service, bearer) is not None:
+            continue
+        try:
+            await run_in_threadpool(service.accounts.authenticate, bearer)
+        except Unauthorized as refused:
+            return refused.message
 
 
 def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object]:
