@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from storsync.runner.session import Report, SyncSession, SyncSettings
+from storsync.model import SyncSettings
+from storsync.runner.report import Report
+from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Storage
 from storsync.storage.local import LocalStorage

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Pair, run_cli, tree, write
+from tests.conftest import Pair, run_cli, trash, tree, write
 
 
 def test_two_way_sync_moves_files_both_ways_and_reports_json(pair: Pair) -> None:
@@ -137,3 +137,21 @@ def test_help_documents_every_option() -> None:
 
 def test_python_dash_m_and_console_script_agree() -> None:
     assert run_cli("--version").stdout.startswith("storsync")
+
+
+def test_trash_days_zero_keeps_no_trash_as_no_trash_does(pair: Pair) -> None:
+    """``--trash-days 0`` means what ``trashDays: 0`` means on a repository: replaced and
+    deleted versions are removed outright (it used to keep them until the next run)."""
+    write(pair.local, "a.txt", "one")
+    write(pair.local, "b.txt", "gone soon")
+    assert pair.cli("--json").returncode == 0
+    write(pair.local, "a.txt", "two, replacing one")
+    (pair.local / "b.txt").unlink()
+    result = pair.cli("--json", "--trash-days", "0")
+    assert result.returncode == 0, result.stderr
+    assert tree(pair.remote) == {"a.txt": b"two, replacing one"}
+    assert trash(pair.remote) == {}
+    # The default keeps them.
+    write(pair.local, "a.txt", "three")
+    assert pair.cli("--json").returncode == 0
+    assert trash(pair.remote) == {"a.txt": [b"two, replacing one"]}

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from storsync.errors import PermanentStorageError
-from storsync.model import Entry, Side
-from storsync.runner.session import Report
+from storsync.model import Entry, Side, StopSignal
+from storsync.runner.report import Report
 from storsync.storage.base import SkipReport, Source, Staged
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
@@ -361,8 +361,8 @@ def test_fifos_sockets_and_devices_are_skipped_never_opened(pair: Pair) -> None:
 class FifoAfterScan(LocalStorage):
     """Swaps a regular file for a FIFO right after the scan saw it."""
 
-    def scan(self, skip: SkipReport) -> dict[str, Entry]:
-        found = super().scan(skip)
+    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
+        found = super().scan(skip, stop)
         (self.root / "f.txt").unlink()
         os.mkfifo(self.root / "f.txt")
         return found
@@ -445,8 +445,8 @@ class EditAfterScan(LocalStorage):
     victim = "doc.txt"
     edit = b"edited after the scan"
 
-    def scan(self, skip: SkipReport) -> dict[str, Entry]:
-        found = super().scan(skip)
+    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
+        found = super().scan(skip, stop)
         time.sleep(0.001)
         (self.root / self.victim).write_bytes(self.edit)
         return found

@@ -29,15 +29,16 @@ import pytest
 
 from storsync.config import load_settings
 from storsync.errors import Forbidden, InvalidRequest
-from storsync.service import endpoints
+from storsync.model import SessionState, Trigger
 from storsync.service.core import Service
 from storsync.service.repositories import RepositorySpec
-from storsync.state.records import Session, SessionState
+from storsync.state.records import Session
+from storsync.storage import endpoints
 from tests.api_support import service_env
 from tests.session_support import wait_for
 
 PUBLIC = "8.8.8.8"  # only ever a faked DNS answer
-KEYS = {"accessKeyId": "test-key", "secretAccessKey": "test-secret"}
+KEYS = {"access_key_id": "test-key", "secret_access_key": "test-secret"}
 
 
 class Responder:
@@ -120,17 +121,17 @@ def _s3_repository(service: Service, endpoint: str) -> str:
         name=folder.name,
         local_path=str(folder),
         remote="s3://bucket/prefix",
-        credentials={**KEYS, "endpoint": endpoint},
+        remote_fields={**KEYS, "endpoint": endpoint},
     )
-    return service.repositories.create(spec).id
+    return service.repositories.create(spec).repository.id
 
 
 def _synced(service: Service, repository_id: str) -> Session:
     """Trigger a session and wait for its end."""
-    session_id = service.sessions.trigger(repository_id, trigger="api").id
+    session_id = service.sessions.trigger(repository_id, trigger=Trigger.API).id
 
     def ended() -> Session | None:
-        found = service.catalog.get_session(session_id)
+        found = service.catalog.sessions.get(session_id)
         assert found is not None
         return None if found.state in (SessionState.QUEUED, SessionState.RUNNING) else found
 
@@ -221,8 +222,8 @@ def test_the_endpoint_the_operator_gave_for_the_default_repository_stays_trusted
     tmp_path: Path, responder: Responder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The default repository takes its keys from the environment, as `storsync serve` does.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEYS["accessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEYS["secretAccessKey"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEYS["access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEYS["secret_access_key"])
     folder = tmp_path / "default"
     variables = {
         "STORSYNC_LOCAL": str(folder),

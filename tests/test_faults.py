@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from storsync.clock import SystemClock
 from storsync.errors import PermanentStorageError, StorageError, StorageUnavailable
-from storsync.runner.session import RETRY_DELAYS, Report, SyncSession, SyncSettings
+from storsync.model import StopSignal, SyncSettings
+from storsync.runner.report import Report
+from storsync.runner.retry import RETRY_DELAYS
+from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Storage, chunks
 from storsync.storage.faulty import FaultyStorage
@@ -42,7 +46,7 @@ COPY = re.compile(r"\.conflict-\d{8}-\d{6}-remote")
 def remote_tree(storage: Storage) -> dict[str, bytes]:
     """The user's files on a storage, read through its own interface."""
     found = {}
-    for path, entry in storage.scan(lambda _path, _reason: None).items():
+    for path, entry in storage.scan(lambda _path, _reason: None, StopSignal()).items():
         with storage.open(path, entry) as source:
             found[path] = b"".join(chunks(source))
     return found
@@ -225,7 +229,7 @@ def test_a_failing_hash_is_decided_without_it_and_keeps_both_versions(pair: Pair
     assert set(tree(pair.local).values()) == {b"identical"}
 
 
-class FixedClock:
+class FixedClock(SystemClock):
     """Every session of a test starts in the same second."""
 
     def now_ns(self) -> int:

@@ -22,7 +22,9 @@ import websockets
 
 from storsync.api.app import create_app
 from storsync.config import load_settings
+from storsync.model import EventType
 from storsync.service import hub as hub_module
+from storsync.state.records import ConflictFound
 from tests.api_support import free_port, service_env
 from tests.notifications_support import (
     END_TYPES,
@@ -589,7 +591,9 @@ def test_a_reader_behind_the_ring_gets_gap_then_every_missed_event(
         pad = "x" * 64 * 1024  # many times the socket buffers in all
 
         def publish(n: int) -> int:
-            return int(bus.publish("test.filler", data={"n": n, "pad": pad}).id)
+            # A filler event: any type will do; its number leads its 64 KiB path.
+            filler = ConflictFound(f"{n}/{pad}")
+            return int(bus.publish(EventType.SESSION_CONFLICT, detail=filler).id)
 
         headers = {"Authorization": f"Bearer {login(url)}", "Accept": "text/event-stream"}
         received: list[tuple[str, int | None, dict[str, Any]]] = []
@@ -623,7 +627,8 @@ def test_a_reader_behind_the_ring_gets_gap_then_every_missed_event(
         ids = [i for kind, i, _ in received if kind != "gap"]
         assert ids == list(range(first, first + total + 1))  # every one, in order, once
         assert json.loads(received[where][2]["data"]) == {"after": received[where - 1][1]}
-        numbers = [json.loads(e["data"])["data"]["n"] for k, _, e in received if k != "gap"]
+        paths = [json.loads(e["data"])["data"]["path"] for k, _, e in received if k != "gap"]
+        numbers = [int(path.split("/")[0]) for path in paths]
         assert numbers == list(range(total + 1))
     finally:
         server.should_exit = True

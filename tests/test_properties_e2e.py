@@ -22,9 +22,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from storsync.engine.paths import OWN_DIR, parents
-from storsync.model import ConflictPolicy, Mode, Side
-from storsync.runner.session import SyncSettings
+from storsync.model import ConflictPolicy, Mode, Side, SyncSettings
+from storsync.paths import OWN_DIR, parents
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage

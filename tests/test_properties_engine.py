@@ -27,9 +27,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from storsync.engine.paths import OWN_DIR, conflict_name, is_own, parents
-from storsync.model import ConflictPolicy, Mode, Side
-from storsync.runner.session import Report, SyncSession, SyncSettings
+from storsync.clock import SystemClock
+from storsync.model import ConflictPolicy, Mode, Side, SyncSettings
+from storsync.paths import OWN_DIR, conflict_name, is_own, parents
+from storsync.runner.report import Report
+from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Storage
 from storsync.storage.faulty import FaultyStorage
@@ -53,7 +55,7 @@ QUICK = SyncSettings(transfers=2)  # the default settings, with fewer threads
 _pairs = itertools.count()
 
 
-class StepClock:
+class StepClock(SystemClock):
     """The session's clock, fixed at one instant (each session gets its own second)."""
 
     def __init__(self, ns: int) -> None:

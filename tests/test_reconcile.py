@@ -6,17 +6,16 @@ import re
 
 import pytest
 
-from storsync.engine.compare import Capabilities
+from storsync.engine.compare import Change, classify
 from storsync.engine.reconcile import Options, Plan, check_safety, reconcile
 from storsync.errors import SafetyError
-from storsync.model import BaseEntry, ConflictPolicy, Entry, Mode, Side
+from storsync.model import BaseEntry, Capabilities, ConflictPolicy, Entry, Mode, Side
 from storsync.storage.content import hash_bytes
 
 STAMP = "20240102-030405"
-LOCAL_CAPS = Capabilities(
-    inodes=True, cheap_hash=True, conditional_writes=True, executable_bit=True
-)
-REMOTE_CAPS = Capabilities(etags=True, conditional_writes=True, executable_bit=True)
+LOCAL_CAPS = Capabilities(inodes=True, executable_bit=True)
+REMOTE_CAPS = Capabilities(etags=True, executable_bit=True)
+REMOTE_CAPS_NO_ETAG = Capabilities(executable_bit=True)
 
 
 def lo(data: bytes, *, mtime: int = 10, inode: int = 1, exe: bool = False) -> Entry:
@@ -240,6 +239,41 @@ def test_checksum_mode_sees_an_edit_that_kept_size_mtime_and_inode() -> None:
     assert moves(plan_of({"f": sneaky}, {"f": remote}, {"f": base})) == {}
     plan = plan_of({"f": sneaky}, {"f": remote}, {"f": base}, checksum=True)
     assert moves(plan) == {"push": ["f"]}
+
+
+# -- mtime precision: what a side declares it keeps ----------------------------------------
+
+SECOND = 10**9
+COARSE = Capabilities(executable_bit=True, mtime_precision_ns=SECOND)  # no inodes, no ETags
+
+
+def test_an_mtime_within_the_declared_precision_is_the_same_mtime() -> None:
+    """A store that keeps whole seconds reports a written file's mtime rounded: the
+    version the base recorded, not a change (it was compared exactly before)."""
+    written = Entry(2, 5 * SECOND + 600_000_000, False)
+    base = BaseEntry.of(lo(b"v1", mtime=written.mtime_ns), written, hash_bytes(b"v1"))
+    scanned = Entry(2, 5 * SECOND, False)  # the same file, as its listing gives it
+    assert classify(scanned, base, Side.REMOTE, COARSE, checksum=False) is Change.SAME
+    assert classify(scanned, base, Side.REMOTE, REMOTE_CAPS_NO_ETAG, checksum=False) is (
+        Change.CHANGED
+    )
+    moved = Entry(2, 6 * SECOND + 600_000_000, False)  # a whole precision away
+    assert classify(moved, base, Side.REMOTE, COARSE, checksum=False) is Change.CHANGED
+
+
+def test_newer_is_a_tie_within_the_coarser_precision_and_keeps_local() -> None:
+    local = lo(b"local", mtime=10 * SECOND)
+    remote = Entry(6, 10 * SECOND + 400_000_000, False, hash=hash_bytes(b"remote"))
+    for caps, winner in ((COARSE, "push"), (REMOTE_CAPS_NO_ETAG, "pull")):
+        plan = reconcile(
+            {"f": local},
+            {"f": remote},
+            {},
+            local_caps=LOCAL_CAPS,
+            remote_caps=caps,
+            options=Options(policy=ConflictPolicy.NEWER, conflict_stamp=STAMP),
+        )
+        assert moves(plan) == {winner: ["f"], "conflicts": ["f"]}
 
 
 # -- conflict policies -------------------------------------------------------------------

@@ -25,15 +25,18 @@ from typing import Any
 import pytest
 from botocore.exceptions import ResponseStreamingError
 
-import storsync.runner.session as session_module
-import storsync.storage.local as local_module
+import storsync.runner.retry as retry_module
 import storsync.storage.s3 as s3_module
-from storsync.engine.paths import OWN_DIR
+from storsync.clock import SystemClock
 from storsync.errors import StorageUnavailable
-from storsync.runner.session import Report
+from storsync.model import StopSignal
+from storsync.paths import OWN_DIR
+from storsync.runner.report import Report
+from storsync.storage import local_resume
 from storsync.storage.base import Resumable
 from storsync.storage.content import hash_bytes
-from storsync.storage.local import RESUME_CHUNK, LocalStorage
+from storsync.storage.local import LocalStorage
+from storsync.storage.local_resume import RESUME_CHUNK
 from storsync.storage.s3 import META_HASH, S3Settings, S3Storage
 from tests.conftest import Pair, tree
 from tests.s3_server import SeaweedS3
@@ -145,7 +148,7 @@ def interrupt(
     remote = WatchedS3(settings_for(server, prefix), path)
     remote.fail_after = after
     with monkeypatch.context() as patch:
-        patch.setattr(session_module, "RETRY_DELAYS", ())
+        patch.setattr(retry_module, "RETRY_DELAYS", ())
         report = pull(pair, remote)
     assert report.state == "failed", report
     assert server.endpoint in (report.message or "")
@@ -336,7 +339,7 @@ def test_a_download_kept_whole_before_its_publish_is_not_fetched_again(
     put(s3, s3_server, prefix, "big.bin", data)
     local = LocalStorage(pair.local)
     remote = WatchedS3(settings_for(s3_server, prefix), "big.bin")
-    [entry] = remote.scan(lambda path, reason: None).values()
+    [entry] = remote.scan(lambda path, reason: None, StopSignal()).values()
     with remote.open("big.bin", entry) as source:
         local.stage("big.bin", source, size=len(data), mtime_ns=1, executable=False)
     assert remote.ranges == [None]
@@ -452,7 +455,7 @@ def test_a_killed_sync_resumes_its_download_from_the_kept_bytes(
 # -- what is left in partial/ ------------------------------------------------------------
 
 
-class FixedClock:
+class FixedClock(SystemClock):
     def __init__(self, now_ns: int) -> None:
         self.now = now_ns
 
@@ -496,7 +499,7 @@ class _Resumed:
 def test_partial_files_are_dropped_when_stale_and_kept_while_resumable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_module, "RESUME_CHUNK", 16)
+    monkeypatch.setattr(local_resume, "RESUME_CHUNK", 16)
     day = 86_400 * 10**9
     now = 1_800_000_000 * 10**9
     storage = LocalStorage(tmp_path, clock=FixedClock(now))

@@ -29,10 +29,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from storsync.engine.paths import OWN_DIR
 from storsync.errors import StorageUnavailable
-from storsync.model import ConflictPolicy, Entry, Mode, Side
-from storsync.runner.session import Report, SyncSession, SyncSettings
+from storsync.model import ConflictPolicy, Entry, Mode, Side, StopSignal, SyncSettings
+from storsync.paths import OWN_DIR
+from storsync.runner.report import Report
+from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Staged
 from storsync.storage.faulty import FaultyStorage
@@ -499,9 +500,10 @@ def test_a_folder_replaced_by_a_file_of_its_name_is_pushed(
     """SeaweedFS keeps a folder after its last object is deleted, and refuses a create
     (``If-None-Match: *``) of a key of that name with 412 as long as it is there."""
     import storsync.storage.s3 as s3_module
+    from storsync.storage import s3_multipart
 
     monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 6 << 20)
-    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "PART_SIZE", 5 << 20)
     large = random.Random(5).randbytes(7 << 20)
     write(pair.local, "a/deep/x.txt", "in a folder")
     write(pair.local, "b/y.txt", "in another folder")
@@ -715,10 +717,11 @@ def test_a_remote_object_changed_between_scan_and_write_is_never_overwritten(
     s3_server: SeaweedS3, s3: Any, pair: Pair, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import storsync.storage.s3 as s3_module
+    from storsync.storage import s3_multipart
 
     # large files go multipart from 6 MiB on (two parts: 5 MiB, the smallest S3 allows)
     monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 6 << 20)
-    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)
+    monkeypatch.setattr(s3_multipart, "PART_SIZE", 5 << 20)
     bucket = s3_server.bucket
     rng = random.Random(3)
     big_v0, big_mine = rng.randbytes(7 << 20), rng.randbytes(7 << 20)
@@ -977,7 +980,7 @@ def test_credentials_never_appear_in_any_output(
     storage = S3Storage(settings)
     try:
         with pytest.raises(StorageUnavailable) as failure:
-            storage.scan(lambda _p, _r: None)
+            storage.scan(lambda _p, _r: None, StopSignal())
     finally:
         storage.close()
     assert dead in failure.value.message

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from storsync.api.app import create_app
 from storsync.clock import Clock
 from storsync.config import load_settings
+from storsync.model import Trigger
 from storsync.service.core import Service
 from tests.api_support import Api, service_env
 from tests.conftest import tree, write
@@ -182,8 +183,8 @@ def test_history_past_the_retention_is_pruned_and_recent_history_stays_readable(
 
 def _dropped_session(service: Service, api: Api, repository_id: str) -> str:
     """A session that ends without a worker: left waiting, then stopped through the API."""
-    session = service.catalog.create_session(
-        repository_id, trigger="api", now_ns=service.clock.now_ns()
+    session = service.catalog.sessions.create(
+        repository_id, trigger=Trigger.API, now_ns=service.clock.now_ns()
     )
     answer = api.post(f"/api/v1/sessions/{session.id}/stop")
     assert answer.status_code == 200 and answer.json()["state"] == "stopped", answer.text
@@ -233,7 +234,7 @@ def test_credentials_sealed_under_another_key_fail_the_session_instead_of_blocki
         rid, local = repository["id"], Path(repository["localPath"])
         write(local, "a.txt", "a")
         # A session left waiting when the service stopped, started by the next start.
-        service.catalog.create_session(rid, trigger="api", now_ns=time.time_ns())
+        service.catalog.sessions.create(rid, trigger=Trigger.API, now_ns=time.time_ns())
 
     # The key changed: the service still starts, and says why the session cannot run.
     with in_process(tmp_path, None, STORSYNC_SECRET_KEY="another key") as (_, api):
@@ -272,18 +273,18 @@ def test_a_report_the_store_fails_to_record_does_not_wedge_the_repository(
         repository = api.new_repository()
         rid, local = repository["id"], Path(repository["localPath"])
         expected = make_files(local, 300, seed=9)
-        record = service.catalog.update_session
-        failed: list[dict[str, Any]] = []
+        record = service.catalog.sessions.set_progress
+        failed: list[tuple[Any, ...]] = []
 
-        def hiccup(session_id: str, **values: Any) -> Any:
-            if "percent" in values and "state" not in values and not failed:
+        def hiccup(session_id: str, *values: Any) -> Any:
+            if not failed:
                 failed.append(values)  # the first progress report, once
                 raise sa.exc.OperationalError(
                     "UPDATE sessions", None, Exception("server closed the connection")
                 )
-            return record(session_id, **values)
+            return record(session_id, *values)
 
-        monkeypatch.setattr(service.catalog, "update_session", hiccup)
+        monkeypatch.setattr(service.catalog.sessions, "set_progress", hiccup)
         first = api.sync(rid)
         assert failed, "no progress report was recorded"
         assert first["state"] == "completed", first

@@ -29,10 +29,10 @@ from fastapi.testclient import TestClient
 from storsync.api.app import create_app
 from storsync.config import load_settings
 from storsync.errors import Conflict, UnknownObject
+from storsync.model import SessionState, Trigger
 from storsync.service.core import Service
-from storsync.service.repositories import RepositorySpec
-from storsync.state.catalog import Catalog
-from storsync.state.records import SessionState
+from storsync.service.repositories import RepositoryChanges, RepositorySpec
+from storsync.state.records import SessionQuery
 from tests.api_support import Api, service_env
 from tests.session_support import PLM, wait_for, workers_of
 
@@ -63,10 +63,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Service, Api]]:
         service.close()
 
 
-def _widened(monkeypatch: pytest.MonkeyPatch, catalog: Catalog, name: str) -> list[int]:
-    """Make ``catalog.<name>`` sleep before it writes; the wall-clock instants of its
+def _widened(monkeypatch: pytest.MonkeyPatch, store: Any, name: str) -> list[int]:
+    """Make ``store.<name>`` sleep before it writes; the wall-clock instants of its
     writes, in order."""
-    original: Callable[..., Any] = getattr(catalog, name)
+    original: Callable[..., Any] = getattr(store, name)
     writes: list[int] = []
 
     def slow(*args: Any, **kwargs: Any) -> Any:
@@ -74,7 +74,7 @@ def _widened(monkeypatch: pytest.MonkeyPatch, catalog: Catalog, name: str) -> li
         writes.append(time.time_ns())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(catalog, name, slow)
+    monkeypatch.setattr(store, name, slow)
     return writes
 
 
@@ -83,7 +83,7 @@ def _new_repository(service: Service, root: Path) -> str:
     spec = RepositorySpec(
         name=folder.name, local_path=str(folder / "local"), remote=str(folder / "remote")
     )
-    return service.repositories.create(spec).id
+    return service.repositories.create(spec).repository.id
 
 
 def _race(act: Callable[[], str], trigger: Callable[[int], str], round_: int) -> list[str]:
@@ -108,7 +108,7 @@ def _race(act: Callable[[], str], trigger: Callable[[int], str], round_: int) ->
 def _service_trigger(service: Service, repository_id: str) -> Callable[[int], str]:
     def trigger(_: int) -> str:
         try:
-            return service.sessions.trigger(repository_id, trigger="api").state.value
+            return service.sessions.trigger(repository_id, trigger=Trigger.API).state.value
         except UnknownObject:
             return "unknown"
 
@@ -119,7 +119,7 @@ def _settled(service: Service, repository_id: str) -> None:
     """Wait until no session of the repository is queued or running and its worker is gone."""
     wait_for(
         lambda: (
-            not service.catalog.list_sessions(repository_id=repository_id, states=ACTIVE)
+            not service.catalog.sessions.search(SessionQuery(repository_id, tuple(ACTIVE)))
             and service.sessions.running() == 0
         ),
         "the sessions to end",
@@ -129,28 +129,28 @@ def _settled(service: Service, repository_id: str) -> None:
 
 def _valid_history(service: Service) -> None:
     """Every session row reads back with a known state; ended ones have an end."""
-    for session in service.catalog.list_sessions(limit=100_000):
+    for session in service.catalog.sessions.search(SessionQuery(limit=100_000)):
         assert session.state in SessionState
         if session.state not in ACTIVE:
             assert session.ended_ns is not None, session
-        assert service.catalog.get_repository(session.repository_id) is not None, session
+        assert service.catalog.repositories.get(session.repository_id) is not None, session
 
 
 def _gone(service: Service, repository_id: str) -> None:
     """What a successful delete leaves: nothing of the repository, nothing running."""
-    assert service.catalog.get_repository(repository_id) is None
-    assert service.catalog.list_sessions(repository_id=repository_id, limit=100) == []
+    assert service.catalog.repositories.get(repository_id) is None
+    assert service.catalog.sessions.search(SessionQuery(repository_id, limit=100)) == []
     assert service.sessions.running() == 0
     assert workers_of(os.getpid()) == []
     with pytest.raises(UnknownObject):
-        service.sessions.trigger(repository_id, trigger="api")
+        service.sessions.trigger(repository_id, trigger=Trigger.API)
 
 
 def test_a_delete_racing_triggers_is_a_conflict_or_leaves_nothing_running(
     served: tuple[Service, Api], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service, api = served
-    _widened(monkeypatch, service.catalog, "delete_repository")
+    _widened(monkeypatch, service.catalog.repositories, "delete")
     seen: set[str] = set()
     for round_ in range(ROUNDS):
         rid = _new_repository(service, api.root)
@@ -182,7 +182,7 @@ def test_an_update_racing_triggers_never_changes_a_repository_under_a_session(
     served: tuple[Service, Api], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service, api = served
-    writes = _widened(monkeypatch, service.catalog, "update_repository")
+    writes = _widened(monkeypatch, service.catalog.repositories, "update")
     seen: set[str] = set()
     for round_ in range(ROUNDS):
         rid = _new_repository(service, api.root)
@@ -190,7 +190,7 @@ def test_an_update_racing_triggers_never_changes_a_repository_under_a_session(
 
         def update(rid: str = rid, moved: Path = moved) -> str:
             try:
-                service.repositories.update(rid, {"local_path": str(moved)})
+                service.repositories.update(rid, RepositoryChanges(local_path=str(moved)))
             except Conflict:
                 return "conflict"
             return "updated"
@@ -201,7 +201,7 @@ def test_an_update_racing_triggers_never_changes_a_repository_under_a_session(
         _settled(service, rid)
         if outcome == "updated":
             written = writes[-1]
-            for session in service.catalog.list_sessions(repository_id=rid, limit=100):
+            for session in service.catalog.sessions.search(SessionQuery(rid, limit=100)):
                 assert session.started_ns is not None and session.ended_ns is not None
                 # Wholly before the change, or wholly after it.
                 assert session.ended_ns <= written or session.started_ns >= written, session
@@ -213,7 +213,7 @@ def test_deletes_racing_triggers_on_every_face_never_answer_500(
     served: tuple[Service, Api], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service, api = served
-    _widened(monkeypatch, service.catalog, "delete_repository")
+    _widened(monkeypatch, service.catalog.repositories, "delete")
     faces: list[tuple[str, Callable[[str], str], set[int]]] = [
         ("native", lambda rid: f"/api/v1/repositories/{rid}/sync", {202, 404}),
         ("veeam", lambda rid: f"/v6/BackupRepositories/{rid}/Sync", {200, 404}),

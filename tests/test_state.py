@@ -20,12 +20,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from storsync.engine.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, refusal
-from storsync.model import BaseEntry
+from storsync.clock import SystemClock
+from storsync.model import BaseEntry, LogKind
+from storsync.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, refusal
 from storsync.state import migrate, schema
 from storsync.state.catalog import Catalog
 from storsync.state.migrations import HEAD
-from storsync.state.protocol import BASE_COLUMNS, BaseStore, SessionLogStore
+from storsync.state.protocol import BASE_COLUMNS, BaseStore
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.state.store import StateStore
 
@@ -140,7 +141,7 @@ def test_hostile_paths_are_distinct_keys(open_store: Callable[[], BaseStore]) ->
 
 def longest_path(seed: int) -> str:
     """4096 bytes of incompressible UTF-8 in components of at most 255 bytes: what a deep
-    local tree or a hostile remote can hand the store (storsync.engine.paths.refusal)."""
+    local tree or a hostile remote can hand the store (storsync.paths.refusal)."""
     rng = random.Random(seed)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
     component = MAX_NAME_BYTES - 1
@@ -361,16 +362,16 @@ def test_0003_downgrades_to_the_path_as_key(url: str) -> None:
 
 
 # ------------------------------------------------------------ log items of the workers
-def item_stores(url: str, tmp_path: Path) -> list[SessionLogStore]:
+def item_stores(url: str, tmp_path: Path) -> list[BaseStore]:
     """Every store a session worker may write its log items through, on ``url``."""
-    stores: list[SessionLogStore] = [StateStore(url)]
+    stores: list[BaseStore] = [StateStore(url)]
     if url.startswith("sqlite:///"):
         stores.append(SqliteBaseStore(Path(url.removeprefix("sqlite:///"))))
     return stores
 
 
 def test_a_batch_of_log_items_is_found_again_by_its_ids(url: str, tmp_path: Path) -> None:
-    catalog = Catalog(url)
+    catalog = Catalog(url, SystemClock())
     try:
         for store in item_stores(url, tmp_path):
             batch = [("a", 1), ("dir/b c", None), ("ü/€", 2**40)]
@@ -379,9 +380,10 @@ def test_a_batch_of_log_items_is_found_again_by_its_ids(url: str, tmp_path: Path
             store.record_items("s2", "pushed", 6, [("x", 1)])
             other = store.record_items("s1", "pulled", 7, [("y", 2)])
             assert last - first == len(batch) - 1
-            assert catalog.log_item_batch("s1", "pushed", first, last) == batch
-            assert catalog.log_item_batch("s1", "pushed", first, other[1]) == batch
-            assert catalog.log_item_batch("s2", "pushed", first, last) == []
+            pushed = LogKind.PUSHED
+            assert catalog.log_items.batch("s1", pushed, first, last) == batch
+            assert catalog.log_items.batch("s1", pushed, first, other[1]) == batch
+            assert catalog.log_items.batch("s2", pushed, first, last) == []
             store.close()
     finally:
         catalog.close()

@@ -25,12 +25,17 @@ from typing import Any
 
 import pytest
 
-from storsync.model import Entry
-from storsync.runner.session import Report, SyncSession, SyncSettings
+from storsync.errors import Stopped
+from storsync.model import Entry, StopSignal, SyncSettings
+from storsync.runner.job import SyncJob
+from storsync.runner.report import Report
+from storsync.runner.session import SyncSession
+from storsync.service.reports import WorkerSetup
 from storsync.state.sqlite_base import SqliteBaseStore
-from storsync.storage.base import Resumable, Source, Storage, interruptible
+from storsync.storage.base import Resumable, Source, Storage
 from storsync.storage.content import hash_bytes
 from storsync.storage.local import LocalStorage
+from storsync.storage.registry import RemoteSpec
 from storsync.storage.s3 import S3Settings, S3Storage
 from tests.conftest import Pair, trash, tree, write
 
@@ -234,10 +239,6 @@ def test_a_stop_while_hashing_a_large_file_ends_it_between_chunks(pair: Pair) ->
 # -- S3: between listing pages, and between chunks of a hash --------------------------
 
 
-class _Stopped(Exception):
-    pass
-
-
 class _PagedBucket:
     """The few client calls S3Storage.scan and hash make, with counts of what was asked."""
 
@@ -246,7 +247,7 @@ class _PagedBucket:
         self.body_size = body_size
         self.pages_fetched = 0
         self.bytes_sent = 0
-        self.stop = False
+        self.stop = StopSignal()
 
     def get_paginator(self, name: str) -> _PagedBucket:
         assert name == "list_objects_v2"
@@ -256,7 +257,7 @@ class _PagedBucket:
         when = datetime(2025, 1, 1, tzinfo=UTC)
         for page in range(self.pages):
             self.pages_fetched += 1
-            self.stop = True  # asked for while the first page is on its way
+            self.stop.set()  # asked for while the first page is on its way
             yield {
                 "Contents": [
                     {"Key": f"p/{page}/{i}", "Size": 1, "ETag": '"e"', "LastModified": when}
@@ -279,7 +280,7 @@ class _Zeros:
         n = min(n, self._bucket.body_size - self._bucket.bytes_sent)
         self._bucket.bytes_sent += n
         if self._bucket.bytes_sent > MiB:
-            self._bucket.stop = True
+            self._bucket.stop.set()
         return bytes(n)
 
     def close(self) -> None:
@@ -290,24 +291,21 @@ def test_an_s3_scan_and_hash_stop_between_pages_and_chunks() -> None:
     bucket = _PagedBucket(pages=5, body_size=48 * MiB)
     storage = S3Storage(S3Settings(bucket="b", prefix="p"), client=bucket)
 
-    def checkpoint() -> None:
-        if bucket.stop:
-            raise _Stopped
-
-    with pytest.raises(_Stopped), interruptible(checkpoint):
-        storage.scan(lambda _path, _reason: None)
+    with pytest.raises(Stopped):
+        storage.scan(lambda _path, _reason: None, bucket.stop)
     assert bucket.pages_fetched == 1  # not the four others
 
-    bucket.stop = False
+    bucket.stop = StopSignal()
     entry = Entry(bucket.body_size, 0, False, None, "e")
-    with pytest.raises(_Stopped), interruptible(checkpoint):
-        storage.hash("big.bin", entry)
+    with pytest.raises(Stopped):
+        storage.hash("big.bin", entry, bucket.stop)
     assert bucket.bytes_sent <= 3 * MiB, bucket.bytes_sent
 
-    # Outside ``interruptible`` (any caller but a session) both run to their end.
+    # With a signal nobody sets (any caller but a session) both run to their end.
     bucket.pages_fetched = bucket.bytes_sent = 0
-    assert len(storage.scan(lambda _path, _reason: None)) == 5 * 1000
-    assert storage.hash("big.bin", entry) == hash_bytes(bytes(bucket.body_size))
+    never = StopSignal()
+    assert len(storage.scan(lambda _path, _reason: None, never)) == 5 * 1000
+    assert storage.hash("big.bin", entry, never) == hash_bytes(bytes(bucket.body_size))
     assert bucket.pages_fetched == 5
 
 
@@ -427,22 +425,17 @@ def test_the_service_worker_stops_during_the_scan(pair: Pair, how: str) -> None:
     store = SqliteBaseStore(database)
     repo = store.repository_id(pair.local.as_uri(), pair.remote.as_uri(), now_ns=0)
     store.close()
-    job = {
-        "mode": "two-way",
-        "policy": "keep-both",
-        "excludes": [],
-        "transfers": 4,
-        "local_url": pair.local.as_uri(),
-        "remote_url": pair.remote.as_uri(),
-        "database_url": f"sqlite:///{database}",
-        "repository_id": repo,
-        "session_id": "stopped-during-the-scan",
-        "allow_private_endpoints": False,
-        "niceness": 10,
-    }
+    job = SyncJob(
+        local_root=pair.local,
+        remote=RemoteSpec(pair.remote.as_uri(), private_endpoint_allowed=False),
+        settings=SyncSettings(transfers=4),
+        state_url=f"sqlite:///{database}",
+        repository_id=repo,
+        session_id="stopped-during-the-scan",
+    )
     proc = slow_scan("storsync.service.worker", pair.local, [], stdin=subprocess.PIPE)
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.write(WorkerSetup(niceness=10).to_json() + "\n" + job.to_json() + "\n")
     proc.stdin.flush()
     wait_for_scan(proc)
     time.sleep(0.2)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from storsync.errors import ChangedError, PreconditionFailed
-from storsync.model import Entry
+from storsync.model import Entry, StopSignal
 from storsync.storage.base import Storage, chunks
 from storsync.storage.content import hash_bytes
 from storsync.storage.local import LocalStorage
@@ -106,7 +106,7 @@ def put(
 
 def files(storage: Storage) -> dict[str, Entry]:
     skipped: list[tuple[str, str]] = []
-    found = storage.scan(lambda path, reason: skipped.append((path, reason)))
+    found = storage.scan(lambda path, reason: skipped.append((path, reason)), StopSignal())
     assert not skipped
     return found
 
@@ -172,7 +172,7 @@ def test_a_published_file_keeps_its_bytes_mtime_and_mode(
         assert entry.etag is not None
         assert entry.etag == stat.etag == written.etag
     assert read(storage, "dir/sub/a.txt") == data
-    assert storage.hash("dir/sub/a.txt", entry) == hash_bytes(data)
+    assert storage.hash("dir/sub/a.txt", entry, StopSignal()) == hash_bytes(data)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import hashlib
 import json
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,14 +17,22 @@ import click
 import platformdirs
 
 from storsync import __version__
-from storsync.clock import SystemClock
 from storsync.errors import StorsyncError, UsageError
-from storsync.model import ConflictPolicy, Mode
-from storsync.runner.lock import PairLock
-from storsync.runner.session import Report, SyncSession, SyncSettings
-from storsync.state.sqlite_base import SqliteBaseStore
-from storsync.storage.local import LocalStorage
-from storsync.storage.remotes import S3Options, canonical_url, open_remote
+from storsync.model import (
+    ConflictPolicy,
+    EventType,
+    Mode,
+    SessionState,
+    StopSignal,
+    SyncSettings,
+)
+from storsync.runner.job import SyncJob
+from storsync.runner.observer import NoObserver
+from storsync.runner.progress import Snapshot
+from storsync.runner.report import Report
+from storsync.runner.run import run_job
+from storsync.state.protocol import sqlite_url
+from storsync.storage.registry import RemoteSpec, location, remote_spec
 
 if TYPE_CHECKING:
     from storsync.client import Client
@@ -95,7 +102,7 @@ def cli() -> None:
     type=click.FloatRange(0),
     default=30.0,
     show_default=True,
-    help="Days a trashed version is kept under .storsync/trash/.",
+    help="Days a trashed version is kept under .storsync/trash/ (0: as --no-trash).",
 )
 @click.option(
     "--s3-endpoint",
@@ -142,17 +149,31 @@ def sync(
         max_delete_percent=max_delete,
         force=force,
         transfers=transfers,
-        trash=not no_trash,
-        trash_days=trash_days,
+        trash_days=0.0 if no_trash else trash_days,
     )
-    s3 = S3Options(endpoint=s3_endpoint or None, region=s3_region or None)
-    live = not as_json and not dry_run
-    report = _run_sync(local_dir, remote, state_dir, settings, s3, live=live)
+    spec = remote_spec(remote, {"endpoint": s3_endpoint or "", "region": s3_region or ""})
+    job = _job(local_dir, spec, state_dir, settings)
+    live = not as_json and not dry_run and sys.stderr.isatty()
+    report = _run(job, live=live)
     if as_json or dry_run:
         click.echo(json.dumps(report.summary(), indent=None if as_json else 2))
     else:
         _print_summary(report)
-    sys.exit(0 if report.state == "completed" else 1)
+    sys.exit(0 if report.state is SessionState.COMPLETED else 1)
+
+
+def _job(
+    local_dir: Path, remote: RemoteSpec, state_dir: Path | None, settings: SyncSettings
+) -> SyncJob:
+    local_root = local_dir.expanduser().absolute()
+    if not local_root.is_dir():
+        raise UsageError(f"local directory {str(local_dir)!r} does not exist")
+    local_url, remote_url = local_root.as_uri(), location(remote)
+    if remote_url == local_url:
+        raise UsageError("the local directory and the remote are the same place")
+    state_dir = state_dir or _default_state_dir(local_url, remote_url)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return SyncJob(local_root, remote, settings, sqlite_url(state_dir / "state.db"))
 
 
 @cli.command()
@@ -341,7 +362,7 @@ def trigger(
             session = _follow(client, session, live=not as_json and sys.stderr.isatty())
     click.echo(json.dumps(session) if as_json else f"{session['id']} {session['state']}")
     if wait:
-        sys.exit(0 if session["state"] == "completed" else 1)
+        sys.exit(0 if session["state"] == SessionState.COMPLETED else 1)
 
 
 @cli.command()
@@ -384,7 +405,7 @@ def watch(
         session = client.request("GET", f"/api/v1/sessions/{session_id}")
         session = _follow(client, session, live=not as_json and sys.stderr.isatty())
     click.echo(json.dumps(session) if as_json else f"{session['id']} {session['state']}")
-    sys.exit(0 if session["state"] == "completed" else 1)
+    sys.exit(0 if session["state"] == SessionState.COMPLETED else 1)
 
 
 def _repository_id(client: Client, given: str | None) -> str:
@@ -399,17 +420,20 @@ def _repository_id(client: Client, given: str | None) -> str:
     )
 
 
+_ENDINGS = {EventType.ending(state) for state in SessionState if not state.active}
+
+
 def _follow(client: Client, session: dict[str, Any], *, live: bool) -> dict[str, Any]:
     """Read the session's events until it ends; a progress line on a terminal."""
     session_id = session["id"]
-    if session["state"] in ("queued", "running"):
+    if SessionState(session["state"]).active:
         for event in client.events(sessionId=session_id, since=0):
             snapshot = event["data"].get("session", {})
             if live and snapshot:
                 click.echo(
                     f"\r{snapshot['state']:9} {snapshot['progressPercent']:3}%", nl=False, err=True
                 )
-            if event["type"] in ("session.finished", "session.failed", "session.stopped"):
+            if event["type"] in _ENDINGS:
                 break
         if live:
             click.echo("", err=True)
@@ -417,48 +441,14 @@ def _follow(client: Client, session: dict[str, Any], *, live: bool) -> dict[str,
     return final
 
 
-def _run_sync(
-    local_dir: Path,
-    remote: str,
-    state_dir: Path | None,
-    settings: SyncSettings,
-    s3: S3Options,
-    *,
-    live: bool,
-) -> Report:
-    local_root = local_dir.expanduser().absolute()
-    if not local_root.is_dir():
-        raise UsageError(f"local directory {str(local_dir)!r} does not exist")
-    remote_url = canonical_url(remote, s3)
-    local_url = local_root.as_uri()
-    if remote_url == local_url:
-        raise UsageError("the local directory and the remote are the same place")
-    state_dir = state_dir or _default_state_dir(local_url, remote_url)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    clock = SystemClock()
-    with PairLock(local_root):
-        store = SqliteBaseStore(state_dir / "state.db")
-        local = LocalStorage(local_root)
-        remote_storage = open_remote(remote, s3)
-        try:
-            repository_id = store.repository_id(local_url, remote_url, now_ns=clock.now_ns())
-            session = SyncSession(
-                local, remote_storage, store, repository_id, settings, clock=clock
-            )
-            with (
-                _stop_on_signals(session),
-                _live_progress(session, enabled=live and sys.stderr.isatty()),
-                _no_gc(),
-            ):
-                return session.run()
-        finally:
-            remote_storage.close()
-            local.close()
-            store.close()
+def _run(job: SyncJob, *, live: bool) -> Report:
+    stop = StopSignal()
+    with _stop_on_signals(stop), _no_gc(), _progress_bar(enabled=live) as bar:
+        return run_job(job, observer=bar, stop=stop)
 
 
 @contextmanager
-def _stop_on_signals(session: SyncSession) -> Iterator[None]:
+def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
     """SIGINT and SIGTERM stop the session at its next safe point, reported ``stopped``.
 
     A KeyboardInterrupt would instead leave the pool threads scanning or hashing to the
@@ -472,12 +462,12 @@ def _stop_on_signals(session: SyncSession) -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
         restore()
-        session.stop()
+        stop.set()
 
     for sig in signals:
-        signal.signal(sig, stop)
+        signal.signal(sig, handler)
     try:
         yield
     finally:
@@ -501,15 +491,28 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+class _ProgressBar(NoObserver):
+    """The session's progress on stderr (rich), as its observer is told of it."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+        self._task = bar.add_task("scanning", total=None)
+
+    def progress(self, snapshot: Snapshot) -> None:
+        planned = snapshot.push.bytes_planned + snapshot.pull.bytes_planned
+        done = snapshot.push.bytes_done + snapshot.pull.bytes_done
+        self._bar.update(
+            self._task, description=snapshot.stage.value, total=planned or None, completed=done
+        )
+
+
 @contextmanager
-def _live_progress(session: SyncSession, *, enabled: bool) -> Iterator[None]:
-    """A progress bar on stderr, refreshed a few times a second from the counters."""
+def _progress_bar(*, enabled: bool) -> Iterator[_ProgressBar | None]:
     if not enabled:
-        yield
+        yield None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    done = threading.Event()
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -519,22 +522,7 @@ def _live_progress(session: SyncSession, *, enabled: bool) -> Iterator[None]:
         transient=True,
         console=None,
     ) as bar:
-        task = bar.add_task("scanning", total=None)
-
-        def tick() -> None:
-            while not done.wait(0.2):
-                p = session.progress
-                planned = p.push.bytes_planned + p.pull.bytes_planned
-                finished = p.push.bytes_done + p.pull.bytes_done
-                bar.update(task, description=p.phase, total=planned or None, completed=finished)
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            ticker.join()
+        yield _ProgressBar(bar)
 
 
 def _print_summary(report: Report) -> None:

@@ -29,8 +29,12 @@ class Settings:
     tls_self_signed: bool = False
     local: Path | None = None  # the default repository, with remote
     remote: str | None = None
+    # The default repository's S3 settings, else the usual AWS variables (as the
+    # command line takes them).
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
     allowed_roots: tuple[Path, ...] = ()  # default: the data directory
     allow_private_endpoints: bool = False
     plm_anonymous_loopback: bool = False
@@ -51,6 +55,14 @@ class Settings:
     def roots(self) -> tuple[Path, ...]:
         return self.allowed_roots or (self.data_dir,)
 
+
+# Settings that fall back on a variable of another tool when not set as storsync's.
+_FALLBACKS = {
+    "s3_endpoint": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+    "s3_region": ("AWS_REGION",),
+    "s3_access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "s3_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+}
 
 _BOOLEAN = {
     "1": True,
@@ -124,6 +136,8 @@ def load_settings(
             raw = environ.get(f"STORSYNC_{name.upper()}") or None
         if raw is None:
             raw = from_file.get(name)
+        for variable in _FALLBACKS.get(name, ()):
+            raw = raw or environ.get(variable) or None
         if raw is not None:
             values[name] = _convert(name, kind, raw)
     if "data_dir" not in values:

@@ -31,6 +31,10 @@ class SafetyError(StorsyncError):
     """A guard stopped the session before it deleted or overwrote anything."""
 
 
+class Stopped(StorsyncError):
+    """A stop was asked for; raised at the next safe point (StopSignal.check)."""
+
+
 class StorageError(StorsyncError):
     """A storage call failed; transient unless a subclass says otherwise."""
 

@@ -1,9 +1,13 @@
-"""The shared vocabulary: sides, entries as scanned, the base, modes and policies."""
+"""The shared vocabulary: sides, entries as scanned, the base, what a storage can keep,
+the settings of a synchronization, the lifecycles every layer reports, and the stop signal.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from storsync.errors import Stopped
 
 
 class Side(StrEnum):
@@ -26,6 +30,173 @@ class ConflictPolicy(StrEnum):
     NEWER = "newer"
     LOCAL = "local"
     REMOTE = "remote"
+
+
+class Phase(StrEnum):
+    """The two directions of a session's one plan: push writes the remote, pull the local."""
+
+    PUSH = "push"
+    PULL = "pull"
+
+    @property
+    def target(self) -> Side:
+        return Side.REMOTE if self is Phase.PUSH else Side.LOCAL
+
+    @classmethod
+    def writing(cls, side: Side) -> Phase:
+        return cls.PUSH if side is Side.REMOTE else cls.PULL
+
+
+class SessionState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PARTIAL = "partial"  # finished, some files could not be synchronized
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def active(self) -> bool:
+        return self in (SessionState.QUEUED, SessionState.RUNNING)
+
+
+class PhaseState(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class LogKind(StrEnum):
+    """What a log item of a session records about one path."""
+
+    PUSHED = "pushed"
+    PULLED = "pulled"
+    DELETED_LOCAL = "deleted-local"
+    DELETED_REMOTE = "deleted-remote"
+    CONFLICT = "conflict"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+    @classmethod
+    def written(cls, side: Side) -> LogKind:
+        return cls.PULLED if side is Side.LOCAL else cls.PUSHED
+
+    @classmethod
+    def deleted(cls, side: Side) -> LogKind:
+        return cls.DELETED_LOCAL if side is Side.LOCAL else cls.DELETED_REMOTE
+
+
+class Trigger(StrEnum):
+    """Who started a session (API.md section 7): a client by face, the service resuming
+    one, and the starters of a service left running (schedules, watching, approvals of a
+    halt, resolutions of a conflict), which the contract names already."""
+
+    API = "api"
+    PLM = "plm"
+    VEEAM = "veeam"
+    RESUME = "resume"
+    SCHEDULE = "schedule"
+    WATCH = "watch"
+    APPROVAL = "approval"
+    RESOLVE = "resolve"
+
+
+class EventType(StrEnum):
+    SESSION_QUEUED = "session.queued"
+    SESSION_STARTED = "session.started"
+    SESSION_PROGRESS = "session.progress"
+    SESSION_CONFLICT = "session.conflict"
+    SESSION_FINISHED = "session.finished"
+    SESSION_FAILED = "session.failed"
+    SESSION_STOPPED = "session.stopped"
+    PHASE_STARTED = "phase.started"
+    PHASE_FINISHED = "phase.finished"
+    ITEMS_TRANSFERRED = "items.transferred"
+
+    @classmethod
+    def ending(cls, state: SessionState) -> EventType:
+        """The event that announces a session's end in this state."""
+        if state is SessionState.FAILED:
+            return cls.SESSION_FAILED
+        if state is SessionState.STOPPED:
+            return cls.SESSION_STOPPED
+        return cls.SESSION_FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseCounters:
+    """Files and bytes one direction of a session planned and has done."""
+
+    files_planned: int = 0
+    files_done: int = 0
+    bytes_planned: int = 0
+    bytes_done: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a storage can tell; the engine and the runner trust nothing else about it.
+
+    ``mtime_precision_ns``: the granularity of the mtimes it keeps (1 for nanoseconds);
+    two mtimes closer than that are the same. ``inodes``/``etags``: whether its entries
+    carry them, so that a replaced file with the same size and mtime is still seen as
+    changed. ``case_sensitive``: ``A`` and ``a`` are two names. ``executable_bit``: it
+    keeps the executable bit. ``listing_metadata``: a scan gives each file's own mtime and
+    bit (an object listing does not: the runner takes them from the base while the ETag is
+    unchanged). ``network``: each call is a round trip, worth running in parallel.
+    """
+
+    mtime_precision_ns: int = 1
+    inodes: bool = False
+    etags: bool = False
+    case_sensitive: bool = True
+    executable_bit: bool = False
+    listing_metadata: bool = True
+    network: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """How one session synchronizes; every option of the command line and a repository.
+
+    ``trash_days``: how long replaced and deleted versions are kept in each side's trash;
+    0 keeps none (they are removed outright, as ``--no-trash``).
+    """
+
+    mode: Mode = Mode.TWO_WAY
+    policy: ConflictPolicy = ConflictPolicy.KEEP_BOTH
+    checksum: bool = False
+    dry_run: bool = False
+    excludes: tuple[str, ...] = ()
+    max_delete_percent: float = 50.0
+    force: bool = False
+    transfers: int = 8
+    trash_days: float = 30.0
+
+    @property
+    def trash(self) -> bool:
+        return self.trash_days > 0
+
+
+class StopSignal:
+    """A request to stop, made from any thread or a signal handler, honoured at the safe
+    points of whoever was handed the signal (a scan between entries, a hash between
+    chunks, a session between files)."""
+
+    def __init__(self) -> None:
+        # A plain attribute, not a threading.Event: read once per scanned entry and hashed
+        # chunk, where an Event's is_set() call costs twice as much.
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise Stopped once a stop was asked for."""
+        if self.requested:
+            raise Stopped("the session was stopped before it finished")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ from prometheus_client.registry import Collector
 
 from storsync import __version__
 from storsync.api import errors, native, notifications, plm, veeam
+from storsync.api.security import Viewer
 from storsync.config import Settings
+from storsync.model import SessionState
 from storsync.service.core import Service
-from storsync.service.hub import EventHub
-from storsync.state.records import SessionState
 
 log = logging.getLogger("storsync.api")
 
@@ -32,26 +32,23 @@ class _Metrics(Collector):
         self.service = service
 
     def collect(self):  # type: ignore[no-untyped-def]  # prometheus_client's own signature
-        catalog = self.service.catalog
+        metrics = self.service.metrics()
         by_state = GaugeMetricFamily(
             "storsync_sessions", "Sessions in the history, by state.", labels=["state"]
         )
-        counts = catalog.count_sessions_by_state()
         for state in SessionState:
-            by_state.add_metric([state.value], counts.get(state, 0))
+            by_state.add_metric([state.value], metrics.sessions_by_state.get(state, 0))
         yield by_state
         yield GaugeMetricFamily(
             "storsync_workers_running",
             "Session worker processes running now.",
-            value=self.service.sessions.running(),
+            value=metrics.workers_running,
         )
         yield GaugeMetricFamily(
-            "storsync_repositories",
-            "Repositories configured.",
-            value=len(catalog.list_repositories()),
+            "storsync_repositories", "Repositories configured.", value=metrics.repositories
         )
         yield GaugeMetricFamily(
-            "storsync_last_event_id", "Id of the newest event.", value=self.service.bus.last_id
+            "storsync_last_event_id", "Id of the newest event.", value=metrics.last_event_id
         )
         info = GaugeMetricFamily("storsync_build_info", "The running version.", labels=["version"])
         info.add_metric([__version__], 1)
@@ -68,7 +65,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             await run_in_threadpool(Service.open, settings) if service is None else service
         )
         app.state.service = current
-        hub = EventHub(current.bus, current.catalog, asyncio.get_running_loop())
+        hub = current.hub(asyncio.get_running_loop())
         app.state.hub = hub
         registry = CollectorRegistry(auto_describe=True)
         registry.register(_Metrics(current))
@@ -123,7 +120,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(notifications.router)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
-    def metrics(request: Request, _: native.Viewer) -> Response:
+    def metrics(request: Request, _: Viewer) -> Response:
         """Prometheus text format."""
         body = generate_latest(request.app.state.metrics)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

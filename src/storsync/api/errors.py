@@ -75,17 +75,22 @@ def face(path: str) -> str:
     return "native"
 
 
-def answer(request: Request, kind: Answer, message: str) -> JSONResponse:
-    which = face(request.url.path)
-    headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
-    body: object
+def body(which: str, kind: Answer, message: str) -> dict[str, Any]:
+    """An error in the shape of one face (``plm``, ``veeam`` or ``native``)."""
     if which == "plm":
-        body = {"status": 1, "error_code": kind.plm_code, "error_message": message}
-    elif which == "veeam":
-        body = {"message": message, "errorCode": kind.veeam_code}
-    else:
-        body = {"error": {"code": kind.native_code, "message": message}}
-    return JSONResponse(body, status_code=kind.status, headers=headers)
+        return {"status": 1, "error_code": kind.plm_code, "error_message": message}
+    if which == "veeam":
+        return {"message": message, "errorCode": kind.veeam_code}
+    return {"error": {"code": kind.native_code, "message": message}}
+
+
+def response(which: str, kind: Answer, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+    return JSONResponse(body(which, kind, message), status_code=kind.status, headers=headers)
+
+
+def answer(request: Request, kind: Answer, message: str) -> JSONResponse:
+    return response(face(request.url.path), kind, message)
 
 
 def _sentence(exc: RequestValidationError) -> str:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from storsync import __version__
 from storsync.api import render
 from storsync.api.errors import too_many_attempts
+from storsync.api.inputs import repository_changes, repository_spec
 from storsync.api.notifications import sse_stream
 from storsync.api.schemas import (
     ApiKeyCreate,
@@ -37,26 +38,21 @@ from storsync.api.schemas import (
     form_or_json,
 )
 from storsync.api.security import (
-    admin,
+    Admin,
+    Operator,
+    Svc,
+    Viewer,
     bearer_scheme,
-    operator,
-    service_dependency,
+    read_session,
     service_of,
-    viewer,
 )
-from storsync.errors import InvalidRequest, UnknownObject
-from storsync.service.auth import TokenPair
-from storsync.service.core import Service
+from storsync.errors import InvalidRequest
+from storsync.model import EventType, LogKind, SessionState, Trigger
 from storsync.service.hub import EventFilter, EventHub
-from storsync.service.repositories import RepositorySpec
-from storsync.state.records import Role, Session, SessionState, Token, TokenKind
+from storsync.state.records import Role, SessionQuery
 
 router = APIRouter(prefix="/api/v1")
 public = APIRouter()
-
-Viewer = Annotated[Token, Depends(viewer)]
-Operator = Annotated[Token, Depends(operator)]
-Admin = Annotated[Token, Depends(admin)]
 # Ids are uuids (documented so; anything else simply names nothing: 404).
 Id = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
@@ -66,27 +62,12 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-Svc = Annotated[Service, Depends(service_dependency)]
-
-
-def token_answer(pair: TokenPair) -> dict[str, Any]:
-    return {
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "token_type": "bearer",
-        "expires_in": pair.expires_in,
-        "userName": pair.user.name,
-        ".issued": render.iso(pair.issued_ns),
-        ".expires": render.iso(pair.expires_ns),
-    }
-
-
 # -- unauthenticated ------------------------------------------------------------------
 
 
 @public.get("/healthz", response_model=Health, tags=["health"])
 def healthz(service: Svc) -> dict[str, str]:
-    service.catalog.last_event_id()  # the database answers
+    service.health()
     return {"status": "ok", "version": __version__}
 
 
@@ -99,13 +80,13 @@ def healthz(service: Svc) -> dict[str, str]:
 )
 async def login(body: Login, service: Svc) -> dict[str, Any]:
     pair = await run_in_threadpool(service.accounts.login, body.username, body.password)
-    return token_answer(pair)
+    return render.token_answer(pair)
 
 
 @router.post("/auth/refresh", response_model=TokenOut, response_model_by_alias=True, tags=["auth"])
 async def refresh(body: Refresh, service: Svc) -> dict[str, Any]:
     pair = await run_in_threadpool(service.accounts.refresh, body.refresh_token)
-    return token_answer(pair)
+    return render.token_answer(pair)
 
 
 _REVOCATION = Revocation.model_json_schema()
@@ -152,7 +133,7 @@ def me(token: Viewer) -> dict[str, Any]:
 
 @router.get("/users", response_model=list[UserOut], tags=["users"])
 def list_users(_: Admin, service: Svc) -> list[dict[str, Any]]:
-    return [render.native_user(u) for u in service.catalog.list_users()]
+    return [render.native_user(u) for u in service.accounts.users()]
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
@@ -178,22 +159,13 @@ def delete_user(user_id: Id, _: Admin, service: Svc) -> Response:
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], tags=["users"])
 def list_api_keys(token: Viewer, service: Svc) -> list[dict[str, Any]]:
-    return [
-        {"id": t.id, "label": t.label, "createdAt": render.iso(t.created_ns), "revoked": t.revoked}
-        for t in service.catalog.list_tokens(token.user.id, TokenKind.API_KEY)
-    ]
+    return [render.native_api_key(key) for key in service.accounts.api_keys(token.user)]
 
 
 @router.post("/api-keys", response_model=ApiKeyOut, status_code=201, tags=["users"])
 def create_api_key(body: ApiKeyCreate, token: Viewer, service: Svc) -> dict[str, Any]:
     key, secret = service.accounts.create_api_key(token.user, body.label)
-    return {
-        "id": key.id,
-        "label": key.label,
-        "createdAt": render.iso(key.created_ns),
-        "revoked": False,
-        "token": secret,
-    }
+    return render.native_api_key(key, secret)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["users"])
@@ -213,20 +185,7 @@ def list_repositories(_: Viewer, service: Svc) -> list[dict[str, Any]]:
 
 @router.post("/repositories", response_model=RepositoryOut, status_code=201, tags=["repositories"])
 def create_repository(body: RepositoryCreate, _: Admin, service: Svc) -> dict[str, Any]:
-    credentials = (
-        body.remoteCredentials.model_dump(exclude_none=True) if body.remoteCredentials else None
-    )
-    spec = RepositorySpec(
-        name=body.name,
-        local_path=body.localPath,
-        remote=body.remote,
-        mode=body.mode,
-        policy=body.conflictPolicy,
-        excludes=tuple(body.excludes),
-        description=body.description,
-        credentials=credentials,
-    )
-    return render.native_repository(service.repositories.create(spec))
+    return render.native_repository(service.repositories.create(repository_spec(body)))
 
 
 @router.get("/repositories/{repository_id}", response_model=RepositoryOut, tags=["repositories"])
@@ -238,26 +197,8 @@ def show_repository(repository_id: Id, _: Viewer, service: Svc) -> dict[str, Any
 def update_repository(
     repository_id: Id, body: RepositoryUpdate, _: Admin, service: Svc
 ) -> dict[str, Any]:
-    return render.native_repository(
-        service.repositories.update(repository_id, repository_changes(body))
-    )
-
-
-def repository_changes(body: RepositoryUpdate) -> dict[str, Any]:
-    names = {
-        "name": "name",
-        "localPath": "local_path",
-        "remote": "remote",
-        "mode": "mode",
-        "conflictPolicy": "policy",
-        "excludes": "excludes",
-        "description": "description",
-    }
-    given = body.model_dump(exclude_unset=True, exclude_none=True)
-    changes = {names[k]: v for k, v in given.items() if k in names}
-    if body.remoteCredentials is not None:
-        changes["credentials"] = body.remoteCredentials.model_dump(exclude_none=True)
-    return changes
+    changes = repository_changes(body)
+    return render.native_repository(service.repositories.update(repository_id, changes))
 
 
 @router.delete("/repositories/{repository_id}", status_code=204, tags=["repositories"])
@@ -274,7 +215,7 @@ def delete_repository(repository_id: Id, _: Admin, service: Svc) -> Response:
 )
 def trigger(repository_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
     """Start a session, or join the one waiting (at most one runs and one waits)."""
-    return render.native_session(service.sessions.trigger(repository_id, trigger="api"))
+    return render.native_session(service.sessions.trigger(repository_id, trigger=Trigger.API))
 
 
 # -- sessions -------------------------------------------------------------------------
@@ -290,8 +231,8 @@ def list_sessions(
     offset: Offset = 0,
     limit: Limit = 50,
 ) -> Response:
-    sessions = service.catalog.list_sessions(
-        repository_id=repositoryId, states=state or (), offset=offset, limit=limit
+    sessions = service.sessions.search(
+        SessionQuery(repositoryId, tuple(state or ()), offset, limit)
     )
     following = None
     if len(sessions) == limit:
@@ -307,22 +248,11 @@ def list_sessions(
     )
 
 
-def _session_or_404(service: Service, session_id: str) -> Session:
-    session = service.catalog.get_session(session_id)
-    if session is None:
-        raise UnknownObject(f"no session with id {session_id!r}")
-    return session
-
-
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
 async def show_session(session_id: Id, _: Viewer, service: Svc) -> Response:
-    # What clients poll: from the catalog's write-through cache when it is there, in the
-    # event loop; else read in a worker thread. Answered as rendered: checking the dict
-    # against the model again cost a fifth of the request (the model stays the schema).
-    session = service.catalog.cached_session(session_id)
-    if session is None:
-        session = await run_in_threadpool(_session_or_404, service, session_id)
-    return JSONResponse(render.native_session(session))
+    # Answered as rendered: checking the dict against the model again cost a fifth of the
+    # request (the model stays the schema).
+    return JSONResponse(render.native_session(await read_session(service, session_id)))
 
 
 @router.post("/sessions/{session_id}/stop", response_model=SessionOut, tags=["sessions"])
@@ -337,13 +267,12 @@ def session_items(
     session_id: Id,
     _: Viewer,
     service: Svc,
-    kind: Annotated[str | None, Query(max_length=32)] = None,
+    kind: LogKind | None = None,
     after: Cursor = 0,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     """The session's log items: files transferred, deleted, in conflict, failed, skipped."""
-    _session_or_404(service, session_id)
-    items = service.catalog.list_log_items(session_id, kind=kind, after_id=after, limit=limit)
+    items = service.sessions.items(session_id, kind=kind, after_id=after, limit=limit)
     following = None
     if len(items) == limit:
         following = str(request.url.include_query_params(after=items[-1].id))
@@ -359,7 +288,7 @@ def session_conflicts(
     after: Cursor = 0,
     limit: Limit = 100,
 ) -> dict[str, Any]:
-    return session_items(request, session_id, _, service, "conflict", after, limit)
+    return session_items(request, session_id, _, service, LogKind.CONFLICT, after, limit)
 
 
 # -- events ---------------------------------------------------------------------------
@@ -380,7 +309,7 @@ async def list_events(
     timeout: Annotated[float, Query(ge=0, le=300)] = 0,
     repositoryId: Annotated[str | None, Query(max_length=64)] = None,
     sessionId: Annotated[str | None, Query(max_length=64)] = None,
-    type: Annotated[list[str] | None, Query(max_length=64)] = None,
+    type: Annotated[list[EventType] | None, Query()] = None,
 ) -> Any:
     """Events after ``since``, oldest first.
 

@@ -16,16 +16,16 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from storsync.api import render
-from storsync.api.errors import UNAUTHORIZED
+from storsync.api.errors import BAD_REQUEST, NO_ROUTE, NOT_FOUND, UNAUTHORIZED, Answer, response
 from storsync.api.security import until_refused
 from storsync.errors import Unauthorized
+from storsync.model import EventType
 from storsync.service.core import Service
 from storsync.service.hub import Batch, EventFilter, EventHub
-from storsync.state.records import Event
+from storsync.state.records import ConflictFound, Event
 
 log = logging.getLogger("storsync.api")
 router = APIRouter()
@@ -41,12 +41,12 @@ NOTIFICATIONS = "/notifications"
 SYNCHRONIZERS = "/storage/synchronizers"
 # Our events as the PLM face's: (event name, include progress figures).
 _PLM_EVENTS = {
-    "session.started": ("sync.started", False),
-    "session.progress": ("sync.progress", True),
-    "session.conflict": ("sync.conflict", False),
-    "session.finished": ("sync.completed", False),
-    "session.failed": ("sync.completed", False),
-    "session.stopped": ("sync.completed", False),
+    EventType.SESSION_STARTED: ("sync.started", False),
+    EventType.SESSION_PROGRESS: ("sync.progress", True),
+    EventType.SESSION_CONFLICT: ("sync.conflict", False),
+    EventType.SESSION_FINISHED: ("sync.completed", False),
+    EventType.SESSION_FAILED: ("sync.completed", False),
+    EventType.SESSION_STOPPED: ("sync.completed", False),
 }
 _PLM_TYPES = frozenset(_PLM_EVENTS)
 
@@ -54,23 +54,24 @@ _PLM_TYPES = frozenset(_PLM_EVENTS)
 def plm_message(event: Event) -> dict[str, Any] | None:
     """The notification for an event, or None when the PLM face has none for it."""
     found = _PLM_EVENTS.get(event.type)
-    snapshot = event.data.get("session")
+    snapshot = event.session
     if found is None or snapshot is None:
         return None
     name, progress = found
-    if name == "sync.completed" and not snapshot.get("started"):
+    if name == "sync.completed" and not snapshot.started:
         return None  # dropped while waiting: it never started, so it never completes
     data = render.plm_from_snapshot(snapshot, progress=progress)
-    if name == "sync.conflict":
-        data["path"] = event.data.get("path")
+    if isinstance(event.detail, ConflictFound):
+        data["path"] = event.detail.path
     return {"resource": SYNCHRONIZERS, "event": name, "data": data}
 
 
-def _error(code: int, message: str) -> dict[str, Any]:
+def _error(kind: Answer, message: str) -> dict[str, Any]:
+    """The PLM error event: the envelope's code of the one error table."""
     return {
         "resource": NOTIFICATIONS,
         "event": "error",
-        "data": {"error_code": code, "error_message": message},
+        "data": {"error_code": kind.plm_code, "error_message": message},
     }
 
 
@@ -95,11 +96,8 @@ async def _authenticate(websocket: WebSocket, service: Service) -> bool:
     try:
         await run_in_threadpool(service.accounts.authenticate, _bearer(websocket))
     except Unauthorized as exc:
-        body = {"status": 1, "error_code": 7, "error_message": exc.message}
         try:
-            await websocket.send_denial_response(
-                JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-            )
+            await websocket.send_denial_response(response("plm", UNAUTHORIZED, exc.message))
         except RuntimeError:  # the server cannot send an HTTP answer: close with policy
             await websocket.close(code=POLICY_VIOLATION, reason=exc.message[:REASON_CHARS])
         return False
@@ -130,7 +128,7 @@ async def _notifications(websocket: WebSocket) -> None:
             code, why = INTERNAL_ERROR, "the access token could not be checked again"
         else:
             code = POLICY_VIOLATION
-            await send(_error(UNAUTHORIZED.plm_code, why))
+            await send(_error(UNAUTHORIZED, why))
         async with send_lock:
             await websocket.close(code=code, reason=why[:REASON_CHARS])
 
@@ -161,25 +159,26 @@ async def _notifications(websocket: WebSocket) -> None:
                 if not isinstance(message, dict):
                     raise ValueError
             except (ValueError, RecursionError):
-                await send(_error(5, "a message must be a JSON object"))
+                await send(_error(BAD_REQUEST, "a message must be a JSON object"))
                 continue
             resource, event = message.get("resource"), message.get("event")
             data = message.get("data")
             if not isinstance(resource, str) or not isinstance(event, str):
-                await send(_error(5, 'a message needs "resource" and "event" strings'))
+                await send(_error(BAD_REQUEST, 'a message needs "resource" and "event" strings'))
                 continue
             if resource != "_client":
-                await send(_error(6, f"unknown resource {resource[:100]!r}"))
+                await send(_error(NOT_FOUND, f"unknown resource {resource[:100]!r}"))
                 continue
             if event not in ("subscribe", "unsubscribe"):
-                await send(_error(4, f"unknown event {event[:100]!r}"))
+                await send(_error(NO_ROUTE, f"unknown event {event[:100]!r}"))
                 continue
             target = data.get("resource") if isinstance(data, dict) else None
             if not isinstance(target, str):
-                await send(_error(5, f'{event} needs "data": {{"resource": "{SYNCHRONIZERS}"}}'))
+                needs = f'{event} needs "data": {{"resource": "{SYNCHRONIZERS}"}}'
+                await send(_error(BAD_REQUEST, needs))
                 continue
             if target != SYNCHRONIZERS:
-                await send(_error(6, f"cannot {event} to {target[:100]!r}"))
+                await send(_error(NOT_FOUND, f"cannot {event} to {target[:100]!r}"))
                 continue
             if event == "subscribe" and follower is None:
                 follower = asyncio.create_task(follow(hub.last_id))
@@ -205,7 +204,7 @@ for path in (NOTIFICATIONS, "/v0/notifications", "/api/media-manager/v0/notifica
 
 def sse_line(event: Event) -> str:
     data = json.dumps(render.native_event(event), separators=(",", ":"))
-    return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n"
+    return f"id: {event.id}\nevent: {event.type.value}\ndata: {data}\n\n"
 
 
 async def sse_stream(

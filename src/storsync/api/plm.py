@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 
 from storsync.api import render
 from storsync.api.errors import NOT_ALLOWED, PLM_PREFIX, answer
-from storsync.api.security import requires, service_dependency
+from storsync.api.security import Svc, requires
 from storsync.errors import InvalidRequest, UnknownObject
-from storsync.service.core import Service
-from storsync.state.records import Role, Session, Token
+from storsync.model import Trigger
+from storsync.state.records import Role, SessionQuery, Token
 
 router = APIRouter(prefix=f"{PLM_PREFIX}/storage/synchronizers", tags=["PLM Media Manager"])
 
@@ -28,9 +28,6 @@ _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 SynchronizerId = Annotated[
     str, Path(max_length=160, json_schema_extra={"pattern": rf"^\${_UUID}\+\$?{_UUID}$"})
 ]
-
-
-Svc = Annotated[Service, Depends(service_dependency)]
 
 
 def parse_id(raw: str) -> tuple[str, str]:
@@ -58,9 +55,9 @@ def create(
 ) -> dict[str, Any]:
     """Trigger a synchronization of the default repository (or ``repositoryId``)."""
     repository = (
-        service.repositories.get(repositoryId) if repositoryId else service.repositories.default()
+        service.repositories.find(repositoryId) if repositoryId else service.repositories.default()
     )
-    session = service.sessions.trigger(repository.id, trigger="plm")
+    session = service.sessions.trigger(repository.id, trigger=Trigger.PLM)
     return {"status": 0, "synchronizer": render.plm_synchronizer(session)}
 
 
@@ -73,14 +70,14 @@ def index(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
     """Recent synchronizers, newest first."""
-    sessions = service.catalog.list_sessions(repository_id=repositoryId, limit=limit)
+    sessions = service.sessions.search(SessionQuery(repositoryId, limit=limit))
     return {"status": 0, "synchronizers": [render.plm_synchronizer(s) for s in sessions]}
 
 
 @router.get("/{synchronizer_id}")
 def show(synchronizer_id: SynchronizerId, _: PlmViewer, service: Svc) -> dict[str, Any]:
     push_id, pull_id = parse_id(synchronizer_id)
-    session: Session | None = service.catalog.session_by_phases(push_id, pull_id)
+    session = service.sessions.by_phases(push_id, pull_id)
     if session is None:
         raise UnknownObject(f"no synchronizer with id {synchronizer_id!r}")
     return {"status": 0, "synchronizer": render.plm_synchronizer(session)}

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from storsync.model import PhaseCounters, PhaseState, SessionState
+from storsync.service.auth import TokenPair
+from storsync.service.repositories import RepositoryView
 from storsync.state.records import (
+    ConflictFound,
+    Detail,
     Event,
+    ItemBatch,
     LogItem,
-    PhaseCounters,
-    PhaseState,
-    Repository,
+    PhaseChanged,
+    Progressed,
+    Queued,
     Session,
-    SessionState,
+    SessionSnapshot,
+    Token,
     User,
 )
 
@@ -29,27 +35,37 @@ def iso(ns: int | None) -> str | None:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def local_path(repository: Repository) -> str:
-    return unquote(urlsplit(repository.local_url).path)
-
-
-def remote(repository: Repository) -> str:
-    url = repository.remote_url
-    return unquote(urlsplit(url).path) if url.startswith("file://") else url
+def token_answer(pair: TokenPair) -> dict[str, Any]:
+    """OAuth 2 style, the same on the native and the Veeam face."""
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "bearer",
+        "expires_in": pair.expires_in,
+        "userName": pair.user.name,
+        ".issued": iso(pair.issued_ns),
+        ".expires": iso(pair.expires_ns),
+    }
 
 
 # -- native ---------------------------------------------------------------------------
 
 
-def _phase(phase_id: str, state: PhaseState | None, counters: PhaseCounters) -> dict[str, Any]:
+def _counters(counters: PhaseCounters) -> dict[str, int]:
     return {
-        "id": phase_id,
-        "state": None if state is None else state.value,
         "filesPlanned": counters.files_planned,
         "filesDone": counters.files_done,
         "bytesPlanned": counters.bytes_planned,
         "bytesDone": counters.bytes_done,
     }
+
+
+def _state(state: PhaseState | None) -> str | None:
+    return None if state is None else state.value
+
+
+def _phase(phase_id: str, state: PhaseState | None, counters: PhaseCounters) -> dict[str, Any]:
+    return {"id": phase_id, "state": _state(state), **_counters(counters)}
 
 
 def native_session(s: Session) -> dict[str, Any]:
@@ -64,7 +80,7 @@ def native_session(s: Session) -> dict[str, Any]:
         "startedAt": iso(s.started_ns),
         "endedAt": iso(s.ended_ns),
         "error": s.error,
-        "trigger": s.trigger,
+        "trigger": s.trigger.value,
         "stopRequested": s.stop_requested,
         "pushed": s.pushed,
         "pulled": s.pulled,
@@ -75,16 +91,29 @@ def native_session(s: Session) -> dict[str, Any]:
     }
 
 
-def native_repository(r: Repository) -> dict[str, Any]:
+def _settings(view: RepositoryView) -> dict[str, Any]:
+    """The sync settings of a repository, as every face that edits them shows them."""
+    settings = view.settings
+    return {
+        "mode": settings.mode.value,
+        "conflictPolicy": settings.policy.value,
+        "excludes": list(settings.excludes),
+        "checksum": settings.checksum,
+        "maxDeletePercent": settings.max_delete_percent,
+        "trashDays": settings.trash_days,
+        "transfers": settings.transfers,
+    }
+
+
+def native_repository(view: RepositoryView) -> dict[str, Any]:
+    r = view.repository
     return {
         "id": r.id,
         "name": r.name,
         "description": r.description,
-        "localPath": local_path(r),
-        "remote": remote(r),
-        "mode": r.mode,
-        "conflictPolicy": r.policy,
-        "excludes": list(r.excludes),
+        "localPath": view.local_path,
+        "remote": view.remote,
+        **_settings(view),
         "hasCredentials": r.has_credentials,
         "isDefault": r.is_default,
         "createdAt": iso(r.created_ns),
@@ -96,7 +125,7 @@ def native_item(item: LogItem) -> dict[str, Any]:
     return {
         "id": item.id,
         "time": iso(item.ts_ns),
-        "kind": item.kind,
+        "kind": item.kind.value,
         "path": item.path,
         "message": item.message,
         "size": item.size,
@@ -104,13 +133,56 @@ def native_item(item: LogItem) -> dict[str, Any]:
 
 
 def native_event(event: Event) -> dict[str, Any]:
+    data = _detail(event.detail)
+    if event.session is not None:
+        data["session"] = _snapshot(event.session)
     return {
         "id": event.id,
         "time": iso(event.ts_ns),
-        "type": event.type,
+        "type": event.type.value,
         "repositoryId": event.repository_id,
         "sessionId": event.session_id,
-        "data": event.data,
+        "data": data,
+    }
+
+
+def _detail(detail: Detail) -> dict[str, Any]:
+    if isinstance(detail, Queued):
+        return {"trigger": detail.trigger.value}
+    if isinstance(detail, PhaseChanged):
+        return {"phase": detail.phase.value, "state": detail.state.value}
+    if isinstance(detail, Progressed):
+        return {"phase": detail.stage, "rateBps": detail.rate_bps, "etaSeconds": detail.eta_s}
+    if isinstance(detail, ConflictFound):
+        return {"path": detail.path}
+    if isinstance(detail, ItemBatch):
+        batch: dict[str, Any] = {
+            "kind": detail.kind.value,
+            "count": detail.count,
+            "firstItemId": detail.first_id,
+            "lastItemId": detail.last_id,
+        }
+        if detail.items is not None:
+            batch["items"] = [{"path": path, "size": size} for path, size in detail.items]
+        return batch
+    return {}
+
+
+def _snapshot(s: SessionSnapshot) -> dict[str, Any]:
+    """A session as an event carries it."""
+    return {
+        "id": s.id,
+        "repositoryId": s.repository_id,
+        "state": s.state.value,
+        "started": s.started,
+        "pushId": s.push_id,
+        "pullId": s.pull_id,
+        "pushState": _state(s.push_state),
+        "pullState": _state(s.pull_state),
+        "progressPercent": s.percent,
+        "push": _counters(s.push),
+        "pull": _counters(s.pull),
+        "error": s.error,
     }
 
 
@@ -121,6 +193,19 @@ def native_user(user: User) -> dict[str, Any]:
         "role": user.role.value,
         "createdAt": iso(user.created_ns),
     }
+
+
+def native_api_key(key: Token, secret: str | None = None) -> dict[str, Any]:
+    """An API key; its ``token`` only when it was just made (never shown again)."""
+    out: dict[str, Any] = {
+        "id": key.id,
+        "label": key.label,
+        "createdAt": iso(key.created_ns),
+        "revoked": key.revoked,
+    }
+    if secret is not None:
+        out["token"] = secret
+    return out
 
 
 # -- PLM Media Manager ----------------------------------------------------------------
@@ -167,23 +252,14 @@ def _plm(
     }
 
 
-def plm_from_snapshot(snapshot: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+def plm_from_snapshot(snapshot: SessionSnapshot, *, progress: bool = False) -> dict[str, Any]:
     """The synchronizer of an event's session snapshot (``sync.*`` notifications);
     with ``progress``, plus ``progressPercent`` and the counters of both phases."""
-
-    def phase_state(raw: str | None) -> PhaseState | None:
-        return None if raw is None else PhaseState(raw)
-
-    out = _plm(
-        SessionState(snapshot["state"]),
-        snapshot["pushId"],
-        phase_state(snapshot["pushState"]),
-        snapshot["pullId"],
-        phase_state(snapshot["pullState"]),
-    )
+    s = snapshot
+    out = _plm(s.state, s.push_id, s.push_state, s.pull_id, s.pull_state)
     if progress:
-        out["progressPercent"] = snapshot["progressPercent"]
-        out["counters"] = {"push": snapshot["push"], "pull": snapshot["pull"]}
+        out["progressPercent"] = s.percent
+        out["counters"] = {"push": _counters(s.push), "pull": _counters(s.pull)}
     return out
 
 
@@ -230,18 +306,17 @@ def veeam_session(s: Session) -> dict[str, Any]:
     return out
 
 
-def veeam_repository(r: Repository, *, out_of_sync: bool) -> dict[str, Any]:
+def veeam_repository(view: RepositoryView) -> dict[str, Any]:
+    r = view.repository
     return {
         "id": r.id,
         "name": r.name,
         "description": r.description,
-        "path": local_path(r),
-        "objectStorageCachePath": local_path(r),
-        "isOutOfSync": out_of_sync,
-        "remote": remote(r),
-        "mode": r.mode,
-        "conflictPolicy": r.policy,
-        "excludes": list(r.excludes),
+        "path": view.local_path,
+        "objectStorageCachePath": view.local_path,
+        "isOutOfSync": view.out_of_sync,
+        "remote": view.remote,
+        **_settings(view),
         "hasCredentials": r.has_credentials,
         "_links": {
             "self": {"href": f"/v6/backuprepositories/{r.id}"},

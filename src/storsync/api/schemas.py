@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from storsync.model import EventType, LogKind, SessionState, Trigger
+
 Mode = Literal["two-way", "push-only", "pull-only"]
 Policy = Literal["keep-both", "newer", "local", "remote"]
+# The repository settings of API.md section 7: a wrong type is refused, never coerced
+# ("yes" is no boolean, 8.0 no integer).
+Flag = Annotated[bool, Strict()]
+Percent = Annotated[float, Strict(), Field(ge=0, le=100, allow_inf_nan=False)]
+Days = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Transfers = Annotated[int, Strict(), Field(ge=1, le=256)]
+Pattern = Annotated[str, Strict(), Field(min_length=1, max_length=4096)]
+Excludes = Annotated[list[Pattern], Field(max_length=1000)]
 
 
 def has_nul(value: Any) -> bool:
@@ -41,37 +51,47 @@ class Text(BaseModel):
         return data
 
 
-class Strict(Text):
+class Closed(Text):
     model_config = ConfigDict(extra="forbid")
 
 
-class Credentials(Strict):
+class Credentials(Closed):
     accessKeyId: str | None = Field(default=None, max_length=4096)
     secretAccessKey: str | None = Field(default=None, max_length=4096)
     endpoint: str | None = Field(default=None, max_length=4096)
     region: str | None = Field(default=None, max_length=128)
 
 
-class RepositoryCreate(Strict):
+class RepositoryIn(Text):
+    """What every face that edits repositories takes alike: the sync settings and the
+    remote's credentials (each face adds its names for the rest); all optional."""
+
+    mode: Mode | None = None
+    conflictPolicy: Policy | None = None
+    excludes: Excludes | None = None
+    checksum: Flag | None = None
+    maxDeletePercent: Percent | None = None
+    trashDays: Days | None = None
+    transfers: Transfers | None = None
+    remoteCredentials: Credentials | None = None
+
+
+class RepositoryCreate(RepositoryIn):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=128)
     localPath: str = Field(min_length=1, max_length=4096)
     remote: str = Field(min_length=1, max_length=4096)
-    mode: Mode = "two-way"
-    conflictPolicy: Policy = "keep-both"
-    excludes: list[str] = Field(default_factory=list, max_length=1000)
     description: str = Field(default="", max_length=4096)
-    remoteCredentials: Credentials | None = None
 
 
-class RepositoryUpdate(Strict):
+class RepositoryUpdate(RepositoryIn):
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(default=None, min_length=1, max_length=128)
     localPath: str | None = Field(default=None, min_length=1, max_length=4096)
     remote: str | None = Field(default=None, min_length=1, max_length=4096)
-    mode: Mode | None = None
-    conflictPolicy: Policy | None = None
-    excludes: list[str] | None = Field(default=None, max_length=1000)
     description: str | None = Field(default=None, max_length=4096)
-    remoteCredentials: Credentials | None = None
 
 
 class RepositoryOut(BaseModel):
@@ -83,6 +103,10 @@ class RepositoryOut(BaseModel):
     mode: str
     conflictPolicy: str
     excludes: list[str]
+    checksum: bool
+    maxDeletePercent: float
+    trashDays: float
+    transfers: int
     hasCredentials: bool
     isDefault: bool
     createdAt: str | None
@@ -101,7 +125,7 @@ class PhaseOut(BaseModel):
 class SessionOut(BaseModel):
     id: str
     repositoryId: str
-    state: Literal["queued", "running", "completed", "partial", "failed", "stopped"]
+    state: SessionState
     progressPercent: int
     push: PhaseOut
     pull: PhaseOut
@@ -109,7 +133,7 @@ class SessionOut(BaseModel):
     startedAt: str | None
     endedAt: str | None
     error: str | None
-    trigger: str
+    trigger: Trigger
     stopRequested: bool
     pushed: int
     pulled: int
@@ -129,7 +153,7 @@ class SessionPage(BaseModel):
 class LogItemOut(BaseModel):
     id: int
     time: str | None
-    kind: str
+    kind: LogKind
     path: str
     message: str | None
     size: int | None
@@ -143,7 +167,7 @@ class LogItemPage(BaseModel):
 class EventOut(BaseModel):
     id: int
     time: str | None
-    type: str
+    type: EventType
     repositoryId: str | None
     sessionId: str | None
     data: dict[str, Any]
@@ -154,12 +178,12 @@ class EventPage(BaseModel):
     lastId: int
 
 
-class Login(Strict):
+class Login(Closed):
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=1024)
 
 
-class Refresh(Strict):
+class Refresh(Closed):
     refresh_token: str = Field(min_length=1, max_length=1024)
 
 
@@ -199,13 +223,13 @@ class TokenOut(BaseModel):
     expires: str = Field(alias=".expires")
 
 
-class UserCreate(Strict):
+class UserCreate(Closed):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=1024)
     role: Literal["admin", "operator", "viewer"] = "viewer"
 
 
-class UserUpdate(Strict):
+class UserUpdate(Closed):
     password: str | None = Field(default=None, min_length=8, max_length=1024)
     role: Literal["admin", "operator", "viewer"] | None = None
 
@@ -217,7 +241,7 @@ class UserOut(BaseModel):
     createdAt: str | None
 
 
-class ApiKeyCreate(Strict):
+class ApiKeyCreate(Closed):
     label: str = Field(default="", max_length=256)
 
 

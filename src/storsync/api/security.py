@@ -12,9 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from storsync.errors import Forbidden, Unauthorized
-from storsync.service.auth import digest
 from storsync.service.core import Service
-from storsync.state.records import Role, Token, TokenKind, User
+from storsync.state.records import Role, Session, Token, TokenKind, User
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token or an API key.")
 
@@ -44,28 +43,13 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
-def _recently_verified(service: Service, bearer: str | None) -> Token | None:
-    """The caller's token from the catalog's short-lived cache, if it is there and still
-    live; checked in the event loop, saving a worker thread and a query per request.
-    Anything else (unknown, refresh, revoked, expired) goes the full way, which gives
-    the error."""
-    if not bearer:
-        return None
-    token = service.catalog.cached_token(digest(bearer))
-    if token is None or token.kind is TokenKind.REFRESH or token.revoked:
-        return None
-    if token.expires_ns is not None and token.expires_ns <= service.clock.now_ns():
-        return None
-    return token
-
-
 async def until_refused(service: Service, bearer: str) -> str:
     """Wait while ``bearer`` stays valid, checking it every RECHECK_S, from the cache when
     it answers; then why it is not any more (revoked, expired, its user deleted). No role
     check: the streams need a viewer's at most, which every role includes."""
     while True:
         await asyncio.sleep(RECHECK_S)
-        if _recently_verified(service, bearer) is not None:
+        if service.accounts.recently_verified(bearer) is not None:
             continue
         try:
             await run_in_threadpool(service.accounts.authenticate, bearer)
@@ -89,7 +73,7 @@ def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object
         ):
             return Token("", ANONYMOUS, TokenKind.ACCESS, "anonymous loopback", 0, None, False)
         given = credentials.credentials if credentials else None
-        token = _recently_verified(service, given)
+        token = service.accounts.recently_verified(given)
         if token is None:
             token = await run_in_threadpool(service.accounts.authenticate, given)
         if not token.user.role.allows(role):
@@ -104,3 +88,18 @@ def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object
 viewer = requires(Role.VIEWER)
 operator = requires(Role.OPERATOR)
 admin = requires(Role.ADMIN)
+
+# What handlers take: the service, and the caller's token with at least a role.
+Svc = Annotated[Service, Depends(service_dependency)]
+Viewer = Annotated[Token, Depends(viewer)]
+Operator = Annotated[Token, Depends(operator)]
+Admin = Annotated[Token, Depends(admin)]
+
+
+async def read_session(service: Service, session_id: str) -> Session:
+    """A session for a status read, which clients poll: from the service's cache in the
+    event loop when it is there, else read in a worker thread (UnknownObject if none)."""
+    session = service.sessions.cached(session_id)
+    if session is None:
+        session = await run_in_threadpool(service.sessions.get, session_id)
+    return session

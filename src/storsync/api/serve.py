@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from types import FrameType
 
+from storsync.clock import SystemClock, utc_datetime
 from storsync.config import Settings
 from storsync.service.auth import TOKEN_PREFIX
 
@@ -53,7 +54,7 @@ def self_signed(data_dir: Path, host: str) -> tuple[Path, Path]:
             names.append(x509.IPAddress(ipaddress.ip_address(address)))
         except ValueError:
             names.append(x509.DNSName(address))
-    now = datetime.datetime.now(datetime.UTC)
+    now = utc_datetime(SystemClock().now_ns())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "storsync")])
     cert = (
         x509.CertificateBuilder()

@@ -10,7 +10,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,19 +18,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storsync.api import render
 from storsync.api.errors import too_many_attempts
-from storsync.api.native import token_answer
-from storsync.api.schemas import Credentials, Mode, Policy, Text, TokenOut, form_or_json
-from storsync.api.security import admin, operator, service_dependency, viewer
-from storsync.errors import InvalidRequest, TooManyAttempts, Unauthorized, UnknownObject
-from storsync.service.core import Service
-from storsync.service.repositories import RepositorySpec
-from storsync.state.records import Repository, Session, SessionState, Token
+from storsync.api.inputs import repository_changes, repository_spec
+from storsync.api.schemas import RepositoryIn, TokenOut, form_or_json
+from storsync.api.security import Admin, Operator, Svc, Viewer, read_session
+from storsync.errors import InvalidRequest, TooManyAttempts, Unauthorized
+from storsync.model import Trigger
+from storsync.state.records import SessionQuery
 
 router = APIRouter(prefix="/v6", tags=["Veeam Backup for Microsoft 365"])
 
-Viewer = Annotated[Token, Depends(viewer)]
-Operator = Annotated[Token, Depends(operator)]
-Admin = Annotated[Token, Depends(admin)]
 DEFAULT_LIMIT = 100
 # Ids are uuids: declared so in the schema, checked by ``_uuid`` for a message of our own.
 VeeamId = Annotated[str, Path(max_length=64, json_schema_extra={"format": "uuid"})]
@@ -63,9 +59,6 @@ class VeeamPaths:
                 if fixed != path:
                     scope = {**scope, "path": fixed, "raw_path": fixed.encode()}
         await self.app(scope, receive, send)
-
-
-Svc = Annotated[Service, Depends(service_dependency)]
 
 
 def _uuid(raw: str, what: str) -> str:
@@ -151,48 +144,28 @@ async def token(request: Request, service: Svc) -> Any:
         refused = _oauth_error("slow_down", exc.message, status=429)
         refused.headers["Retry-After"] = str(exc.retry_after_s)
         return refused
-    return JSONResponse(token_answer(pair), headers={"Cache-Control": "no-store"})
+    return JSONResponse(render.token_answer(pair), headers={"Cache-Control": "no-store"})
 
 
 # -- repositories ---------------------------------------------------------------------
 
 
-class VeeamRepositoryIn(Text):
+class VeeamRepositoryIn(RepositoryIn):
     model_config = ConfigDict(extra="ignore")  # Veeam clients send fields we do not use
 
     name: str = Field(min_length=1, max_length=128)
     description: str = Field(default="", max_length=4096)
     path: str = Field(min_length=1, max_length=4096)
     remote: str = Field(min_length=1, max_length=4096)
-    mode: Mode = "two-way"
-    conflictPolicy: Policy = "keep-both"
-    excludes: list[str] = Field(default_factory=list, max_length=1000)
-    remoteCredentials: Credentials | None = None
 
 
-class VeeamRepositoryUpdate(Text):
+class VeeamRepositoryUpdate(RepositoryIn):
     model_config = ConfigDict(extra="ignore")
 
     name: str | None = Field(default=None, min_length=1, max_length=128)
     description: str | None = Field(default=None, max_length=4096)
     path: str | None = Field(default=None, min_length=1, max_length=4096)
     remote: str | None = Field(default=None, min_length=1, max_length=4096)
-    mode: Mode | None = None
-    conflictPolicy: Policy | None = None
-    excludes: list[str] | None = Field(default=None, max_length=1000)
-    remoteCredentials: Credentials | None = None
-
-
-def _out_of_sync(service: Service, repository: Repository) -> bool:
-    last = service.catalog.list_sessions(repository_id=repository.id, limit=1)
-    if not last:
-        return True
-    changed = repository.updated_ns or repository.created_ns
-    return last[0].state is not SessionState.COMPLETED or (last[0].created_ns < changed)
-
-
-def _repository(service: Service, repository: Repository) -> dict[str, Any]:
-    return render.veeam_repository(repository, out_of_sync=_out_of_sync(service, repository))
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:
@@ -209,7 +182,7 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
 
 @router.get("/BackupRepositories")
 def list_repositories(_: Viewer, service: Svc) -> list[dict[str, Any]]:
-    return [_repository(service, r) for r in service.repositories.list()]
+    return [render.veeam_repository(view) for view in service.repositories.list()]
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -222,25 +195,14 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
 @router.post("/BackupRepositories", openapi_extra=_json_body(VeeamRepositoryIn))
 async def create_repository(request: Request, _: Admin, service: Svc) -> Any:
     body: VeeamRepositoryIn = await _body(request, VeeamRepositoryIn)
-    spec = RepositorySpec(
-        name=body.name,
-        local_path=body.path,
-        remote=body.remote,
-        mode=body.mode,
-        policy=body.conflictPolicy,
-        excludes=tuple(body.excludes),
-        description=body.description,
-        credentials=body.remoteCredentials.model_dump(exclude_none=True)
-        if body.remoteCredentials
-        else None,
-    )
-    created = await run_in_threadpool(service.repositories.create, spec)
-    return JSONResponse(_repository(service, created), status_code=201)
+    created = await run_in_threadpool(service.repositories.create, repository_spec(body))
+    return JSONResponse(render.veeam_repository(created), status_code=201)
 
 
 @router.get("/BackupRepositories/{repository_id}")
 def show_repository(repository_id: VeeamId, _: Viewer, service: Svc) -> dict[str, Any]:
-    return _repository(service, service.repositories.get(_uuid(repository_id, "repositoryId")))
+    view = service.repositories.get(_uuid(repository_id, "repositoryId"))
+    return render.veeam_repository(view)
 
 
 @router.put("/BackupRepositories/{repository_id}", openapi_extra=_json_body(VeeamRepositoryUpdate))
@@ -249,21 +211,9 @@ async def update_repository(
 ) -> Any:
     repository_id = _uuid(repository_id, "repositoryId")
     body: VeeamRepositoryUpdate = await _body(request, VeeamRepositoryUpdate)
-    names = {
-        "name": "name",
-        "description": "description",
-        "path": "local_path",
-        "remote": "remote",
-        "mode": "mode",
-        "conflictPolicy": "policy",
-        "excludes": "excludes",
-    }
-    given = body.model_dump(exclude_none=True)
-    changes: dict[str, Any] = {names[k]: v for k, v in given.items() if k in names}
-    if body.remoteCredentials is not None:
-        changes["credentials"] = body.remoteCredentials.model_dump(exclude_none=True)
+    changes = repository_changes(body)
     updated = await run_in_threadpool(service.repositories.update, repository_id, changes)
-    return _repository(service, updated)
+    return render.veeam_repository(updated)
 
 
 @router.delete("/BackupRepositories/{repository_id}")
@@ -276,7 +226,7 @@ def delete_repository(repository_id: VeeamId, _: Admin, service: Svc) -> Respons
 def sync(repository_id: VeeamId, _: Operator, service: Svc) -> dict[str, Any]:
     """Start a session, or join the waiting one; 200 with the session."""
     repository_id = _uuid(repository_id, "repositoryId")
-    return render.veeam_session(service.sessions.trigger(repository_id, trigger="veeam"))
+    return render.veeam_session(service.sessions.trigger(repository_id, trigger=Trigger.VEEAM))
 
 
 # -- sessions -------------------------------------------------------------------------
@@ -295,29 +245,19 @@ def list_sessions(
     """A plain array, newest first; ``limit`` defaults to 100."""
     if repositoryId is not None:
         repositoryId = _uuid(repositoryId, "repositoryId")
-    sessions = service.catalog.list_sessions(repository_id=repositoryId, offset=offset, limit=limit)
+    sessions = service.sessions.search(SessionQuery(repositoryId, offset=offset, limit=limit))
     # As rendered: FastAPI's generic encoder would walk a hundred sessions again.
     return JSONResponse([render.veeam_session(s) for s in sessions])
 
 
-def _session(service: Service, session_id: str) -> Session:
-    found = service.catalog.get_session(_uuid(session_id, "sessionId"))
-    if found is None:
-        raise UnknownObject(f"no synchronization session with id {session_id!r}")
-    return found
-
-
 @router.get("/RepositorySynchronizeSessions/{session_id}", response_model=dict[str, Any])
 async def show_session(session_id: VeeamId, _: Viewer, service: Svc) -> Response:
-    # As the native face's: the catalog's cache in the event loop, else a worker thread;
-    # answered as rendered (FastAPI's generic encoder would walk the dict again).
-    session = service.catalog.cached_session(_uuid(session_id, "sessionId"))
-    if session is None:
-        session = await run_in_threadpool(_session, service, session_id)
+    # Answered as rendered (FastAPI's generic encoder would walk the dict again).
+    session = await read_session(service, _uuid(session_id, "sessionId"))
     return JSONResponse(render.veeam_session(session))
 
 
 @router.post("/RepositorySynchronizeSessions/{session_id}/StopSynchronize")
 def stop_session(session_id: VeeamId, _: Operator, service: Svc) -> Response:
-    service.sessions.stop(_session(service, session_id).id)
+    service.sessions.stop(_uuid(session_id, "sessionId"))
     return Response(status_code=200)

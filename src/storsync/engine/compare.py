@@ -2,38 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
-from storsync.model import BaseEntry, Entry, Side
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a storage can tell and do; the engine trusts nothing else about it.
-
-    ``mtime_precision_ns``: the granularity of the mtimes it keeps (1 for nanoseconds).
-    ``inodes``/``etags``: whether its entries carry them, so that a replaced file with the
-    same size and mtime is still seen as changed. ``cheap_hash``: hashing a file costs a
-    local read, not a download. ``conditional_writes``: it can refuse a write or delete
-    when the target is no longer as expected. ``case_sensitive``: ``A`` and ``a`` are two
-    names. ``executable_bit``: it keeps the executable bit. ``listing_metadata``: a scan
-    gives each file's own mtime and bit (an object listing does not: the runner takes them
-    from the base while the ETag is unchanged). ``network``: each call is a round trip,
-    worth running in parallel.
-    """
-
-    mtime_precision_ns: int = 1
-    inodes: bool = False
-    etags: bool = False
-    cheap_hash: bool = False
-    conditional_writes: bool = False
-    server_side_copy: bool = False
-    case_sensitive: bool = True
-    executable_bit: bool = False
-    max_name_bytes: int = 255
-    listing_metadata: bool = True
-    network: bool = False
+from storsync.model import BaseEntry, Capabilities, Entry, Side
 
 
 class Change(Enum):
@@ -56,7 +27,7 @@ def stamp_matches(now: Entry, base: BaseEntry, side: Side, caps: Capabilities) -
         mtime, inode, etag = base.remote_mtime_ns, base.remote_inode, base.remote_etag
     if caps.etags:
         return now.etag == etag
-    if now.mtime_ns != mtime:
+    if abs(now.mtime_ns - mtime) >= caps.mtime_precision_ns:
         return False
     return not caps.inodes or now.inode == inode
 

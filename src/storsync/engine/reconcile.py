@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from storsync.engine.compare import Capabilities, Change, classify, same_bytes, untouched
-from storsync.engine.paths import conflict_name
+from storsync.engine.compare import Change, classify, same_bytes, untouched
 from storsync.errors import SafetyError
-from storsync.model import BaseEntry, ConflictPolicy, Entry, Mode, Side
+from storsync.model import BaseEntry, Capabilities, ConflictPolicy, Entry, Mode, Side
+from storsync.paths import conflict_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +179,8 @@ def _decide(
         if same_bytes(lo, re) and lo.executable == re.executable:
             plan.record.append(Record(path, lo, re, lo.hash))
         else:
-            _conflict(plan, path, lo, re, options)
+            precision = max(local_caps.mtime_precision_ns, remote_caps.mtime_precision_ns)
+            _conflict(plan, path, lo, re, options, precision)
     elif lc in live:
         assert lo is not None
         plan.push.append(Transfer(path, lo, re))
@@ -243,11 +244,15 @@ def _mirror(
     transfers.append(Transfer(path, master, mirror))
 
 
-def _conflict(plan: Plan, path: str, lo: Entry, re: Entry, options: Options) -> None:
+def _conflict(
+    plan: Plan, path: str, lo: Entry, re: Entry, options: Options, precision_ns: int
+) -> None:
     plan.conflicts.append(path)
     policy = options.policy
     if policy is ConflictPolicy.NEWER:
-        policy = ConflictPolicy.LOCAL if lo.mtime_ns >= re.mtime_ns else ConflictPolicy.REMOTE
+        # Within the coarser side's precision neither is newer: the local version stays.
+        newer_remote = re.mtime_ns - lo.mtime_ns >= precision_ns
+        policy = ConflictPolicy.REMOTE if newer_remote else ConflictPolicy.LOCAL
     if policy is ConflictPolicy.LOCAL:
         plan.push.append(Transfer(path, lo, re, conflict=True))
     elif policy is ConflictPolicy.REMOTE:

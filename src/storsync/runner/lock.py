@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from storsync.engine.paths import OWN_DIR
 from storsync.errors import LockedError
+from storsync.paths import OWN_DIR
 
 
 class PairLock:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from storsync.model import Side
+from storsync.model import PhaseCounters, Side
+
+
+class Stage(StrEnum):
+    """What a session is doing now, as its progress reports say."""
+
+    SCANNING = "scanning"
+    HASHING = "hashing"
+    PUSH = "push"
+    PULL = "pull"
 
 
 @dataclass
@@ -15,16 +25,28 @@ class Counters:
     bytes_planned: int = 0
     bytes_done: int = 0
 
+    def frozen(self) -> PhaseCounters:
+        return PhaseCounters(
+            self.files_planned, self.files_done, self.bytes_planned, self.bytes_done
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    phase: str
-    push: Counters
-    pull: Counters
+    stage: Stage
+    push: PhaseCounters
+    pull: PhaseCounters
     elapsed_s: float
-    rate_bps: float
+    rate_bps: int
     eta_s: float | None
     percent: int
+
+    def same_figures(self, other: Snapshot | None) -> bool:
+        """Whether ``other`` says the same, but for the time it was taken."""
+        return other is not None and (
+            (self.stage, self.push, self.pull, self.rate_bps, self.eta_s, self.percent)
+            == (other.stage, other.push, other.pull, other.rate_bps, other.eta_s, other.percent)
+        )
 
 
 @dataclass
@@ -38,7 +60,7 @@ class Progress:
 
     push: Counters = field(default_factory=Counters)
     pull: Counters = field(default_factory=Counters)
-    phase: str = "scanning"
+    stage: Stage = Stage.SCANNING
     finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -67,10 +89,9 @@ class Progress:
 
     def snapshot(self, elapsed_s: float) -> Snapshot:
         with self._lock:
-            push = Counters(**vars(self.push))
-            pull = Counters(**vars(self.pull))
+            push, pull = self.push.frozen(), self.pull.frozen()
         done = push.bytes_done + pull.bytes_done
         left = max(0, push.bytes_planned + pull.bytes_planned - done)
         rate = done / elapsed_s if elapsed_s > 0 else 0.0
-        eta = left / rate if rate > 0 else None
-        return Snapshot(self.phase, push, pull, elapsed_s, rate, eta, self.percent())
+        eta = round(left / rate, 1) if rate > 0 else None
+        return Snapshot(self.stage, push, pull, elapsed_s, round(rate), eta, self.percent())

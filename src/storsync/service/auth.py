@@ -28,7 +28,7 @@ from storsync.errors import (
     Unauthorized,
     UnknownObject,
 )
-from storsync.state.catalog import Catalog
+from storsync.state.account_store import AccountStore
 from storsync.state.records import Role, Token, TokenKind, User
 
 TOKEN_PREFIX = "ss_"
@@ -110,9 +110,9 @@ class LoginThrottle:
 
 class Accounts:
     def __init__(
-        self, catalog: Catalog, clock: Clock, *, token_ttl_s: int, refresh_ttl_s: int
+        self, store: AccountStore, clock: Clock, *, token_ttl_s: int, refresh_ttl_s: int
     ) -> None:
-        self.catalog = catalog
+        self.store = store
         self.clock = clock
         self.token_ttl_s = token_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
@@ -125,7 +125,7 @@ class Accounts:
 
     def ensure_admin(self, name: str, password: str | None) -> str | None:
         """On the first start, the admin account; returns the password if it was generated."""
-        if self.catalog.count_users():
+        if self.store.count_users():
             return None
         generated = None
         if not password:
@@ -138,9 +138,9 @@ class Accounts:
             raise InvalidRequest("a user name is 1 to 128 letters, digits or . _ @ -")
         if len(password) < 8:
             raise InvalidRequest("a password needs at least 8 characters")
-        if self.catalog.user_with_hash(name) is not None:
+        if self.store.user_with_hash(name) is not None:
             raise Conflict(f"a user named {name!r} exists already")
-        return self.catalog.create_user(
+        return self.store.create_user(
             name=name,
             password_hash=self._hasher.hash(password),
             role=role,
@@ -154,7 +154,7 @@ class Accounts:
             raise InvalidRequest("a password needs at least 8 characters")
         if role is not None and role is not Role.ADMIN:
             self._keep_an_admin(user_id)
-        user = self.catalog.update_user(
+        user = self.store.update_user(
             user_id,
             role=role,
             password_hash=None if password is None else self._hasher.hash(password),
@@ -163,14 +163,17 @@ class Accounts:
             raise UnknownObject(f"no user with id {user_id!r}")
         return user
 
+    def users(self) -> list[User]:
+        return self.store.list_users()
+
     def delete_user(self, user_id: str) -> None:
-        if self.catalog.get_user(user_id) is None:
+        if self.store.get_user(user_id) is None:
             raise UnknownObject(f"no user with id {user_id!r}")
         self._keep_an_admin(user_id)
-        self.catalog.delete_user(user_id)
+        self.store.delete_user(user_id)
 
     def _keep_an_admin(self, user_id: str) -> None:
-        admins = [u for u in self.catalog.list_users() if u.role is Role.ADMIN]
+        admins = [u for u in self.store.list_users() if u.role is Role.ADMIN]
         if [u.id for u in admins] == [user_id]:
             raise Conflict("this is the last admin account; make another admin first")
 
@@ -180,7 +183,7 @@ class Accounts:
         """A new sign-in; refused while the name is locked out, even with the right
         password (else a guesser would learn it by the answer)."""
         self.throttle.admit(name)
-        found = self.catalog.user_with_hash(name)
+        found = self.store.user_with_hash(name)
         try:
             self._hasher.verify(found[1] if found else self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
@@ -192,10 +195,10 @@ class Accounts:
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """A new pair of the same sign-in for a valid refresh token, which is used up."""
-        token = self.catalog.find_token(digest(refresh_token))
+        token = self.store.find_token(digest(refresh_token))
         if token is None or token.kind is not TokenKind.REFRESH or not self._live(token):
             raise Unauthorized("the refresh token is unknown, expired or revoked")
-        self.catalog.revoke_token(token.id)
+        self.store.revoke_token(token.id)
         # A pair issued before sign-ins were recorded has none: it starts one.
         return self._issue(token.user, sign_in=token.sign_in or secrets.token_hex(16))
 
@@ -206,7 +209,7 @@ class Accounts:
         now = self.clock.now_ns()
         access, refresh = _new_token(), _new_token()
         expires = now + self.token_ttl_s * 10**9
-        self.catalog.add_token(
+        self.store.add_token(
             user_id=user.id,
             kind=TokenKind.ACCESS,
             digest=digest(access),
@@ -215,7 +218,7 @@ class Accounts:
             now_ns=now,
             expires_ns=expires,
         )
-        self.catalog.add_token(
+        self.store.add_token(
             user_id=user.id,
             kind=TokenKind.REFRESH,
             digest=digest(refresh),
@@ -229,7 +232,7 @@ class Accounts:
     def create_api_key(self, user: User, label: str) -> tuple[Token, str]:
         """A token for automation that does not expire until it is revoked."""
         secret = _new_token()
-        token_id = self.catalog.add_token(
+        token_id = self.store.add_token(
             user_id=user.id,
             kind=TokenKind.API_KEY,
             digest=digest(secret),
@@ -237,14 +240,28 @@ class Accounts:
             now_ns=self.clock.now_ns(),
             expires_ns=None,
         )
-        token = self.catalog.find_token(digest(secret))
+        token = self.store.find_token(digest(secret))
         assert token is not None and token.id == token_id
         return token, secret
+
+    def api_keys(self, user: User) -> list[Token]:
+        return self.store.list_tokens(user.id, TokenKind.API_KEY)
+
+    def recently_verified(self, bearer: str | None) -> Token | None:
+        """The caller's token if the store read it a few seconds ago and it is still live,
+        without I/O (for the event loop); None sends the caller the full way
+        (``authenticate``), which gives the error for an unknown or dead one."""
+        if not bearer:
+            return None
+        token = self.store.cached_token(digest(bearer))
+        if token is None or token.kind is TokenKind.REFRESH or not self._live(token):
+            return None
+        return token
 
     def authenticate(self, bearer: str | None) -> Token:
         if not bearer:
             raise Unauthorized("this request needs an access token (Authorization: Bearer ...)")
-        token = self.catalog.find_token(digest(bearer))
+        token = self.store.find_token(digest(bearer))
         if token is None or token.kind is TokenKind.REFRESH:
             raise Unauthorized("the access token is not valid")
         if not self._live(token):
@@ -253,11 +270,11 @@ class Accounts:
 
     def revoke(self, token_id: str, *, by: User) -> None:
         for kind in TokenKind:
-            for token in self.catalog.list_tokens(by.id, kind):
+            for token in self.store.list_tokens(by.id, kind):
                 if token.id == token_id:
-                    self.catalog.revoke_token(token_id)
+                    self.store.revoke_token(token_id)
                     return
-        if by.role is Role.ADMIN and self.catalog.revoke_token(token_id):
+        if by.role is Role.ADMIN and self.store.revoke_token(token_id):
             return
         raise UnknownObject(f"no token with id {token_id!r}")
 
@@ -266,7 +283,7 @@ class Accounts:
         refresh token with every other of its sign-in, so one call signs a client out.
         Someone else's live token only for an admin; an unknown one is no error, nor is
         someone else's dead one (RFC 7009 section 2.2: nothing to revoke)."""
-        token = self.catalog.find_token(digest(secret))
+        token = self.store.find_token(digest(secret))
         if token is None:
             return
         if token.user.id != by.id and by.role is not Role.ADMIN:
@@ -274,9 +291,9 @@ class Accounts:
                 raise Forbidden("this token is another user's; only an admin can revoke it")
             return
         if token.sign_in is None:
-            self.catalog.revoke_token(token.id)
+            self.store.revoke_token(token.id)
         else:
-            self.catalog.revoke_sign_in(token.user.id, token.sign_in)
+            self.store.revoke_sign_in(token.user.id, token.sign_in)
 
     def _live(self, token: Token) -> bool:
         if token.revoked:
@@ -284,7 +301,7 @@ class Accounts:
         return token.expires_ns is None or token.expires_ns > self.clock.now_ns()
 
     def prune(self) -> None:
-        self.catalog.prune_tokens(expired_before_ns=self.clock.now_ns())
+        self.store.prune_tokens(expired_before_ns=self.clock.now_ns())
 
 
 def _new_token() -> str:

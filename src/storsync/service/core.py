@@ -1,24 +1,39 @@
 """The service, wired from settings: one catalog, one vault, one event bus, the accounts,
-the repositories and the session manager. The HTTP faces hold one of these."""
+the repositories and the session manager. The HTTP faces hold one of these and call
+nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 
 from storsync.clock import Clock, SystemClock
 from storsync.config import Settings
+from storsync.model import SessionState
 from storsync.service.auth import Accounts
 from storsync.service.events import EventBus
+from storsync.service.hub import EventHub
 from storsync.service.repositories import DEFAULT_NAME, Repositories, RepositorySpec
+from storsync.service.repository_checks import RepositoryChecks
 from storsync.service.sessions import SessionManager, SessionOptions
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
+from storsync.storage.registry import kind_of
 
 HOUSEKEEPING_INTERVAL_S = 3600.0
 log = logging.getLogger("storsync.service")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The figures ``/metrics`` exports, read at scrape time."""
+
+    sessions_by_state: dict[SessionState, int]
+    workers_running: int
+    repositories: int
+    last_event_id: int
 
 
 @dataclass
@@ -38,11 +53,14 @@ class Service:
     def open(cls, settings: Settings, *, clock: Clock | None = None) -> Service:
         clock = clock or SystemClock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        catalog = Catalog(settings.database)
+        catalog = Catalog(settings.database, clock)
         vault = Vault.open(settings.secret_key, settings.data_dir)
-        bus = EventBus(catalog, clock)
+        bus = EventBus(catalog.events, clock)
         accounts = Accounts(
-            catalog, clock, token_ttl_s=settings.token_ttl_s, refresh_ttl_s=settings.refresh_ttl_s
+            catalog.accounts,
+            clock,
+            token_ttl_s=settings.token_ttl_s,
+            refresh_ttl_s=settings.refresh_ttl_s,
         )
         sessions = SessionManager(
             catalog,
@@ -55,21 +73,22 @@ class Service:
                 niceness=settings.worker_niceness,
                 retention_days=settings.retention_days,
                 allow_private_endpoints=settings.allow_private_endpoints,
-                trusted_endpoint=_operator_endpoint(settings),
+                trusted_endpoint=settings.s3_endpoint,
             ),
         )
-        repositories = Repositories(
-            catalog,
-            vault,
-            clock,
-            sessions,
+        checks = RepositoryChecks(
+            catalog.repositories,
             roots=settings.roots,
             allow_private_endpoints=settings.allow_private_endpoints,
+        )
+        repositories = Repositories(
+            catalog, vault, clock, sessions, checks, default_transfers=settings.transfers
         )
         service = cls(settings, catalog, vault, bus, accounts, repositories, sessions, clock)
         service.generated_admin_password = accounts.ensure_admin(
             settings.admin_user, settings.admin_password
         )
+        repositories.upgrade_sealed_options()
         service._ensure_default_repository()
         return service
 
@@ -77,26 +96,41 @@ class Service:
         s = self.settings
         if s.local is not None and s.remote is not None:
             local, remote = str(s.local), s.remote
-        elif self.catalog.default_repository() is not None:
+        elif self.catalog.repositories.default() is not None:
             return
         else:
             local = str(s.data_dir / "storsync-local")
             remote = str(s.data_dir / "storsync-remote")
-        credentials = None
-        if remote.startswith("s3://"):
-            env = os.environ
-            found = {
-                "accessKeyId": env.get("AWS_ACCESS_KEY_ID", ""),
-                "secretAccessKey": env.get("AWS_SECRET_ACCESS_KEY", ""),
-                "endpoint": _operator_endpoint(s) or "",
-                "region": s.s3_region or env.get("AWS_REGION", ""),
-            }
-            credentials = {k: v for k, v in found.items() if v}
+        given = {
+            "access_key_id": s.s3_access_key_id or "",
+            "secret_access_key": s.s3_secret_access_key or "",
+            "endpoint": s.s3_endpoint or "",
+            "region": s.s3_region or "",
+        }
+        fields = {k: v for k, v in given.items() if v and k in kind_of(remote).fields}
         self.repositories.ensure_default(
-            RepositorySpec(
-                name=DEFAULT_NAME, local_path=local, remote=remote, credentials=credentials
-            )
+            RepositorySpec(name=DEFAULT_NAME, local_path=local, remote=remote, remote_fields=fields)
         )
+
+    # -- for the faces ------------------------------------------------------------------
+
+    def health(self) -> None:
+        """Raises when the database does not answer."""
+        self.catalog.events.last_id()
+
+    def metrics(self) -> Metrics:
+        return Metrics(
+            sessions_by_state=self.catalog.sessions.count_by_state(),
+            workers_running=self.sessions.running(),
+            repositories=len(self.catalog.repositories.all()),
+            last_event_id=self.bus.last_id,
+        )
+
+    def hub(self, loop: asyncio.AbstractEventLoop) -> EventHub:
+        """Live delivery of this service's events to the consumers on ``loop``."""
+        return EventHub(self.bus, self.catalog.events, self.catalog.log_items, loop)
+
+    # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self.sessions.recover()
@@ -117,14 +151,3 @@ class Service:
         self._closing.set()
         self.sessions.shutdown()
         self.catalog.close()
-
-
-def _operator_endpoint(settings: Settings) -> str | None:
-    """The S3 endpoint of the default repository, as whoever starts the server gives it."""
-    env = os.environ
-    return (
-        settings.s3_endpoint
-        or env.get("AWS_ENDPOINT_URL_S3")
-        or env.get("AWS_ENDPOINT_URL")
-        or None
-    )

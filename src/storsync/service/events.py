@@ -5,32 +5,44 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
 
 from storsync.clock import Clock
-from storsync.state.catalog import Catalog
-from storsync.state.records import Event
+from storsync.model import EventType
+from storsync.state.event_store import EventStore
+from storsync.state.records import Detail, Event, Nothing, Session, SessionSnapshot
 
 Listener = Callable[[Event], None]
 Forgetter = Callable[[Collection[str]], None]
 
 
 class EventBus:
-    def __init__(self, catalog: Catalog, clock: Clock) -> None:
-        self.catalog = catalog
+    def __init__(self, store: EventStore, clock: Clock) -> None:
+        self.store = store
         self.clock = clock
         self._lock = threading.Lock()
-        self._next_id = catalog.last_event_id() + 1
+        self._next_id = store.last_id() + 1
         self._listeners: list[Listener] = []
         self._forgetters: list[Forgetter] = []
 
+    def about(self, type_: EventType, session: Session, detail: Detail | None = None) -> Event:
+        """An event about a session, carrying the session as it is now, so that every
+        face renders the event as of its time without reading the store again."""
+        return self.publish(
+            type_,
+            repository_id=session.repository_id,
+            session_id=session.id,
+            session=SessionSnapshot.of(session),
+            detail=detail or Nothing(),
+        )
+
     def publish(
         self,
-        type_: str,
+        type_: EventType,
         *,
         repository_id: str | None = None,
         session_id: str | None = None,
-        data: dict[str, Any] | None = None,
+        session: SessionSnapshot | None = None,
+        detail: Detail | None = None,
     ) -> Event:
         with self._lock:
             event = Event(
@@ -39,9 +51,10 @@ class EventBus:
                 type=type_,
                 repository_id=repository_id,
                 session_id=session_id,
-                data=data or {},
+                session=session,
+                detail=detail or Nothing(),
             )
-            self.catalog.add_event(event)
+            self.store.add(event)
             self._next_id += 1
             # Inside the lock, so that every listener sees the events in id order;
             # listeners only hand the event on (a bounded queue), they never block.

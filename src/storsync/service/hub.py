@@ -11,24 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
-from fastapi.concurrency import run_in_threadpool
-
+from storsync.model import EventType
 from storsync.service.events import EventBus
-from storsync.state.catalog import Catalog
-from storsync.state.records import Event
+from storsync.state.event_store import EventStore
+from storsync.state.log_store import LogItemStore
+from storsync.state.records import Event, ItemBatch
 
 RING_SIZE = 4096
 REPLAY_PAGE = 500
 # Per-file batches are many and large: only those who ask for them by type get them.
-ITEMS_TYPE = "items.transferred"
-ON_REQUEST_TYPES = frozenset({ITEMS_TYPE})
+ON_REQUEST_TYPES = frozenset({EventType.ITEMS_TRANSFERRED})
 ITEMS_CACHED = 64  # batches kept with their items: many subscribers, one read
 
 
@@ -36,7 +34,7 @@ ITEMS_CACHED = 64  # batches kept with their items: many subscribers, one read
 class EventFilter:
     repository_id: str | None = None
     session_id: str | None = None
-    types: frozenset[str] = field(default_factory=frozenset)
+    types: frozenset[EventType] = field(default_factory=frozenset)
 
     def matches(self, event: Event) -> bool:
         if self.repository_id is not None and event.repository_id != self.repository_id:
@@ -49,8 +47,15 @@ class EventFilter:
 
 
 class EventHub:
-    def __init__(self, bus: EventBus, catalog: Catalog, loop: asyncio.AbstractEventLoop) -> None:
-        self.catalog = catalog
+    def __init__(
+        self,
+        bus: EventBus,
+        events: EventStore,
+        log_items: LogItemStore,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.events = events
+        self.log_items = log_items
         self._loop = loop
         self._ring: deque[Event] = deque(maxlen=RING_SIZE)
         self._lock = threading.Lock()
@@ -127,9 +132,9 @@ class EventHub:
         top = self.last_id  # every event up to here is in the store already
         events, covered = self._recent(after_id)
         if not covered:
-            page = await run_in_threadpool(
+            page = await asyncio.to_thread(
                 functools.partial(
-                    self.catalog.events_since,
+                    self.events.since,
                     after_id,
                     limit=limit,
                     repository_id=wanted.repository_id,
@@ -152,34 +157,28 @@ class EventHub:
     async def _with_items(self, events: list[Event]) -> list[Event]:
         """Per-file batches as delivered: with the paths and sizes that the worker stored
         as log items (the stored event only says where), read once per batch."""
-        if not any(e.type == ITEMS_TYPE for e in events):
+        if not any(_unloaded(e) for e in events):
             return events
         with self._lock:
-            wanted = [
-                e
-                for e in events
-                if e.type == ITEMS_TYPE and "items" not in e.data and e.id not in self._items
-            ]
-        loaded = await run_in_threadpool(self._load_items, wanted) if wanted else []
+            wanted = [e for e in events if _unloaded(e) and e.id not in self._items]
+        loaded = await asyncio.to_thread(self._load_items, wanted) if wanted else []
         with self._lock:  # a retention pass may forget sessions meanwhile, in its thread
             cached = self._items
             for event in loaded:
                 cached[event.id] = event
                 if len(cached) > ITEMS_CACHED:
                     cached.popitem(last=False)
-            return [cached.get(e.id, e) if e.type == ITEMS_TYPE else e for e in events]
+            return [cached.get(e.id, e) if _unloaded(e) else e for e in events]
 
     def _load_items(self, events: list[Event]) -> list[Event]:
         loaded = []
         for event in events:
-            rows = self.catalog.log_item_batch(
-                event.session_id or "",
-                event.data["kind"],
-                event.data["firstItemId"],
-                event.data["lastItemId"],
+            batch = event.detail
+            assert isinstance(batch, ItemBatch)
+            rows = self.log_items.batch(
+                event.session_id or "", batch.kind, batch.first_id, batch.last_id
             )
-            items = [{"path": path, "size": size} for path, size in rows]
-            loaded.append(dataclasses.replace(event, data={**event.data, "items": items}))
+            loaded.append(event.with_items(tuple(rows)))
         return loaded
 
     async def follow(
@@ -200,6 +199,11 @@ class EventHub:
             await self.wait(cursor, keepalive_s)
             if self.last_id == before:
                 yield batch
+
+
+def _unloaded(event: Event) -> bool:
+    """A per-file batch without its items (as stored): read them for the consumer."""
+    return isinstance(event.detail, ItemBatch) and event.detail.items is None
 
 
 @dataclass(frozen=True)

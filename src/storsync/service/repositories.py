@@ -1,45 +1,77 @@
-"""Repositories: validation of what a client may point the server at (API.md section 5).
-
-A token must not become a way to read or write any file the server can reach, so local
-paths (and directory remotes) must lie under the allowed roots, and an S3 endpoint on a
-private or loopback address needs an explicit setting.
-"""
+"""Repositories: what they are made of, how they are shown, and the checks of what a
+client may point the server at (API.md section 5, storsync.service.repository_checks)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from storsync.clock import Clock
-from storsync.engine.filters import PathFilter
-from storsync.errors import Conflict, Forbidden, InvalidRequest, UnknownObject, UsageError
-from storsync.model import ConflictPolicy, Mode
-from storsync.service import endpoints
+from storsync.errors import UnknownObject, UsageError
+from storsync.model import SessionState, SyncSettings
+from storsync.service.repository_checks import RepositoryChecks
 from storsync.service.sessions import SessionManager
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
-from storsync.state.records import Repository
-from storsync.storage.remotes import S3Options, canonical_url
+from storsync.state.records import Repository, RepositorySettings, Session, SessionQuery
+from storsync.state.repository_store import RepositoryValues
+from storsync.storage.registry import kind_of, split_fields
 
-CREDENTIAL_KEYS = ("accessKeyId", "secretAccessKey", "endpoint", "region")
+T = TypeVar("T")
 DEFAULT_NAME = "default"
+# How the sealed credentials of a repository made before 0006_repository_settings name
+# their fields (with its options among them); read once at the next start.
+_SEALED_BEFORE_OPTIONS = {"accessKeyId": "access_key_id", "secretAccessKey": "secret_access_key"}
 
 
 @dataclass(frozen=True)
 class RepositorySpec:
+    """A repository as a client asks for it. ``remote_fields``: the remote's options and
+    credentials by their names in storsync.storage.registry (None: none)."""
+
     name: str
     local_path: str
     remote: str
-    mode: str = Mode.TWO_WAY.value
-    policy: str = ConflictPolicy.KEEP_BOTH.value
-    excludes: tuple[str, ...] = ()
     description: str = ""
-    credentials: Mapping[str, str] | None = None
+    settings: RepositorySettings = field(default_factory=RepositorySettings)
+    remote_fields: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RepositoryChanges:
+    """What an update changes; None leaves a field as it is. ``remote_fields``, when
+    given, replaces the remote's options and credentials together."""
+
+    name: str | None = None
+    local_path: str | None = None
+    remote: str | None = None
+    description: str | None = None
+    remote_fields: Mapping[str, str] | None = None
+    settings: Mapping[str, Any] | None = None  # RepositorySettings fields to change
+
+
+@dataclass(frozen=True)
+class RepositoryView:
+    """A repository as the faces show it: where it is, its effective settings, and its
+    newest session."""
+
+    repository: Repository
+    local_path: str
+    remote: str
+    settings: SyncSettings
+    last_session: Session | None
+
+    @property
+    def out_of_sync(self) -> bool:
+        """Whether the repository may differ from its remote now: it never completed a
+        session, its newest one did not complete, or it changed after that one began."""
+        repository, session = self.repository, self.last_session
+        if session is None:
+            return True
+        changed = repository.updated_ns or repository.created_ns
+        return session.state is not SessionState.COMPLETED or session.created_ns < changed
 
 
 class Repositories:
@@ -49,187 +81,152 @@ class Repositories:
         vault: Vault,
         clock: Clock,
         sessions: SessionManager,
+        checks: RepositoryChecks,
         *,
-        roots: Sequence[Path],
-        allow_private_endpoints: bool,
+        default_transfers: int,
     ) -> None:
+        self.store = catalog.repositories
         self.catalog = catalog
         self.vault = vault
         self.clock = clock
         self.sessions = sessions
-        self.roots = tuple(Path(os.path.realpath(r)) for r in roots)
-        self.allow_private_endpoints = allow_private_endpoints
+        self.checks = checks
+        self.default_transfers = default_transfers
 
-    def list(self) -> list[Repository]:
-        return self.catalog.list_repositories()
+    # -- reads ------------------------------------------------------------------------
 
-    def get(self, repository_id: str) -> Repository:
-        found = self.catalog.get_repository(repository_id)
+    def list(self) -> list[RepositoryView]:
+        latest = self.catalog.sessions.latest()
+        return [self._view(r, latest.get(r.id)) for r in self.store.all()]
+
+    def get(self, repository_id: str) -> RepositoryView:
+        return self.view(self.find(repository_id))
+
+    def find(self, repository_id: str) -> Repository:
+        found = self.store.get(repository_id)
         if found is None:
             raise UnknownObject(f"no repository with id {repository_id!r}")
         return found
 
     def default(self) -> Repository:
-        found = self.catalog.default_repository()
+        found = self.store.default()
         if found is None:
             raise UnknownObject(
                 "there is no default repository; start the server with --local/--remote"
             )
         return found
 
-    def create(self, spec: RepositorySpec, *, trusted: bool = False) -> Repository:
-        values = self._validate(spec, trusted=trusted, exclude_id=None)
-        return self.catalog.create_repository(now_ns=self.clock.now_ns(), **values)
+    def view(self, repository: Repository) -> RepositoryView:
+        last = self.catalog.sessions.search(SessionQuery(repository.id, limit=1))
+        return self._view(repository, last[0] if last else None)
 
-    def update(self, repository_id: str, changes: Mapping[str, Any]) -> Repository:
-        current = self.get(repository_id)
-        local_path = unquote(urlsplit(current.local_url).path)
-        spec = RepositorySpec(
-            name=changes.get("name", current.name),
-            local_path=changes.get("local_path", local_path),
-            remote=changes.get("remote", current.remote_url),
-            mode=changes.get("mode", current.mode),
-            policy=changes.get("policy", current.policy),
-            excludes=tuple(changes.get("excludes", current.excludes)),
-            description=changes.get("description", current.description),
-            credentials=changes.get("credentials"),
+    def _view(self, repository: Repository, last: Session | None) -> RepositoryView:
+        return RepositoryView(
+            repository,
+            str(repository.local_root),
+            kind_of(repository.remote_url).shown(repository.remote_url),
+            repository.settings.sync_settings(self.default_transfers),
+            last,
         )
-        values = self._validate(spec, trusted=False, exclude_id=repository_id)
-        if spec.credentials is None:
-            del values["credentials"]  # not given: the stored ones stay
+
+    # -- changes ----------------------------------------------------------------------
+
+    def create(self, spec: RepositorySpec, *, trusted: bool = False) -> RepositoryView:
+        values = self._values(spec, trusted=trusted, exclude_id=None)
+        return self.view(self.store.create(values, now_ns=self.clock.now_ns()))
+
+    def update(self, repository_id: str, changes: RepositoryChanges) -> RepositoryView:
+        current = self.find(repository_id)
+        settings = replace(current.settings, **(changes.settings or {}))
+        spec = RepositorySpec(
+            name=_given(changes.name, current.name),
+            local_path=_given(changes.local_path, str(current.local_root)),
+            remote=_given(changes.remote, current.remote_url),
+            description=_given(changes.description, current.description),
+            settings=settings,
+            remote_fields=_given(changes.remote_fields, current.remote_options),
+        )
+        given = changes.remote_fields is not None
+        values = self._values(spec, trusted=False, exclude_id=repository_id, check_endpoint=given)
+        if not given:
+            values = replace(values, keep_credentials=True)  # the stored ones stay
         with self.sessions.idle(repository_id, "changed"):
-            updated = self.catalog.update_repository(
-                repository_id, values, now_ns=self.clock.now_ns()
-            )
+            updated = self.store.update(repository_id, values, now_ns=self.clock.now_ns())
         if updated is None:
             raise UnknownObject(f"no repository with id {repository_id!r}")
-        return updated
+        return self.view(updated)
 
     def delete(self, repository_id: str) -> None:
-        self.get(repository_id)
+        self.find(repository_id)
         with self.sessions.idle(repository_id, "deleted"):
-            self.catalog.delete_repository(repository_id)
+            self.store.delete(repository_id)
 
     def ensure_default(self, spec: RepositorySpec) -> Repository:
         """The server's default repository (``--local``/``--remote``), created or updated.
 
         It is given by whoever starts the server, so the allowed roots do not apply.
         """
-        current = self.catalog.default_repository()
-        values = self._validate(spec, trusted=True, exclude_id=current.id if current else None)
+        current = self.store.default()
+        values = self._values(spec, trusted=True, exclude_id=current.id if current else None)
         if current is None:
-            created = self.catalog.create_repository(now_ns=self.clock.now_ns(), **values)
-            self.catalog.set_default_repository(created.id)
-            return self.get(created.id)
-        if values["credentials"] is None:
-            del values["credentials"]
-        del values["name"]
-        moved = (
-            current.local_url != values["local_url"] or current.remote_url != values["remote_url"]
+            created = self.store.create(values, now_ns=self.clock.now_ns())
+            self.store.set_default(created.id)
+            return self.find(created.id)
+        # Its name, description and settings (changed through the API) stay; no credentials
+        # given (none in the environment) leaves those stored.
+        values = replace(
+            values,
+            name=current.name,
+            description=current.description,
+            settings=current.settings,
+            keep_credentials=values.credentials is None,
         )
-        with self.sessions.idle(current.id, "changed") if moved else contextlib.nullcontext():
-            updated = self.catalog.update_repository(current.id, values, now_ns=self.clock.now_ns())
+        moved = (current.local_url, current.remote_url) != (values.local_url, values.remote_url)
+        idle = self.sessions.idle(current.id, "changed") if moved else contextlib.nullcontext()
+        with idle:
+            updated = self.store.update(current.id, values, now_ns=self.clock.now_ns())
         assert updated is not None
         return updated
 
-    # -- validation -------------------------------------------------------------------
+    def upgrade_sealed_options(self) -> None:
+        """Repositories made before options were stored apart keep them sealed with their
+        credentials: unsealed once, and stored apart. A repository whose credentials
+        cannot be unsealed (the key changed) is left as it is: its sessions say why."""
+        for repository_id, sealed in self.store.without_options():
+            credentials = None
+            options: dict[str, str] = {}
+            if sealed is not None:
+                try:
+                    fields = self.vault.unseal(sealed)
+                except UsageError:
+                    continue
+                renamed = {_SEALED_BEFORE_OPTIONS.get(k, k): v for k, v in fields.items()}
+                options, secrets = split_fields(renamed)
+                credentials = self.vault.seal(secrets) if secrets else None
+            self.store.set_remote(repository_id, options, credentials)
 
-    def _validate(
-        self, spec: RepositorySpec, *, trusted: bool, exclude_id: str | None
-    ) -> dict[str, Any]:
-        name = spec.name.strip()
-        if not name or len(name) > 128 or any(ord(c) < 32 for c in name):
-            raise InvalidRequest("name must be 1 to 128 printable characters")
-        if len(spec.description) > 4096:
-            raise InvalidRequest("description must be at most 4096 characters")
-        if spec.mode not in {m.value for m in Mode}:
-            raise InvalidRequest(f"mode must be one of {', '.join(m.value for m in Mode)}")
-        if spec.policy not in {p.value for p in ConflictPolicy}:
-            raise InvalidRequest(
-                f"conflict policy must be one of {', '.join(p.value for p in ConflictPolicy)}"
-            )
-        for pattern in spec.excludes:
-            if not pattern.strip() or "\0" in pattern:
-                raise InvalidRequest(f"exclude pattern {pattern!r} is empty or invalid")
-        try:
-            PathFilter(spec.excludes).excluded("probe")
-        except Exception as exc:  # pathspec raises several kinds for a bad pattern
-            raise InvalidRequest(f"an exclude pattern is invalid: {exc}") from None
-        local = self._local_path(spec.local_path, "localPath", trusted=trusted)
-        credentials = self._credentials(spec.credentials)
-        s3 = S3Options(endpoint=(credentials or {}).get("endpoint"))
-        try:
-            remote_url = canonical_url(spec.remote, s3)
-        except UsageError as exc:
-            raise InvalidRequest(exc.message) from None
-        if remote_url.startswith("s3://"):
-            remote_url = remote_url.split("?", 1)[0]
-            if s3.endpoint and not trusted and not self.allow_private_endpoints:
-                endpoints.check(s3.endpoint)
-        else:
-            remote_dir = self._local_path(
-                unquote(urlsplit(remote_url).path), "remote", trusted=trusted
-            )
-            if _overlap(local, remote_dir):
-                raise InvalidRequest("the local path and the remote directory overlap")
-            remote_url = remote_dir.as_uri()
-        for other in self.catalog.list_repositories():
-            other_local = Path(unquote(urlsplit(other.local_url).path))
-            if other.id != exclude_id and _overlap(local, other_local):
-                raise Conflict(
-                    f"the local path overlaps that of repository {other.name!r} ({other.id})"
-                )
-        local.mkdir(parents=True, exist_ok=True)
-        return {
-            "name": name,
-            "description": spec.description,
-            "local_url": local.as_uri(),
-            "remote_url": remote_url,
-            "mode": spec.mode,
-            "policy": spec.policy,
-            "excludes": list(spec.excludes),
-            "credentials": None if credentials is None else self.vault.seal(credentials),
-        }
-
-    def _local_path(self, raw: str, what: str, *, trusted: bool) -> Path:
-        if not raw or "\0" in raw:
-            raise InvalidRequest(f"{what} must be an absolute path")
-        path = Path(raw)
-        if not path.is_absolute():
-            raise InvalidRequest(f"{what} must be an absolute path, not {raw!r}")
-        real = Path(os.path.realpath(path))
-        if not trusted and not any(real == r or r in real.parents for r in self.roots):
-            raise Forbidden(
-                f"{what} {raw!r} is outside the allowed roots "
-                f"({', '.join(str(r) for r in self.roots)})"
-            )
-        if real.exists() and not real.is_dir():
-            raise InvalidRequest(f"{what} {raw!r} is not a directory")
-        return real
-
-    def _credentials(self, given: Mapping[str, str] | None) -> dict[str, str] | None:
-        if given is None:
-            return None
-        unknown = set(given) - set(CREDENTIAL_KEYS)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown remoteCredentials field {sorted(unknown)[0]!r}; "
-                f"expected {', '.join(CREDENTIAL_KEYS)}"
-            )
-        values = {k: v for k, v in given.items() if v}
-        if any(not isinstance(v, str) or len(v) > 4096 for v in values.values()):
-            raise InvalidRequest("remoteCredentials fields must be strings")
-        if ("accessKeyId" in values) != ("secretAccessKey" in values):
-            raise InvalidRequest("give both accessKeyId and secretAccessKey, or neither")
-        endpoint = values.get("endpoint")
-        if endpoint is not None:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidRequest(f"endpoint {endpoint!r} must be an http:// or https:// URL")
-            if "@" in endpoint:
-                raise InvalidRequest("the endpoint URL must not carry credentials")
-        return values
+    def _values(
+        self,
+        spec: RepositorySpec,
+        *,
+        trusted: bool,
+        exclude_id: str | None,
+        check_endpoint: bool = True,
+    ) -> RepositoryValues:
+        checked = self.checks.check(
+            spec, trusted=trusted, exclude_id=exclude_id, check_endpoint=check_endpoint
+        )
+        sealed = self.vault.seal(checked.credentials) if checked.credentials else None
+        return RepositoryValues(
+            name=checked.name,
+            description=spec.description,
+            local_url=checked.local_url,
+            remote_url=checked.remote_url,
+            remote_options=checked.options,
+            settings=spec.settings,
+            credentials=sealed,
+        )
 
 
-def _overlap(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
+def _given(value: T | None, current: T) -> T:
+    return current if value is None else value

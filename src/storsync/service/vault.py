@@ -17,7 +17,13 @@ KEY_FILE = "secret.key"
 
 class Vault:
     def __init__(self, key: bytes) -> None:
+        self._key = key
         self._fernet = Fernet(key)
+
+    def export_key(self) -> str:
+        """The key, for a session's worker process to unseal its job's credentials with
+        (handed over its standard input, never stored)."""
+        return self._key.decode()
 
     @classmethod
     def open(cls, secret: str | None, data_dir: Path) -> Vault:

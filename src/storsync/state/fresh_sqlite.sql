@@ -7,7 +7,7 @@ CREATE TABLE repositories (
 	id VARCHAR(36) NOT NULL, 
 	local_url TEXT NOT NULL, 
 	remote_url TEXT NOT NULL, 
-	created_ns BIGINT NOT NULL, name TEXT DEFAULT '' NOT NULL, description TEXT DEFAULT '' NOT NULL, mode VARCHAR(16) DEFAULT 'two-way' NOT NULL, policy VARCHAR(16) DEFAULT 'keep-both' NOT NULL, excludes TEXT DEFAULT '[]' NOT NULL, credentials TEXT, is_default BOOLEAN DEFAULT '0' NOT NULL, updated_ns BIGINT, 
+	created_ns BIGINT NOT NULL, name TEXT DEFAULT '' NOT NULL, description TEXT DEFAULT '' NOT NULL, mode VARCHAR(16) DEFAULT 'two-way' NOT NULL, policy VARCHAR(16) DEFAULT 'keep-both' NOT NULL, excludes TEXT DEFAULT '[]' NOT NULL, credentials TEXT, is_default BOOLEAN DEFAULT '0' NOT NULL, updated_ns BIGINT, remote_options TEXT, checksum BOOLEAN DEFAULT '0' NOT NULL, max_delete_percent FLOAT DEFAULT '50' NOT NULL, trash_days FLOAT DEFAULT '30' NOT NULL, transfers INTEGER, 
 	PRIMARY KEY (id)
 );
 

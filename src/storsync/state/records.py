@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from storsync.model import (
+    ConflictPolicy,
+    EventType,
+    LogKind,
+    Mode,
+    Phase,
+    PhaseCounters,
+    PhaseState,
+    SessionState,
+    SyncSettings,
+    Trigger,
+)
 
 
 class Role(enum.StrEnum):
@@ -17,27 +32,6 @@ class Role(enum.StrEnum):
         return order.index(self) >= order.index(needed)
 
 
-class SessionState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    PARTIAL = "partial"  # finished, some files could not be synchronized
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-    @property
-    def active(self) -> bool:
-        return self in (SessionState.QUEUED, SessionState.RUNNING)
-
-
-class PhaseState(enum.StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
 class TokenKind(enum.StrEnum):
     ACCESS = "access"
     REFRESH = "refresh"
@@ -45,27 +39,54 @@ class TokenKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Repository:
-    id: str
+class RepositorySettings:
+    """A repository's sync settings as stored; ``transfers`` None: the service's default."""
+
+    mode: Mode = Mode.TWO_WAY
+    policy: ConflictPolicy = ConflictPolicy.KEEP_BOTH
+    excludes: tuple[str, ...] = ()
+    checksum: bool = False
+    max_delete_percent: float = 50.0
+    trash_days: float = 30.0
+    transfers: int | None = None
+
+    def sync_settings(self, default_transfers: int) -> SyncSettings:
+        return SyncSettings(
+            mode=self.mode,
+            policy=self.policy,
+            checksum=self.checksum,
+            excludes=self.excludes,
+            max_delete_percent=self.max_delete_percent,
+            transfers=self.transfers or default_transfers,
+            trash_days=self.trash_days,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryFields:
+    """What a repository is made of: its name, both sides and its settings."""
+
     name: str
     description: str
     local_url: str
     remote_url: str
-    mode: str
-    policy: str
-    excludes: tuple[str, ...]
+    # The remote's options that are not secret (an S3 endpoint and region); its
+    # credentials are sealed apart and never handed out with the repository.
+    remote_options: Mapping[str, str]
+    settings: RepositorySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Repository(RepositoryFields):
+    id: str
     has_credentials: bool
     is_default: bool
     created_ns: int
     updated_ns: int | None
 
-
-@dataclass(frozen=True, slots=True)
-class PhaseCounters:
-    files_planned: int = 0
-    files_done: int = 0
-    bytes_planned: int = 0
-    bytes_done: int = 0
+    @property
+    def local_root(self) -> Path:
+        return Path(unquote(urlsplit(self.local_url).path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +103,7 @@ class Session:
     ended_ns: int | None
     error: str | None
     stop_requested: bool
-    trigger: str
+    trigger: Trigger
     percent: int
     push: PhaseCounters
     pull: PhaseCounters
@@ -93,13 +114,76 @@ class Session:
     conflicts: int
     errors: int
 
+    def phase_state(self, phase: Phase) -> PhaseState | None:
+        return self.push_state if phase is Phase.PUSH else self.pull_state
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """Which sessions to list, newest first: of one repository, in some states, a page."""
+
+    repository_id: str | None = None
+    states: tuple[SessionState, ...] = ()
+    offset: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """A session as an event carries it: what any face needs to render the event as of
+    its time, without reading the store again."""
+
+    id: str
+    repository_id: str
+    state: SessionState
+    started: bool
+    push_id: str
+    pull_id: str
+    push_state: PhaseState | None
+    pull_state: PhaseState | None
+    percent: int
+    push: PhaseCounters
+    pull: PhaseCounters
+    error: str | None
+
+    @classmethod
+    def of(cls, session: Session) -> SessionSnapshot:
+        return cls(
+            id=session.id,
+            repository_id=session.repository_id,
+            state=session.state,
+            started=session.started_ns is not None,
+            push_id=session.push_id,
+            pull_id=session.pull_id,
+            push_state=session.push_state,
+            pull_state=session.pull_state,
+            percent=session.percent,
+            push=session.push,
+            pull=session.pull,
+            error=session.error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    """What a finished session did, as its worker reports it."""
+
+    state: SessionState
+    error: str | None = None
+    pushed: int = 0
+    pulled: int = 0
+    deleted_local: int = 0
+    deleted_remote: int = 0
+    conflicts: int = 0
+    errors: int = 0
+
 
 @dataclass(frozen=True, slots=True)
 class LogItem:
     id: int
     session_id: str
     ts_ns: int
-    kind: str  # pushed, pulled, deleted-local, deleted-remote, conflict, error, skipped
+    kind: LogKind
     path: str
     message: str | None
     size: int | None
@@ -125,11 +209,62 @@ class Token:
     sign_in: str | None = None
 
 
+# -- events: one detail type per kind of event ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    trigger: Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChanged:
+    phase: Phase
+    state: PhaseState
+
+
+@dataclass(frozen=True, slots=True)
+class Progressed:
+    stage: str  # scanning, hashing, push, pull
+    rate_bps: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictFound:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemBatch:
+    """A durable batch of a session's files; stored by where its log items are, and
+    delivered with the items themselves (``items``) to the consumers that ask."""
+
+    kind: LogKind
+    count: int
+    first_id: int
+    last_id: int
+    items: tuple[tuple[str, int | None], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """The event says all by its type (a session started or ended)."""
+
+
+Detail = Queued | PhaseChanged | Progressed | ConflictFound | ItemBatch | Nothing
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     id: int
     ts_ns: int
-    type: str
+    type: EventType
     repository_id: str | None
     session_id: str | None
-    data: dict[str, Any]
+    session: SessionSnapshot | None = None
+    detail: Detail = field(default_factory=Nothing)
+
+    def with_items(self, items: tuple[tuple[str, int | None], ...]) -> Event:
+        assert isinstance(self.detail, ItemBatch)
+        return replace(self, detail=replace(self.detail, items=items))

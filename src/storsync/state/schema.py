@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -32,6 +33,15 @@ repositories = Table(
     Column("credentials", Text),
     Column("is_default", Boolean, nullable=False, server_default="0"),
     Column("updated_ns", BigInteger),
+    # Added by 0006_repository_settings. remote_options: the remote's options that are
+    # not secret, as JSON (NULL: a repository made before, whose options may still be
+    # sealed with its credentials until the service's next start); transfers NULL: the
+    # service's default.
+    Column("remote_options", Text),
+    Column("checksum", Boolean, nullable=False, server_default="0"),
+    Column("max_delete_percent", Float, nullable=False, server_default="50"),
+    Column("trash_days", Float, nullable=False, server_default="30"),
+    Column("transfers", Integer),
 )
 
 # Keyed by the path's SHA-256 (storsync.state.keys.path_key; 0003_base_path_key): a path

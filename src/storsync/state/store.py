@@ -1,4 +1,4 @@
-"""The state store through SQLAlchemy: SQLite or PostgreSQL, one writer, short transactions."""
+"""The base through SQLAlchemy: SQLite or PostgreSQL, short transactions."""
 
 from __future__ import annotations
 
@@ -6,49 +6,24 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
-from storsync.errors import UsageError
 from storsync.model import BaseEntry
 from storsync.state import schema
+from storsync.state.database import Database
 from storsync.state.keys import path_key
-from storsync.state.migrations import HEAD
 from storsync.state.protocol import BASE_COLUMNS
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    # WAL with synchronous=NORMAL survives a killed process; a power cut may lose the last
-    # commits, which only makes the next run record again what it finds identical.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
 class StateStore:
+    """The base (and a session's log items) through SQLAlchemy, for the service's workers
+    on PostgreSQL; the command line and SQLite workers use SqliteBaseStore."""
+
     def __init__(self, url: str) -> None:
-        self.url = url
-        try:
-            self.engine: Engine = sa.create_engine(url)
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise UsageError(f"cannot use database URL {url!r}: {exc}") from None
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        with self.engine.connect() as conn:
-            if sa.inspect(conn).has_table("alembic_version"):
-                current = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
-                if current.scalar() == HEAD:
-                    return
-        from storsync.state.migrate import upgrade
-
-        upgrade(self.engine)
+        self.database = Database(url)
+        self.engine = self.database.engine
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.database.close()
 
     # -- repositories -----------------------------------------------------------------
 
@@ -80,12 +55,6 @@ class StateStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query)
             return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
-
-    def base_count(self, repository_id: str) -> int:
-        table = schema.base
-        with self.engine.connect() as conn:
-            query = sa.select(sa.func.count()).where(table.c.repository_id == repository_id)
-            return int(conn.execute(query).scalar_one())
 
     def commit_base(
         self,

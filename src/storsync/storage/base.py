@@ -4,48 +4,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from storsync.engine.compare import Capabilities
-from storsync.model import Entry
+from storsync.model import Capabilities, Entry, StopSignal
 
 # Called with (path, reason) for every name a scan refuses or skips: a log item.
 SkipReport = Callable[[str, str], None]
 
-# Called between the entries (or listing pages) of a scan and the chunks of a hash; it
-# raises (the runner's SessionStopped) to abandon them as soon as a stop is asked for, so
-# it must cost no more than a flag test.
-Checkpoint = Callable[[], None]
-
 OWN_FORMAT = 1
-
-
-def _uninterrupted() -> None:
-    """The checkpoint outside ``interruptible``: a scan or hash runs to its end."""
-
-
-# A context variable, not a parameter of scan and hash: it reaches the storage through
-# wrappers (FaultyStorage) and subclasses that override those methods with the narrower
-# signature, and each thread of a pool sees only what its own task set.
-_checkpoint: ContextVar[Checkpoint] = ContextVar("storsync_checkpoint", default=_uninterrupted)
-
-
-@contextmanager
-def interruptible(checkpoint: Checkpoint) -> Iterator[None]:
-    """Have the scans and hashes that this thread runs within call ``checkpoint``."""
-    token = _checkpoint.set(checkpoint)
-    try:
-        yield
-    finally:
-        _checkpoint.reset(token)
-
-
-def current_checkpoint() -> Checkpoint:
-    """What a scan calls between entries or pages, and a hash between chunks."""
-    return _checkpoint.get()
 
 
 class Resumable(Protocol):
@@ -111,10 +79,11 @@ class Storage(ABC):
     url: str
 
     @abstractmethod
-    def scan(self, skip: SkipReport) -> dict[str, Entry]:
+    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         """Every file of the side, by key; storsync's own files are never included.
 
-        Calls ``current_checkpoint()`` between entries (or pages of a listing).
+        Checks ``stop`` between entries (or pages of a listing): a stop asked for during
+        the scan raises Stopped there.
         """
 
     @abstractmethod
@@ -157,12 +126,11 @@ class Storage(ABC):
         self.remove(path, expected, trash=None)
         return entry
 
-    def hash(self, path: str, expected: Entry) -> str:
-        """The content hash of ``path``, calling ``current_checkpoint()`` between chunks."""
-        checkpoint = current_checkpoint()
+    def hash(self, path: str, expected: Entry, stop: StopSignal) -> str:
+        """The content hash of ``path``, checking ``stop`` between chunks."""
         with self.open(path, expected) as source:
             while source.read(1 << 20):
-                checkpoint()
+                stop.check()
             return source.finish()
 
     @abstractmethod

@@ -7,22 +7,23 @@ It wraps another storage; ``fail_on("publish", nth=3)`` makes the third publish 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
+from storsync.clock import Clock, SystemClock
 from storsync.errors import StorageError, StorageUnavailable
-from storsync.model import Entry
+from storsync.model import Entry, StopSignal
 from storsync.storage.base import SkipReport, Source, Staged, Storage
 
 T = TypeVar("T")
 
 
 class FaultyStorage(Storage):
-    def __init__(self, inner: Storage) -> None:
+    def __init__(self, inner: Storage, *, clock: Clock | None = None) -> None:
         self.inner = inner
+        self._clock = clock or SystemClock()
         self.caps = inner.caps
         self.url = inner.url
         self.calls: Counter[str] = Counter()
@@ -50,13 +51,13 @@ class FaultyStorage(Storage):
             count = self.calls[method]
             failure = self._failures.get(method)
         if method in self._delays:
-            time.sleep(self._delays[method])
+            self._clock.sleep(self._delays[method])
         if failure is not None and count in failure[0]:
             raise failure[1]()
 
-    def scan(self, skip: SkipReport) -> dict[str, Entry]:
+    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         self._gate("scan")
-        return self.inner.scan(skip)
+        return self.inner.scan(skip, stop)
 
     def stat(self, path: str) -> Entry | None:
         self._gate("stat")
@@ -91,9 +92,9 @@ class FaultyStorage(Storage):
         self._gate("move")
         return self.inner.move(path, new_path, expected)
 
-    def hash(self, path: str, expected: Entry) -> str:
+    def hash(self, path: str, expected: Entry, stop: StopSignal) -> str:
         self._gate("hash")
-        return self.inner.hash(path, expected)
+        return self.inner.hash(path, expected, stop)
 
     def read_own(self, name: str) -> bytes | None:
         self._gate("read_own")

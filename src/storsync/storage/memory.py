@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from storsync.clock import Clock, SystemClock
-from storsync.engine.compare import Capabilities
-from storsync.engine.paths import OWN_DIR, is_own, normalize, refusal
 from storsync.errors import ChangedError, PreconditionFailed
-from storsync.model import Entry
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage, current_checkpoint
+from storsync.model import Capabilities, Entry, StopSignal
+from storsync.paths import OWN_DIR, is_own, normalize, refusal
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import hash_bytes
 
 
@@ -53,9 +52,6 @@ class MemoryStorage(Storage):
         self._clock = clock or SystemClock()
         self.caps = Capabilities(
             etags=True,
-            cheap_hash=True,
-            conditional_writes=True,
-            server_side_copy=True,
             executable_bit=True,
         )
         self.objects: dict[str, Blob] = {}
@@ -84,13 +80,12 @@ class MemoryStorage(Storage):
             raise PreconditionFailed(f"{path} changed since the scan")
         return blob
 
-    def scan(self, skip: SkipReport) -> dict[str, Entry]:
-        checkpoint = current_checkpoint()
+    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         with self._lock:
             items = list(self.objects.items())
         found: dict[str, Entry] = {}
         for key, blob in items:
-            checkpoint()
+            stop.check()
             if is_own(key):
                 continue
             reason = refusal(key)

@@ -8,9 +8,9 @@ into the trash; a 412 (or a 404 on a conditional call, as SeaweedFS answers) mea
 writer won, and becomes PreconditionFailed. Files up to ``MULTIPART_THRESHOLD`` are
 buffered, checked against their source and sent in one PUT with ``Content-MD5``; larger ones
 go as a multipart upload whose parts carry ``Content-MD5`` and which is completed only after
-the source proved unchanged. Objects of that size are read resumably: a HEAD at open, and the
-bytes by a GET with ``If-Match`` from the offset after what the destination kept of an
-interrupted transfer of the same version (``Resumable``).
+the source proved unchanged (``s3_multipart``). Objects of that size are read resumably: a
+HEAD at open, and the bytes by a GET with ``If-Match`` from the offset after what the
+destination kept of an interrupted transfer of the same version (``Resumable``).
 """
 
 from __future__ import annotations
@@ -19,67 +19,30 @@ import base64
 import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from storsync.engine.compare import Capabilities
-from storsync.engine.paths import OWN_DIR, is_own, normalize, refusal
-from storsync.errors import (
-    ChangedError,
-    PermanentStorageError,
-    PreconditionFailed,
-    StorageUnavailable,
-    StorsyncError,
-    UsageError,
-)
-from storsync.model import Entry
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage, current_checkpoint
+from storsync.clock import Clock, SystemClock, utc_datetime
+from storsync.errors import ChangedError, PreconditionFailed
+from storsync.model import Capabilities, Entry, StopSignal
+from storsync.paths import OWN_DIR, is_own, normalize, refusal
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import CHUNK, new_hasher
+from storsync.storage.s3_client import S3Bucket, S3Settings, make_client, unquote_etag
+from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
+from storsync.storage.s3_seaweed import drop_empty_folders
+
+__all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
 
 MULTIPART_THRESHOLD = 64 << 20
-PART_SIZE = 16 << 20
-PARTS_IN_FLIGHT = 4
 META_MTIME = "storsync-mtime-ns"
 META_HASH = "storsync-blake3"
 META_EXEC = "storsync-exec"
-STALE_UPLOAD = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where the bucket is; credentials come from the usual AWS variables or arguments."""
-
-    bucket: str
-    prefix: str = ""
-    endpoint: str | None = None
-    region: str | None = None
-    access_key_id: str | None = field(default=None, repr=False)
-    secret_access_key: str | None = field(default=None, repr=False)
-    max_connections: int = 32
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
 
 
 def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-
-
-def _etag(raw: str) -> str:
-    return raw.strip('"')
-
-
-def _timestamp(value: str) -> datetime:
-    """A timestamp of an S3 answer: ISO 8601 in XML bodies, parsed without dateutil."""
-    try:
-        when = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        from botocore.utils import parse_timestamp
-
-        parsed: datetime = parse_timestamp(value)  # the HTTP dates of headers, and the rest
-        return parsed
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _ns(when: datetime) -> int:
@@ -128,7 +91,7 @@ class _ObjectSource:
             self._body = self._storage._body_from(self._path, self._expected, self._read)
         # Errors while streaming are translated here, not only around ``open``: the
         # destination decides by them whether a partial copy is worth keeping.
-        with self._storage._calling(self._path):
+        with self._storage._bucket.calling(self._path):
             block: bytes = self._body.read(n)
         self._hasher.update(block)
         self._read += len(block)
@@ -157,69 +120,25 @@ class _Buffered:
     executable: bool
 
 
-@dataclass(frozen=True)
-class _Multipart:
-    upload_id: str
-    parts: list[dict[str, Any]]
-    mtime_ns: int
-    executable: bool
-
-
 class S3Storage(Storage):
-    def __init__(self, settings: S3Settings, *, client: Any = None) -> None:
+    def __init__(
+        self, settings: S3Settings, *, client: Any = None, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()
         self.prefix = settings.prefix.strip("/")
         self.url = f"s3://{settings.bucket}/{self.prefix}".rstrip("/")
         self.endpoint = settings.endpoint or "the default AWS endpoint"
         self.caps = Capabilities(
             etags=True,
-            conditional_writes=True,
-            server_side_copy=True,
             executable_bit=True,
             listing_metadata=False,
-            max_name_bytes=255,
             network=True,
         )
-        self._client = client or self._make_client()
+        self._bucket = S3Bucket(settings.bucket, self.endpoint, self.url)
+        self._client = client or make_client(settings)
 
-    def _make_client(self) -> Any:
-        import boto3
-        import botocore.session
-        from botocore.config import Config
-
-        botocore_session = botocore.session.get_session()
-        # A listing has one timestamp per key, which botocore parses with dateutil: 60% of
-        # the client CPU of listing 10,000 keys here (1.3 s), more than the XML itself.
-        parsers = botocore_session.get_component("response_parser_factory")
-        parsers.set_parser_defaults(timestamp_parser=_timestamp)
-
-        s = self.settings
-        config = Config(
-            # Every object body sent (a PUT, a part) carries Content-MD5, a signed header the
-            # server checks the bytes against; signing the payload too, which botocore does
-            # on http endpoints only (on https it already does not), is one more SHA-256
-            # pass over every byte (0.7 s of CPU per GiB here) for the same guarantee.
-            s3={"addressing_style": "path", "payload_signing_enabled": False},
-            retries={"max_attempts": 1, "mode": "standard"},
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            max_pool_connections=s.max_connections,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        try:
-            return boto3.session.Session(botocore_session=botocore_session).client(
-                "s3",
-                endpoint_url=s.endpoint,
-                region_name=s.region or "us-east-1",
-                aws_access_key_id=s.access_key_id,
-                aws_secret_access_key=s.secret_access_key,
-                config=config,
-            )
-        except ValueError as exc:
-            raise UsageError(f"invalid S3 endpoint {s.endpoint!r}: {exc}") from None
-
-    # -- names and errors -------------------------------------------------------------
+    # -- names ------------------------------------------------------------------------
 
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path}" if self.prefix else path
@@ -227,52 +146,15 @@ class S3Storage(Storage):
     def _own_key(self, name: str) -> str:
         return self._key(f"{OWN_DIR}/{name}")
 
-    def _error(self, exc: Exception, path: str) -> StorsyncError:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return PreconditionFailed(f"{path} changed on the remote since the scan")
-            if status == 404 and code == "NoSuchBucket":
-                return PermanentStorageError(f"bucket {self.settings.bucket!r} does not exist")
-            if status == 404:
-                return PreconditionFailed(f"{path} is no longer on the remote")
-            if status in (401, 403):
-                return PermanentStorageError(
-                    f"{self.endpoint} refused access to {self.url} ({code or status}); "
-                    "check the credentials"
-                )
-            if status >= 500 or code in ("SlowDown", "RequestTimeout"):
-                return StorageUnavailable(f"S3 endpoint {self.endpoint} failed: {code or status}")
-            return PermanentStorageError(f"{path}: the S3 endpoint answered {code or status}")
-        if isinstance(exc, BotoCoreError):
-            return StorageUnavailable(
-                f"cannot reach S3 endpoint {self.endpoint}: {type(exc).__name__}"
-            )
-        raise exc
-
-    @contextlib.contextmanager
-    def _calling(self, path: str) -> Iterator[None]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            yield
-        except (BotoCoreError, ClientError) as exc:
-            raise self._error(exc, path) from exc
-
     # -- scan -------------------------------------------------------------------------
 
-    def scan(self, skip: SkipReport) -> dict[str, Entry]:
-        checkpoint = current_checkpoint()
+    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
         start = len(self.prefix) + 1 if self.prefix else 0
         listing = {"Bucket": self.settings.bucket, "Prefix": self._key("")}
-        with self._calling(self.url):
+        with self._bucket.calling(self.url):
             for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
-                checkpoint()  # per page, not per key: the round trip is what takes time
+                stop.check()  # per page, not per key: the round trip is what takes time
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][start:]
                     if is_own(rel):
@@ -288,7 +170,7 @@ class S3Storage(Storage):
                         skip(rel, reason)
                         continue
                     mtime = _ns(obj["LastModified"])
-                    found[rel] = Entry(obj["Size"], mtime, False, None, _etag(obj["ETag"]))
+                    found[rel] = Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
         return found
 
     def stat(self, path: str) -> Entry | None:
@@ -299,9 +181,9 @@ class S3Storage(Storage):
         except ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
-            raise self._error(exc, path) from exc
+            raise self._bucket.error(exc, path) from exc
         except Exception as exc:
-            raise self._error(exc, path) from exc
+            raise self._bucket.error(exc, path) from exc
         return self._entry(head)
 
     def _entry(self, head: dict[str, Any]) -> Entry:
@@ -312,7 +194,7 @@ class S3Storage(Storage):
             int(mtime) if mtime.isdigit() else _ns(head["LastModified"]),
             meta.get(META_EXEC) == "1",
             None,
-            _etag(head["ETag"]),
+            unquote_etag(head["ETag"]),
             meta.get(META_HASH),
         )
 
@@ -321,7 +203,7 @@ class S3Storage(Storage):
     @contextlib.contextmanager
     def open(self, path: str, expected: Entry) -> Iterator[Source]:
         bucket, key = self.settings.bucket, self._key(path)
-        with self._calling(path):
+        with self._bucket.calling(path):
             if expected.size > MULTIPART_THRESHOLD and expected.etag:
                 # Resumable: the metadata now, the bytes (from some offset) on first read.
                 head = self._client.head_object(Bucket=bucket, Key=key, IfMatch=expected.etag)
@@ -330,7 +212,7 @@ class S3Storage(Storage):
                 got = self._client.get_object(Bucket=bucket, Key=key, IfMatch=expected.etag or "*")
                 source = _ObjectSource(self, path, expected, got.get("Metadata", {}), got["Body"])
         try:
-            with self._calling(path):
+            with self._bucket.calling(path):
                 yield source
         finally:
             source.close()
@@ -342,7 +224,7 @@ class S3Storage(Storage):
         continuing kept bytes of the old one with bytes of the new one.
         """
         ranged = {"Range": f"bytes={offset}-"} if offset else {}
-        with self._calling(path):
+        with self._bucket.calling(path):
             got = self._client.get_object(
                 Bucket=self.settings.bucket,
                 Key=self._key(path),
@@ -356,14 +238,14 @@ class S3Storage(Storage):
                     offset -= skipped
         return body
 
-    def hash(self, path: str, expected: Entry) -> str:
+    def hash(self, path: str, expected: Entry, stop: StopSignal) -> str:
         """The stored BLAKE3 (one HEAD), or the bytes hashed when another tool wrote them."""
-        with self._calling(path):
+        with self._bucket.calling(path):
             head = self._client.head_object(
                 Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or "*"
             )
         stored = head.get("Metadata", {}).get(META_HASH)
-        return str(stored) if stored else super().hash(path, expected)
+        return str(stored) if stored else super().hash(path, expected, stop)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -376,96 +258,17 @@ class S3Storage(Storage):
             if len(data) != size:
                 raise ChangedError(f"{path}: read {len(data)} bytes where {size} were expected")
             return Staged(path, digest, size, _Buffered(data, mtime_ns, executable))
-        return self._stage_multipart(path, source, size=size, mtime_ns=mtime_ns, exe=executable)
-
-    def _stage_multipart(
-        self, path: str, source: Source, *, size: int, mtime_ns: int, exe: bool
-    ) -> Staged:
-        """Upload the parts of a large file; complete nothing yet (``publish`` does).
-
-        An upload a killed or failed run left for this key is resumed: every part is read
-        and hashed again (the BLAKE3 needs all bytes anyway), and a part whose MD5 and size
-        match the part already on the server is not sent again. The hash is known only
-        after the upload was created with its metadata, so a large object carries the mtime
-        and bit; its hash stays in the base, and ``hash()`` reads the bytes.
-        """
-        bucket, key = self.settings.bucket, self._key(path)
-        resumed = self._unfinished_upload(path, key)
-        if resumed is None:
-            with self._calling(path):
-                upload = self._client.create_multipart_upload(
-                    Bucket=bucket, Key=key, Metadata=_metadata(mtime_ns, exe, None)
-                )
-            upload_id, on_server = upload["UploadId"], dict[int, tuple[str, int]]()
-        else:
-            upload_id, on_server = resumed
-
-        def send(number: int, chunk: bytes, md5: bytes) -> dict[str, Any]:
-            with self._calling(path):
-                answer = self._client.upload_part(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                    ContentMD5=base64.b64encode(md5).decode(),
-                )
-            return {"PartNumber": number, "ETag": answer["ETag"]}
-
-        parts: list[Future[dict[str, Any]] | dict[str, Any]] = []
-        inflight: set[Future[dict[str, Any]]] = set()
-        sent = 0
-        with ThreadPoolExecutor(PARTS_IN_FLIGHT) as pool:
-            try:
-                while sent < size:
-                    chunk = b"".join(_read_exactly(source, min(PART_SIZE, size - sent)))
-                    if not chunk:
-                        break
-                    number = len(parts) + 1
-                    md5 = hashlib.md5(chunk, usedforsecurity=False).digest()
-                    if on_server.get(number) == (md5.hex(), len(chunk)):
-                        parts.append({"PartNumber": number, "ETag": f'"{md5.hex()}"'})
-                    else:
-                        if len(inflight) >= PARTS_IN_FLIGHT:
-                            inflight = wait(inflight, return_when=FIRST_COMPLETED).not_done
-                        future = pool.submit(send, number, chunk, md5)
-                        inflight.add(future)
-                        parts.append(future)
-                    sent += len(chunk)
-                digest = source.finish()
-                if sent != size:
-                    raise ChangedError(f"{path}: read {sent} bytes where {size} were expected")
-                done = [p.result() if isinstance(p, Future) else p for p in parts]
-            except ChangedError:
-                self._abort(key, upload_id)  # useless now: the source is another version
-                raise
-        return Staged(path, digest, size, _Multipart(upload_id, done, mtime_ns, exe))
-
-    def _unfinished_upload(
-        self, path: str, key: str
-    ) -> tuple[str, dict[int, tuple[str, int]]] | None:
-        """The newest unfinished upload of ``key`` and its parts: number -> (MD5, size)."""
-        with self._calling(path):
-            listed = self._client.list_multipart_uploads(Bucket=self.settings.bucket, Prefix=key)
-            uploads = [u for u in listed.get("Uploads", ()) if u["Key"] == key]
-            if not uploads:
-                return None
-            newest = max(uploads, key=lambda u: u["Initiated"])
-            pages = self._client.get_paginator("list_parts").paginate(
-                Bucket=self.settings.bucket, Key=key, UploadId=newest["UploadId"]
-            )
-            parts = {
-                part["PartNumber"]: (_etag(part["ETag"]), part["Size"])
-                for page in pages
-                for part in page.get("Parts", ())
-            }
-        return newest["UploadId"], parts
-
-    def _abort(self, key: str, upload_id: str) -> None:
-        with contextlib.suppress(Exception):
-            self._client.abort_multipart_upload(
-                Bucket=self.settings.bucket, Key=key, UploadId=upload_id
-            )
+        return stage_multipart(
+            self._client,
+            self._bucket,
+            self._key(path),
+            path,
+            source,
+            size=size,
+            mtime_ns=mtime_ns,
+            exe=executable,
+            metadata=_metadata(mtime_ns, executable, None),
+        )
 
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         path, token = staged.path, staged.token
@@ -475,7 +278,7 @@ class S3Storage(Storage):
             self._copy_to_trash(path, expected, trash)
 
         def write() -> Any:
-            with self._calling(path):
+            with self._bucket.calling(path):
                 if isinstance(token, _Buffered):
                     return self._client.put_object(
                         Bucket=bucket,
@@ -485,7 +288,7 @@ class S3Storage(Storage):
                         Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
                         **condition,
                     )
-                assert isinstance(token, _Multipart)
+                assert isinstance(token, Multipart)
                 return self._client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=key,
@@ -497,47 +300,23 @@ class S3Storage(Storage):
         try:
             answer = write()
         except PreconditionFailed:
-            if expected is not None or not self._drop_empty_folders(path):
+            if (
+                expected is not None
+                or self.stat(path) is not None
+                or not drop_empty_folders(self._client, self._bucket, self._key(path), path)
+            ):
                 raise
             answer = write()  # only empty folders of that name were in the way
-        assert isinstance(token, _Buffered | _Multipart)
-        etag = _etag(answer["ETag"])
+        assert isinstance(token, _Buffered | Multipart)
+        etag = unquote_etag(answer["ETag"])
         return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
 
-    def _drop_empty_folders(self, path: str) -> bool:
-        """Delete the empty folders named ``path`` and below it; False if an object is there.
-
-        SeaweedFS keeps a folder after its last object is deleted, and refuses a create
-        (``If-None-Match: *``) of the folder's name with 412 while it is there, which would
-        fail that file in every session. Only when no object is at ``path`` nor under
-        ``path/`` (a folder marker included) are the folders deleted by name, deepest
-        first; SeaweedFS keeps a folder that got an object meanwhile, so a concurrent
-        writer still wins the create that follows.
-        """
-        if self.stat(path) is not None:
-            return False
-        bucket, key = self.settings.bucket, self._key(path)
-        with self._calling(path):
-            below = self._client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/", MaxKeys=1)
-            if below.get("Contents"):
-                return False
-            folders, todo = [], [f"{key}/"]
-            while todo:
-                folder = todo.pop()
-                folders.append(folder)
-                listing = {"Bucket": bucket, "Prefix": folder, "Delimiter": "/"}
-                for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
-                    todo.extend(sub["Prefix"] for sub in page.get("CommonPrefixes", ()))
-            for folder in reversed(folders):  # children before their parent
-                self._client.delete_object(Bucket=bucket, Key=folder)
-        return True
-
     def discard(self, staged: Staged) -> None:
-        if isinstance(staged.token, _Multipart):
-            self._abort(self._key(staged.path), staged.token.upload_id)
+        if isinstance(staged.token, Multipart):
+            abort(self._client, self._bucket, self._key(staged.path), staged.token.upload_id)
 
     def _copy_to_trash(self, path: str, expected: Entry, trash: str) -> None:
-        with self._calling(path):
+        with self._bucket.calling(path):
             self._client.copy_object(
                 Bucket=self.settings.bucket,
                 Key=self._own_key(f"trash/{trash}/{path}"),
@@ -548,13 +327,13 @@ class S3Storage(Storage):
     def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
         if trash is not None:
             self._copy_to_trash(path, expected, trash)
-        with self._calling(path):
+        with self._bucket.calling(path):
             self._client.delete_object(
                 Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or ""
             )
 
     def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
-        with self._calling(new_path):
+        with self._bucket.calling(new_path):
             answer = self._client.copy_object(
                 Bucket=self.settings.bucket,
                 Key=self._key(new_path),
@@ -562,7 +341,7 @@ class S3Storage(Storage):
                 CopySourceIfMatch=expected.etag or "",
                 IfNoneMatch="*",
             )
-        etag = _etag(answer["CopyObjectResult"]["ETag"])
+        etag = unquote_etag(answer["CopyObjectResult"]["ETag"])
         return Entry(expected.size, expected.mtime_ns, expected.executable, None, etag)
 
     # -- own files --------------------------------------------------------------------
@@ -576,13 +355,13 @@ class S3Storage(Storage):
         except ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
-            raise self._error(exc, name) from exc
+            raise self._bucket.error(exc, name) from exc
         except Exception as exc:
-            raise self._error(exc, name) from exc
+            raise self._bucket.error(exc, name) from exc
         return data
 
     def write_own(self, name: str, data: bytes) -> None:
-        with self._calling(name):
+        with self._bucket.calling(name):
             self._client.put_object(
                 Bucket=self.settings.bucket,
                 Key=self._own_key(name),
@@ -592,7 +371,7 @@ class S3Storage(Storage):
 
     def prune_trash(self, older_than_ns: int) -> None:
         listing = {"Bucket": self.settings.bucket, "Prefix": self._own_key("trash/")}
-        with self._calling("trash"):
+        with self._bucket.calling("trash"):
             stale = [
                 {"Key": obj["Key"]}
                 for page in self._client.get_paginator("list_objects_v2").paginate(**listing)
@@ -606,23 +385,8 @@ class S3Storage(Storage):
 
     def start_session(self) -> None:
         """Abort multipart uploads under the prefix that a killed run left a day ago."""
-        cutoff = datetime.now(UTC) - STALE_UPLOAD
-        listing = {"Bucket": self.settings.bucket, "Prefix": self._key("")}
-        with self._calling(self.url):
-            pages = self._client.get_paginator("list_multipart_uploads").paginate(**listing)
-            for page in pages:
-                for upload in page.get("Uploads", ()):
-                    if upload["Initiated"] < cutoff:
-                        self._abort(upload["Key"], upload["UploadId"])
+        now = utc_datetime(self._clock.now_ns())
+        abort_stale_uploads(self._client, self._bucket, self._key(""), now)
 
     def close(self) -> None:
         self._client.close()
-
-
-def _read_exactly(source: Source, n: int) -> Iterator[bytes]:
-    while n > 0:
-        block = source.read(min(CHUNK, n))
-        if not block:
-            return
-        n -= len(block)
-        yield block

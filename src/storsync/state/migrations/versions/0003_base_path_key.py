@@ -1,6 +1,6 @@
 """The base is keyed by (repository_id, path_key): a path's SHA-256, not the path itself.
 
-A path may be 4,096 bytes of UTF-8 (storsync.engine.paths); a btree entry on PostgreSQL
+A path may be 4,096 bytes of UTF-8 (storsync.paths); a btree entry on PostgreSQL
 may not exceed 2,704 bytes, so a primary key on the path itself refused long, hard to
 compress paths and with them the whole batch's commit. ``path_key`` is the lowercase hex
 SHA-256 of the path's UTF-8 bytes, computed by the stores in Python (SQLite has no

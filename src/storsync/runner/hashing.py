@@ -1,0 +1,70 @@
+"""The hash stage: the content hashes the decisions depend on, and only those."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
+from storsync.engine.compare import needs_hash, untouched
+from storsync.errors import ChangedError, StorageError
+from storsync.model import Entry, Side
+from storsync.runner.context import SessionContext
+from storsync.runner.progress import Stage
+from storsync.runner.scan import Scanned
+
+Wanted = tuple[Side, str, Entry]
+
+
+def hash_what_decides(ctx: SessionContext, scanned: Scanned) -> None:
+    """Fill in the hashes of the entries whose decision depends on their content."""
+    wanted = _wanted(ctx, scanned)
+    if not wanted:
+        return
+    ctx.progress.stage = Stage.HASHING
+    # A stop raises Stopped out of the files being hashed; the map then cancels those
+    # still queued, so the pool's exit waits only for the few in flight.
+    with ThreadPoolExecutor(ctx.settings.transfers) as pool:
+        hashed = pool.map(lambda item: _digest(ctx, item), wanted)
+        for (side, path, _), value in zip(wanted, hashed, strict=True):
+            if value is not None:
+                scanned.side(side)[path] = value
+
+
+def _wanted(ctx: SessionContext, scanned: Scanned) -> list[Wanted]:
+    checksum = ctx.settings.checksum
+    local, remote, base = scanned.local, scanned.remote, scanned.base
+    # Paths whose stamps are the base's on both sides need no hash (needs_hash says so
+    # too): found in one pass instead of two needs_hash calls each.
+    settled: set[str] = set()
+    if not checksum:
+        settled = {p for p, b in base.items() if untouched(local.get(p), remote.get(p), b)}
+    wanted: list[Wanted] = []
+    for side, mine, theirs in ((Side.LOCAL, local, remote), (Side.REMOTE, remote, local)):
+        caps = ctx.storage(side).caps
+        for path, entry in mine.items():
+            if path in settled:
+                continue
+            if (checksum and entry.hash is None) or needs_hash(
+                entry, theirs.get(path), base.get(path), side, caps
+            ):
+                wanted.append((side, path, entry))
+    return wanted
+
+
+def _digest(ctx: SessionContext, item: Wanted) -> Entry | None:
+    side, path, entry = item
+    storage = ctx.storage(side)
+    ctx.stop.check()
+    try:
+        if not storage.caps.listing_metadata:
+            # The decision compares the bit (and, for "newer", the mtime) that a listing
+            # lacks: one HEAD gives them, and the stored hash if any.
+            now = storage.stat(path)
+            if now is None or now.etag != entry.etag:
+                return None
+            entry = dataclasses.replace(entry, mtime_ns=now.mtime_ns, executable=now.executable)
+            if now.hash is not None:
+                return dataclasses.replace(entry, hash=now.hash)
+        return dataclasses.replace(entry, hash=storage.hash(path, entry, ctx.stop))
+    except (ChangedError, StorageError):
+        return None  # decided without the hash: safe, at worst a conflict copy

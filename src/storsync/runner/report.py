@@ -1,0 +1,50 @@
+"""What a session did: the counts, the paths in conflict, the files that failed or were
+skipped, and why it ended as it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from storsync.engine.reconcile import Plan
+from storsync.model import SessionState, Skipped
+
+
+@dataclass
+class Report:
+    state: SessionState = SessionState.COMPLETED
+    pushed: int = 0
+    pulled: int = 0
+    deleted_local: int = 0
+    deleted_remote: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    bytes_pushed: int = 0
+    bytes_pulled: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    plan: Plan | None = None
+    message: str | None = None
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append({"path": path, "message": message})
+
+    def summary(self) -> dict[str, object]:
+        """The ``--json`` object of CLI.md, plus the log items of skipped paths."""
+        out: dict[str, object] = {
+            "state": self.state.value,
+            "pushed": self.pushed,
+            "pulled": self.pulled,
+            "deleted_local": self.deleted_local,
+            "deleted_remote": self.deleted_remote,
+            "conflicts": sorted(set(self.conflicts)),
+            "bytes_pushed": self.bytes_pushed,
+            "bytes_pulled": self.bytes_pulled,
+            "errors": self.errors,
+            "skipped": [
+                {"side": s.side.value, "path": s.path, "reason": s.reason} for s in self.skipped
+            ],
+        }
+        if self.message:
+            out["message"] = self.message
+        if self.plan is not None:
+            out["plan"] = self.plan.as_json()
+        return out

@@ -1,0 +1,194 @@
+"""One direction's transfers: staged by a bounded pool of worker threads (reading, hashing
+and writing release the GIL), published by the calling thread in batches: flush the staged
+data, re-check each target and make it visible, flush the names, then commit the batch's
+base rows in one transaction. A killed process loses at most the batch in flight, and a
+rerun finds those files identical on both sides and only records them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from storsync.engine.reconcile import Transfer
+from storsync.errors import ChangedError, StorageError, StorsyncError
+from storsync.model import BaseEntry, Entry, LogKind, Side
+from storsync.runner.context import SessionContext
+from storsync.storage.base import Source, Staged
+
+V = TypeVar("V")
+Done = tuple[Transfer, Entry, Staged]  # the transfer, the source as read, what was staged
+
+BATCH_FILES = 1000
+BATCH_BYTES = 256 << 20
+BATCH_SECONDS = 1.0
+
+
+def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> None:
+    """Write ``transfers`` to ``side``; files that fail alone are reported, an outage of
+    a storage ends the direction (what was staged before it is still published)."""
+    if not transfers:
+        return
+    batch: list[Done] = []
+    batch_bytes = 0
+    last_flush = ctx.clock.monotonic()
+    workers = max(1, ctx.settings.transfers)
+    with ThreadPoolExecutor(workers) as pool:
+        staged = _bounded_map(pool, lambda t: _stage(ctx, side, t), transfers, workers * 4)
+        for transfer, outcome in staged:
+            if isinstance(outcome, StorsyncError):
+                if isinstance(outcome, StorageError) and outcome.retryable:
+                    _publish(ctx, side, batch, pool)
+                    raise outcome
+                ctx.report.error(transfer.path, outcome.message)
+                continue
+            batch.append(outcome)
+            batch_bytes += transfer.source.size
+            now = ctx.clock.monotonic()
+            if (
+                len(batch) >= BATCH_FILES
+                or batch_bytes >= BATCH_BYTES
+                or now - last_flush >= BATCH_SECONDS
+            ):
+                _publish(ctx, side, batch, pool)
+                batch, batch_bytes, last_flush = [], 0, now
+            if ctx.stop.requested:
+                break
+        _publish(ctx, side, batch, pool)
+
+
+def _stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
+    src, dst = ctx.storage(side.other), ctx.storage(side)
+    if transfer.path in ctx.blocked:
+        raise ChangedError(f"{transfer.path}: left alone, its conflict copy could not be made")
+    source_entry = ctx.moved.get((side.other, transfer.path), transfer.source)
+
+    def attempt() -> tuple[Entry, Staged]:
+        with src.open(transfer.path, source_entry) as source:
+            counted = _CountingSource(source, lambda n: ctx.progress.add_bytes(side, n))
+            read = dataclasses.replace(
+                source_entry,
+                mtime_ns=_known(source.mtime_ns, source_entry.mtime_ns),
+                executable=_known(source.executable, source_entry.executable),
+            )
+            staged = dst.stage(
+                transfer.path,
+                counted,
+                size=read.size,
+                mtime_ns=read.mtime_ns,
+                executable=read.executable,
+            )
+            return dataclasses.replace(read, hash=staged.hash), staged
+
+    read, staged = ctx.retry(attempt)
+    return transfer, read, staged
+
+
+def _publish(ctx: SessionContext, side: Side, batch: list[Done], pool: ThreadPoolExecutor) -> None:
+    """Flush the staged data, make each version visible, flush, record the batch."""
+    if not batch:
+        return
+    dst = ctx.storage(side)
+    ctx.retry(dst.sync)
+    down: list[StorsyncError] = []
+
+    def one(item: Done) -> Entry | StorsyncError:
+        transfer, _, staged = item
+        # The storage is out: the rest waits for the next session, and what was staged
+        # is kept (an unfinished multipart upload is resumed from its parts; local
+        # partial files are dropped at the next start).
+        if down:
+            return down[0]
+        trash = ctx.trash if transfer.keep_replaced else None
+        try:
+            return ctx.retry(dst.publish, staged, expected=transfer.target, trash=trash)
+        except StorsyncError as exc:
+            if isinstance(exc, StorageError) and exc.retryable:
+                down.append(exc)
+            else:
+                dst.discard(staged)
+            return exc
+
+    outcomes = pool.map(one, batch) if dst.caps.network else map(one, batch)
+    records: list[tuple[str, BaseEntry]] = []
+    outage: StorsyncError | None = None
+    for (transfer, source_entry, staged), written in zip(batch, outcomes, strict=True):
+        if isinstance(written, StorsyncError):
+            if isinstance(written, StorageError) and written.retryable:
+                outage = outage or written
+            else:
+                ctx.report.error(transfer.path, written.message)
+            continue
+        records.append((transfer.path, _recorded(side, source_entry, written, staged.hash)))
+        _count(ctx, side, staged.size)
+    ctx.retry(dst.sync)
+    ctx.commit(records, [])
+    ctx.logged(LogKind.written(side), [(path, entry.size) for path, entry in records])
+    if outage is not None:
+        raise outage
+
+
+def _recorded(side: Side, source: Entry, written: Entry, content_hash: str) -> BaseEntry:
+    if side is Side.REMOTE:
+        return BaseEntry.of(source, written, content_hash)
+    return BaseEntry.of(written, source, content_hash)
+
+
+def _count(ctx: SessionContext, side: Side, size: int) -> None:
+    report = ctx.report
+    if side is Side.REMOTE:
+        report.pushed += 1
+        report.bytes_pushed += size
+    else:
+        report.pulled += 1
+        report.bytes_pulled += size
+    ctx.progress.add_file(side)
+
+
+class _CountingSource:
+    def __init__(self, inner: Source, count: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._count = count
+        self.mtime_ns = inner.mtime_ns
+        self.executable = inner.executable
+        # Bytes a destination kept from an interrupted attempt are not counted: not moved.
+        self.resumable = inner.resumable
+
+    def read(self, n: int) -> bytes:
+        block = self._inner.read(n)
+        self._count(len(block))
+        return block
+
+    def finish(self) -> str:
+        return self._inner.finish()
+
+
+def _known(value: V | None, default: V) -> V:
+    return default if value is None else value
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[Transfer], Done],
+    items: list[Transfer],
+    window: int,
+) -> Iterator[tuple[Transfer, Done | StorsyncError]]:
+    """Run ``fn`` over ``items`` with at most ``window`` in flight, results in order."""
+    pending: deque[tuple[Transfer, Future[Done]]] = deque()
+    it = iter(items)
+    for item in it:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            break
+    while pending:
+        item, future = pending.popleft()
+        try:
+            outcome: Done | StorsyncError = future.result()
+        except StorsyncError as exc:
+            outcome = exc
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append((nxt, pool.submit(fn, nxt)))
+        yield item, outcome

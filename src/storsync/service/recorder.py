@@ -1,0 +1,104 @@
+"""What a worker reports, recorded: the session's row, its log items and its events.
+
+One ``Recorder`` call per report, from the thread that reads that worker (the only writer
+of its session), so a session's events are published in the order its worker sent them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from storsync.clock import Clock
+from storsync.model import EventType, LogKind, Phase, PhaseState, SessionState
+from storsync.service.events import EventBus
+from storsync.service.reports import (
+    FinishedReport,
+    ItemsReport,
+    PhaseReport,
+    ProgressReport,
+    WorkerReport,
+)
+from storsync.state.catalog import Catalog
+from storsync.state.records import (
+    ConflictFound,
+    ItemBatch,
+    PhaseChanged,
+    Progressed,
+    Session,
+    SessionTotals,
+)
+
+SHUTDOWN_MESSAGE = "stopped because the service shut down; it carries on at the next start"
+# Log items of a finished session's errors, conflicts and skipped paths beyond this many
+# are counted, not stored: the counters stay exact, the history stays small.
+MAX_REPORTED_ITEMS = 10_000
+
+
+class Recorder:
+    def __init__(self, catalog: Catalog, bus: EventBus, clock: Clock) -> None:
+        self.catalog = catalog
+        self.bus = bus
+        self.clock = clock
+
+    def record(self, session_id: str, report: WorkerReport, *, closing: bool) -> None:
+        """``closing``: the service is shutting down (a stop it did not ask for of a user
+        is then the shutdown's)."""
+        sessions = self.catalog.sessions
+        if isinstance(report, PhaseReport):
+            session = sessions.set_phase(session_id, report.phase, report.state)
+            started = report.state is PhaseState.RUNNING
+            kind = EventType.PHASE_STARTED if started else EventType.PHASE_FINISHED
+            self.bus.about(kind, session, PhaseChanged(report.phase, report.state))
+        elif isinstance(report, ProgressReport):
+            session = sessions.set_progress(session_id, report.percent, report.push, report.pull)
+            detail = Progressed(report.stage.value, report.rate_bps, report.eta_s)
+            self.bus.about(EventType.SESSION_PROGRESS, session, detail)
+        elif isinstance(report, ItemsReport):
+            # One event per durable batch, delivered only to those who ask for it: the
+            # worker stored the batch's log items, the event says where they are, and the
+            # event hub reads them for whoever asked (storsync.service.hub).
+            found = sessions.cached(session_id) or sessions.get(session_id)
+            assert found is not None
+            self.bus.publish(
+                EventType.ITEMS_TRANSFERRED,
+                repository_id=found.repository_id,
+                session_id=session_id,
+                detail=ItemBatch(report.kind, report.count, report.first_id, report.last_id),
+            )
+        else:
+            self._finish(session_id, report, closing=closing)
+
+    def _finish(self, session_id: str, report: FinishedReport, *, closing: bool) -> None:
+        session = self.catalog.sessions.get(session_id)
+        assert session is not None
+        now = self.clock.now_ns()
+        log_items = self.catalog.log_items
+        limit = MAX_REPORTED_ITEMS
+        log_items.add(session_id, LogKind.ERROR, now, report.errors[:limit])
+        conflicts = [(path, None) for path in report.conflicts[:limit]]
+        log_items.add(session_id, LogKind.CONFLICT, now, conflicts)
+        log_items.add(session_id, LogKind.SKIPPED, now, report.skipped[:limit])
+        totals = report.totals
+        error = totals.error
+        if totals.state is SessionState.PARTIAL and not error:
+            path, message = report.errors[0] if report.errors else ("", "")
+            error = (
+                f"{len(report.errors)} file(s) could not be synchronized, first {path}: {message}"
+            )
+        if totals.state is SessionState.STOPPED and closing and not session.stop_requested:
+            error = SHUTDOWN_MESSAGE
+        ended = self.end(session, dataclasses.replace(totals, error=error))
+        for path in report.conflicts[:limit]:
+            self.bus.about(EventType.SESSION_CONFLICT, ended, ConflictFound(path))
+        self.announce_end(ended)
+
+    def end(self, session: Session, totals: SessionTotals) -> Session:
+        """End a session in ``totals.state``; its phases still running end with it."""
+        ending = PhaseState.FAILED if totals.state is SessionState.FAILED else PhaseState.STOPPED
+        phases = {p: ending for p in Phase if session.phase_state(p) is PhaseState.RUNNING}
+        return self.catalog.sessions.end(
+            session.id, totals, now_ns=self.clock.now_ns(), phases=phases
+        )
+
+    def announce_end(self, session: Session) -> None:
+        self.bus.about(EventType.ending(session.state), session)

@@ -1,0 +1,161 @@
+"""What passes between the service and a session's worker process, one JSON line each.
+
+In (the worker's standard input): ``WorkerSetup``, then the job (``SyncJob.to_json``),
+then ``stop`` lines. Out: ``PhaseReport``, ``ProgressReport`` (at most 5 a second),
+``ItemsReport`` (per durable batch, whose log items the worker stored itself), then
+exactly one ``FinishedReport``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from storsync.model import LogKind, Phase, PhaseCounters, PhaseState, SessionState
+from storsync.runner.progress import Snapshot, Stage
+from storsync.runner.report import Report
+from storsync.state.records import SessionTotals
+
+STOP = "stop"
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How the worker process runs, apart from its job: its niceness, and the key that
+    unseals the job's credentials (never part of the job, which may be stored)."""
+
+    niceness: int
+    vault_key: str | None = field(default=None, repr=False)
+
+    def to_json(self) -> str:
+        return json.dumps({"niceness": self.niceness, "vault_key": self.vault_key})
+
+    @classmethod
+    def from_json(cls, line: str) -> WorkerSetup:
+        raw = json.loads(line)
+        return cls(int(raw["niceness"]), raw["vault_key"])
+
+
+@dataclass(frozen=True)
+class PhaseReport:
+    phase: Phase
+    state: PhaseState
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    stage: Stage
+    percent: int
+    push: PhaseCounters
+    pull: PhaseCounters
+    rate_bps: int
+    eta_s: float | None
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> ProgressReport:
+        s = snapshot
+        return cls(s.stage, s.percent, s.push, s.pull, s.rate_bps, s.eta_s)
+
+
+@dataclass(frozen=True)
+class ItemsReport:
+    kind: LogKind
+    count: int
+    first_id: int
+    last_id: int
+
+
+@dataclass(frozen=True)
+class FinishedReport:
+    totals: SessionTotals
+    conflicts: tuple[str, ...] = ()
+    errors: tuple[tuple[str, str], ...] = ()  # (path, message)
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason)
+
+    @classmethod
+    def of(cls, report: Report) -> FinishedReport:
+        conflicts = tuple(sorted(set(report.conflicts)))
+        errors = tuple((e["path"], e["message"]) for e in report.errors)
+        totals = SessionTotals(
+            state=report.state,
+            error=report.message,
+            pushed=report.pushed,
+            pulled=report.pulled,
+            deleted_local=report.deleted_local,
+            deleted_remote=report.deleted_remote,
+            conflicts=len(conflicts),
+            errors=len(errors),
+        )
+        skipped = tuple((s.path, s.reason) for s in report.skipped)
+        return cls(totals, conflicts, errors, skipped)
+
+    @classmethod
+    def failed(cls, error: str, state: SessionState = SessionState.FAILED) -> FinishedReport:
+        return cls(SessionTotals(state=state, error=error))
+
+
+WorkerReport = PhaseReport | ProgressReport | ItemsReport | FinishedReport
+
+
+def _counters(c: PhaseCounters) -> list[int]:
+    return [c.files_planned, c.files_done, c.bytes_planned, c.bytes_done]
+
+
+def encode(report: WorkerReport) -> str:
+    body: dict[str, Any]
+    if isinstance(report, PhaseReport):
+        body = {"type": "phase", "phase": report.phase, "state": report.state}
+    elif isinstance(report, ProgressReport):
+        body = {
+            "type": "progress",
+            "stage": report.stage,
+            "percent": report.percent,
+            "push": _counters(report.push),
+            "pull": _counters(report.pull),
+            "rate_bps": report.rate_bps,
+            "eta_s": report.eta_s,
+        }
+    elif isinstance(report, ItemsReport):
+        body = {"type": "items", "kind": report.kind, **_ids(report)}
+    else:
+        t = report.totals
+        body = {
+            "type": "finished",
+            "state": t.state,
+            "error": t.error,
+            "counts": [t.pushed, t.pulled, t.deleted_local, t.deleted_remote],
+            "conflicts": report.conflicts,
+            "errors": report.errors,
+            "skipped": report.skipped,
+        }
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _ids(report: ItemsReport) -> dict[str, int]:
+    return {"count": report.count, "first": report.first_id, "last": report.last_id}
+
+
+def decode(line: str) -> WorkerReport:
+    """One line a worker wrote; ValueError (or KeyError) when it is not a report."""
+    raw = json.loads(line)
+    kind = raw["type"]
+    if kind == "phase":
+        return PhaseReport(Phase(raw["phase"]), PhaseState(raw["state"]))
+    if kind == "progress":
+        push, pull = PhaseCounters(*raw["push"]), PhaseCounters(*raw["pull"])
+        stage, percent = Stage(raw["stage"]), int(raw["percent"])
+        return ProgressReport(stage, percent, push, pull, int(raw["rate_bps"]), raw["eta_s"])
+    if kind == "items":
+        return ItemsReport(LogKind(raw["kind"]), raw["count"], raw["first"], raw["last"])
+    if kind == "finished":
+        conflicts = tuple(raw["conflicts"])
+        errors = tuple((p, m) for p, m in raw["errors"])
+        state, error, counts = SessionState(raw["state"]), raw["error"], raw["counts"]
+        pushed, pulled, deleted_local, deleted_remote = counts
+        totals = SessionTotals(
+            state, error, pushed, pulled, deleted_local, deleted_remote, len(conflicts), len(errors)
+        )
+        skipped = tuple((p, r) for p, r in raw["skipped"])
+        return FinishedReport(totals, conflicts, errors, skipped)
+    raise ValueError(f"not a worker report: {kind!r}")
