@@ -12,8 +12,12 @@ same load, and prints medians (n, min-max) and ratios:
   against ``find -printf`` over both trees (the harness's scan command, once per tree).
 
 Usage: ``.venv/bin/python bench/interleave.py [--reps 5] [--initial small] [--noop many]``
-(datasets from /work/shared/bench/gen_tree.py, generated under --work if missing).
+(datasets from ../shared/bench/gen_tree.py, generated under --work if missing).
 Records go to ``bench/results/interleave-<ts>.jsonl``.
+
+``--before-src DIR`` adds ``storsync-before``: the same command run from another copy of
+``src/`` (an A/B of a change, both in one interleaved run); ``--no-peers`` leaves unison
+and rclone out of the initial comparison.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = Path(os.environ.get("HARNESS", "/work/shared/bench"))
+HARNESS = Path(os.environ.get("HARNESS", ROOT.parent / "shared" / "bench"))
 WRAPPER = ROOT / "bench" / "storsync-bench.sh"
 
 
@@ -46,6 +50,15 @@ def dataset(work: Path, preset: str) -> Path:
             stdout=subprocess.DEVNULL,
         )
         (work / "data" / f"{preset}.done").touch()
+    return path
+
+
+def launcher(work: Path, src: Path) -> Path:
+    """A ``storsync`` command that runs the code of another copy of ``src/``."""
+    path = work / "storsync-before"
+    python = ROOT / ".venv" / "bin" / "python"
+    path.write_text(f'#!/bin/sh\nPYTHONPATH={src.resolve()} exec {python} -m storsync "$@"\n')
+    path.chmod(0o755)
     return path
 
 
@@ -79,6 +92,8 @@ def main() -> None:
     ap.add_argument("--initial", default="small", help="preset for the initial comparison")
     ap.add_argument("--noop", default="many", help="preset for the no-op comparison")
     ap.add_argument("--work", default="/tmp/storsync-interleave")
+    ap.add_argument("--before-src", default="", help="another copy of src/ to run beside")
+    ap.add_argument("--no-peers", action="store_true", help="storsync only (with --before-src)")
     a = ap.parse_args()
     work = Path(a.work)
     runs = work / "runs"
@@ -106,13 +121,15 @@ def main() -> None:
         print(json.dumps(rec), flush=True)
 
     subprocess.run([env["STORSYNC"], "--version"], env=env, check=True, stdout=subprocess.DEVNULL)
+    variants = {"storsync": ""}
+    if a.before_src:
+        variants["storsync-before"] = f"STORSYNC={launcher(work, Path(a.before_src))} "
     if a.initial:
         data = dataset(work, a.initial)
-        tools = {
-            "storsync": f"{WRAPPER} {{a}} {{b}} {{st}}",
-            "unison": "UNISON={st} unison {a} {b} -batch -silent -times",
-            "rclone-bisync": "rclone bisync {a} {b} --workdir {st} --resync",
-        }
+        tools = {name: f"{prefix}{WRAPPER} {{a}} {{b}} {{st}}" for name, prefix in variants.items()}
+        if not a.no_peers:
+            tools["unison"] = "UNISON={st} unison {a} {b} -batch -silent -times"
+            tools["rclone-bisync"] = "rclone bisync {a} {b} --workdir {st} --resync"
         for rep in range(1, a.reps + 1):
             for tool, tpl in tools.items():
                 d = runs / f"init-{tool}-{rep}"
@@ -124,16 +141,20 @@ def main() -> None:
                 record("initial", tool, rep, wall, same_tree(data, d / "b"))
     if a.noop:
         data = dataset(work, a.noop)
-        d = runs / "noop"
-        d.mkdir()
-        subprocess.run(["cp", "-a", str(data), str(d / "a")], check=True)
-        (d / "b").mkdir()
-        (d / "st").mkdir()
-        timed(f"{WRAPPER} {d / 'a'} {d / 'b'} {d / 'st'}", env)  # establish the pair
+        pairs = {}
+        for name, prefix in variants.items():  # an established pair each
+            d = runs / f"noop-{name}"
+            d.mkdir()
+            subprocess.run(["cp", "-a", str(data), str(d / "a")], check=True)
+            (d / "b").mkdir()
+            (d / "st").mkdir()
+            pairs[name] = f"{prefix}{WRAPPER} {d / 'a'} {d / 'b'} {d / 'st'}"
+            timed(pairs[name], env)
         find = "find {t} -printf '%s %T@\\n' | wc -l"
+        d = runs / "noop-storsync"
         for rep in range(1, a.reps + 1):
-            wall = timed(f"{WRAPPER} {d / 'a'} {d / 'b'} {d / 'st'}", env)
-            record("noop", "storsync", rep, wall, None)
+            for name, command in pairs.items():
+                record("noop", name, rep, timed(command, env), None)
             wall = timed(find.format(t=d / "a"), env) + timed(find.format(t=d / "b"), env)
             record("noop", "find x2", rep, wall, None)
     print("| phase | tool | n | median s | min-max s |")
@@ -144,6 +165,15 @@ def main() -> None:
             f"{min(w):.3f}-{max(w):.3f} |"
         )
     med = {k: statistics.median(v) for k, v in walls.items()}
+    for phase in ("initial", "noop"):
+        if (phase, "storsync-before") in med:
+            before = walls[(phase, "storsync-before")]
+            after = med[(phase, "storsync")]
+            inside = min(before) <= after <= max(before)
+            print(
+                f"{phase} storsync / storsync-before: {after / med[(phase, 'storsync-before')]:.3f}"
+                f" (after median {'within' if inside else 'OUTSIDE'} the before runs' range)"
+            )
     for ref in ("rclone-bisync", "unison"):
         if ("initial", ref) in med:
             ratio = med[("initial", "storsync")] / med[("initial", ref)]

@@ -20,7 +20,9 @@ from typing import Any
 T0 = time.perf_counter()
 
 from storsync import cli  # noqa: E402
+from storsync.runner import execute as execute_mod  # noqa: E402
 from storsync.runner import session as session_mod  # noqa: E402
+from storsync.runner import transfers as transfers_mod  # noqa: E402
 from storsync.state import sqlite_base  # noqa: E402
 from storsync.storage import local  # noqa: E402
 
@@ -50,22 +52,24 @@ def _wrap(owner: Any, name: str, label: str) -> None:
     setattr(owner, name, timed)
 
 
+# Each step where its caller looks it up: a function is wrapped in the module that
+# imported it by name, a method on its class.
 STEPS = [
     (sqlite_base.SqliteBaseStore, "__init__", "state open (+schema)"),
     (sqlite_base.SqliteBaseStore, "load_base", "base load"),
     (sqlite_base.SqliteBaseStore, "commit_base", "base commits"),
-    (session_mod.SyncSession, "_check_markers", "marker check"),
-    (session_mod.SyncSession, "_write_markers", "marker write"),
-    (session_mod.SyncSession, "_scan", "scan (both sides)"),
-    (session_mod.SyncSession, "_hash", "hashing"),
+    (session_mod, "check_markers", "marker check"),
+    (session_mod, "write_markers", "marker write"),
+    (session_mod, "scan_both", "scan (both sides)"),
+    (session_mod, "hash_what_decides", "hashing"),
     (session_mod, "reconcile", "reconcile"),
-    (session_mod.SyncSession, "_execute", "execute (all)"),
-    (session_mod.SyncSession, "_deletions", "deletions"),
-    (session_mod.SyncSession, "_stage", "staging (thread-sum)"),
-    (session_mod.SyncSession, "_publish", "publish (incl. syncfs+commit)"),
+    (session_mod, "execute", "execute (all)"),
+    (execute_mod, "_deletions", "deletions"),
+    (transfers_mod, "_stage", "staging (thread-sum)"),
+    (transfers_mod, "_publish", "publish (incl. syncfs+commit)"),
     (local.LocalStorage, "sync", "syncfs"),
     (local.LocalStorage, "publish", "publish: recheck+rename"),
-    (cli, "_run_sync", "session total"),
+    (cli, "run_job", "session total"),
 ]
 
 

@@ -8,7 +8,7 @@
 # Any option given is passed on and overrides these (argparse: the last one wins).
 set -eu
 cd "$(dirname "$0")/.."
-HARNESS=${HARNESS:-/work/shared/bench}
+HARNESS=${HARNESS:-$PWD/../shared/bench}
 PY=${BENCH_PY:-/tmp/bench-venv/bin/python}
 [ -x "$PY" ] || bash "$HARNESS/setup.sh"
 export STORSYNC_BENCH_DIR=$PWD/bench

@@ -1,7 +1,7 @@
 """The S3 benchmarks of issue 3: storsync against rclone on one SeaweedFS, interleaved.
 
 One ``weed server`` (started as the tests' ``s3_server`` fixture does, tests/s3_server.py)
-serves both tools; datasets come from /work/shared/bench/gen_tree.py. Each repetition runs
+serves both tools; datasets come from ../shared/bench/gen_tree.py. Each repetition runs
 storsync and rclone back to back on the same dataset, the order alternating from one
 repetition to the next, so that both see the same load on this shared machine.
 
@@ -22,7 +22,7 @@ objects have no MD5 to compare). storsync's own ``.storsync/`` is left out of th
 
 Usage::
 
-    bash /work/shared/bench/setup.sh    # rclone, /usr/bin/time (see its README)
+    bash ../shared/bench/setup.sh    # rclone, /usr/bin/time (see its README)
     .venv/bin/python bench/s3.py [--reps 3] [--scenarios small,large,many] [--work DIR]
     .venv/bin/python bench/s3.py --reps 1 --scale 0.02    # a smoke test of this script
 
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = Path(os.environ.get("HARNESS", "/work/shared/bench"))
+HARNESS = Path(os.environ.get("HARNESS", ROOT.parent / "shared" / "bench"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HARNESS))
 

@@ -465,20 +465,20 @@ LISTS = {
 
 
 def insert_sessions(database_url: str, count: int, repository_ids: list[str]) -> float:
-    """``count`` finished sessions over the last 20 days, straight into the catalog."""
+    """``count`` finished sessions over the last 20 days, straight into the database (its
+    schema made by the server's first start)."""
     import sqlalchemy as sa
 
     from storsync.state import schema
-    from storsync.state.catalog import Catalog
 
-    catalog = Catalog(database_url)
+    engine = sa.create_engine(database_url)
     now = time.time_ns()
     span = 20 * 86_400 * 10**9
     rng = random.Random(42)
     states = ["completed"] * 90 + ["partial"] * 5 + ["failed"] * 3 + ["stopped"] * 2
     started = time.monotonic()
     batch: list[dict[str, Any]] = []
-    with catalog.engine.begin() as conn:
+    with engine.begin() as conn:
         for i in range(count):
             created = now - span + span * i // count
             state = rng.choice(states)
@@ -515,9 +515,9 @@ def insert_sessions(database_url: str, count: int, repository_ids: list[str]) ->
                 batch.clear()
         if batch:
             conn.execute(schema.sessions.insert(), batch)
-    with catalog.engine.connect() as conn:
+    with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(schema.sessions)).scalar()
-    catalog.close()
+    engine.dispose()
     print(f"inserted {count} sessions ({total} in all) in {time.monotonic() - started:.1f} s")
     return time.monotonic() - started
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# One timed storsync run for /work/shared/bench/run_peers.py (see bench/README.md).
+# One timed storsync run for ../shared/bench/run_peers.py (see bench/README.md).
 #
 #   storsync-bench.sh LOCAL REMOTE STATE [storsync sync options...]
 #
