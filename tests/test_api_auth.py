@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from storsync.api.app import create_app
+from storsync.clock import SystemClock
 from storsync.config import Settings, load_settings
 from storsync.service.core import Service
 from tests.api_checks import PLM, UNKNOWN, Face, error, new_user
@@ -187,9 +188,10 @@ def _forbidden(api: Api, token: str, method: str, path: str, **kw: Any) -> None:
 
 
 def test_viewer_reads_but_cannot_trigger_stop_or_change(api: Api) -> None:
-    repository = api.new_repository()
-    rid = repository["id"]
+    rid = api.new_repository()["id"]
     session = api.sync(rid)
+    # As it stands after its session (its status moves with its sessions).
+    repository = api.get(f"/api/v1/repositories/{rid}").json()
     _, viewer = new_user(api, "viewer")
     for path in (
         "/api/v1/repositories",
@@ -248,6 +250,8 @@ def test_operator_triggers_and_stops_but_cannot_create(api: Api) -> None:
     plm = api.post(f"{PLM}?repositoryId={rid}", token=operator)
     assert plm.status_code == 200 and plm.json()["status"] == 0, plm.text
     api.wait(api.get(f"/api/v1/sessions?repositoryId={rid}&limit=1").json()["items"][0]["id"])
+    # As it stands after its sessions (its status moves with its sessions).
+    repository = api.get(f"/api/v1/repositories/{rid}").json()
     folder = api.root / uuid.uuid4().hex[:12]
     new = {"name": "o", "localPath": str(folder / "l"), "remote": str(folder / "r")}
     for method, path, kw in (
@@ -347,7 +351,7 @@ def test_local_paths_outside_the_allowed_roots_are_refused(
     assert sorted(p.name for p in outside.iterdir()) == [], "something was made outside"
 
 
-class ManualClock:
+class ManualClock(SystemClock):
     def __init__(self) -> None:
         self.ns = time.time_ns()
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from storsync.api.app import create_app
+from storsync.clock import SystemClock
 from storsync.config import load_settings
 from storsync.errors import TooManyAttempts
 from storsync.service.auth import (
@@ -238,7 +239,7 @@ def test_failed_sign_ins_lock_the_name_out_on_both_faces(api: Api) -> None:
     assert _works(api, api.login("admin", ADMIN_PASSWORD))
 
 
-class SetClock:
+class SetClock(SystemClock):
     """The real clock, moved forward by the test."""
 
     def __init__(self) -> None:
@@ -319,7 +320,7 @@ def test_failures_are_forgotten_after_a_quiet_while(clocked: tuple[Api, SetClock
     assert _veeam_sign_in(api.client, name, PASSWORD).status_code == 200
 
 
-class StoppedClock:
+class StoppedClock(SystemClock):
     def __init__(self) -> None:
         self.now = 1000.0
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from storsync.api.app import create_app
-from storsync.clock import Clock
+from storsync.clock import Clock, SystemClock
 from storsync.config import load_settings
 from storsync.model import Trigger
 from storsync.service.core import Service
@@ -51,7 +51,7 @@ DAY_NS = 86_400 * 10**9
 SHUTDOWN_MESSAGE = "stopped because the service shut down; it carries on at the next start"
 
 
-class SetClock:
+class SetClock(SystemClock):
     """Wall time set by the test; intervals (``monotonic``) are real."""
 
     def __init__(self) -> None:

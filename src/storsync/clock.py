@@ -46,7 +46,7 @@ class SystemClock:
         time.sleep(seconds)
 
     def wait_until(self, instant_ns: int, wake: threading.Event) -> bool:
-        while (left := (instant_ns - time.time_ns()) / 1e9) > 0:
+        while (left := (instant_ns - self.now_ns()) / 1e9) > 0:
             if wake.wait(min(left, REREAD_S)):
                 return True
         return wake.is_set()

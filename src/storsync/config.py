@@ -39,6 +39,7 @@ class Settings:
     allow_private_endpoints: bool = False
     plm_anonymous_loopback: bool = False
     retention_days: float = 30.0
+    quiet_retention_days: float = 1.0
     token_ttl_s: int = 3600
     refresh_ttl_s: int = 14 * 86_400
     transfers: int = 8
@@ -151,8 +152,8 @@ def load_settings(
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     if not 0 < settings.port < 65536:
         raise UsageError(f"port {settings.port} is not between 1 and 65535")
-    if settings.retention_days <= 0:
-        raise UsageError("retention_days must be more than 0")
+    if settings.retention_days <= 0 or settings.quiet_retention_days <= 0:
+        raise UsageError("retention_days and quiet_retention_days must be more than 0")
     if not 0 <= settings.worker_niceness <= 19:
         raise UsageError(f"worker_niceness {settings.worker_niceness} is not between 0 and 19")
     return settings

@@ -68,6 +68,16 @@ class PhaseState(StrEnum):
     STOPPED = "stopped"
 
 
+class RepositoryStatus(StrEnum):
+    """How a repository left running is doing (API.md section 7)."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    HALTED = "halted"  # a session halted before deleting; it waits for approval
+    FAILING = "failing"  # failed several times in a row: its schedule and watch back off
+    PAUSED = "paused"  # neither its schedule nor its watch fires
+
+
 class LogKind(StrEnum):
     """What a log item of a session records about one path."""
 
@@ -155,6 +165,17 @@ class Capabilities:
     executable_bit: bool = False
     listing_metadata: bool = True
     network: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a repository synchronizes by itself: every ``interval_s`` seconds, at instants
+    counted from the epoch (so they are the same after a restart), or at the instants of
+    a cron expression read in a time zone (``timezone``, an IANA name)."""
+
+    interval_s: int | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storsync.api.schemas import Credentials, RepositoryIn
-from storsync.model import ConflictPolicy, Mode
+from storsync.api.schemas import Credentials, RepositoryIn, ScheduleIn
+from storsync.model import ConflictPolicy, Mode, Schedule
 from storsync.service.repositories import RepositoryChanges, RepositorySpec
 from storsync.state.records import RepositorySettings
 
@@ -35,6 +35,9 @@ _SETTINGS: dict[str, tuple[str, Any]] = {
     "maxDeletePercent": ("max_delete_percent", float),
     "trashDays": ("trash_days", float),
     "transfers": ("transfers", int),
+    "watch": ("watch", bool),
+    "watchDelaySeconds": ("watch_delay_s", float),
+    "paused": ("paused", bool),
 }
 
 
@@ -47,7 +50,16 @@ def _remote_fields(credentials: Credentials | None) -> dict[str, str] | None:
 
 def _settings(body: RepositoryIn) -> dict[str, Any]:
     given = body.model_dump(include=set(_SETTINGS), exclude_none=True)
-    return {_SETTINGS[name][0]: _SETTINGS[name][1](value) for name, value in given.items()}
+    settings = {_SETTINGS[name][0]: _SETTINGS[name][1](value) for name, value in given.items()}
+    if "schedule" in body.model_fields_set:  # given, null included: null removes it
+        settings["schedule"] = _schedule(body.schedule)
+    return settings
+
+
+def _schedule(given: ScheduleIn | None) -> Schedule | None:
+    if given is None:
+        return None
+    return Schedule(given.intervalSeconds, given.cron, given.timezone)
 
 
 def repository_changes(body: RepositoryIn) -> RepositoryChanges:

@@ -201,6 +201,23 @@ def update_repository(
     return render.native_repository(service.repositories.update(repository_id, changes))
 
 
+@router.post(
+    "/repositories/{repository_id}/pause", response_model=RepositoryOut, tags=["repositories"]
+)
+def pause_repository(repository_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
+    """Neither its schedule nor its watch starts a session until it is resumed; triggers
+    still do."""
+    return render.native_repository(service.repositories.set_paused(repository_id, True))
+
+
+@router.post(
+    "/repositories/{repository_id}/resume", response_model=RepositoryOut, tags=["repositories"]
+)
+def resume_repository(repository_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
+    """Its schedule and watch start sessions again; a fire missed meanwhile runs once now."""
+    return render.native_repository(service.repositories.set_paused(repository_id, False))
+
+
 @router.delete("/repositories/{repository_id}", status_code=204, tags=["repositories"])
 def delete_repository(repository_id: Id, _: Admin, service: Svc) -> Response:
     service.repositories.delete(repository_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from storsync.model import PhaseCounters, PhaseState, SessionState
+from storsync.model import PhaseCounters, PhaseState, Schedule, SessionState
 from storsync.service.auth import TokenPair
 from storsync.service.repositories import RepositoryView
 from storsync.state.records import (
@@ -102,7 +102,32 @@ def _settings(view: RepositoryView) -> dict[str, Any]:
         "maxDeletePercent": settings.max_delete_percent,
         "trashDays": settings.trash_days,
         "transfers": settings.transfers,
+        **_left_running(view),
     }
+
+
+def _left_running(view: RepositoryView) -> dict[str, Any]:
+    """How a repository synchronizes by itself, and how it is doing."""
+    stored = view.repository.settings
+    last = view.last_session
+    return {
+        "schedule": _schedule(stored.schedule),
+        "watch": stored.watch,
+        "watchDelaySeconds": stored.watch_delay_s,
+        "paused": stored.paused,
+        "status": view.status.value,
+        "nextRunAt": iso(view.next_run_ns),
+        "lastSuccessAt": iso(view.repository.last_success_ns),
+        "lastSessionId": None if last is None else last.id,
+    }
+
+
+def _schedule(schedule: Schedule | None) -> dict[str, Any] | None:
+    if schedule is None:
+        return None
+    if schedule.interval_s is not None:
+        return {"intervalSeconds": schedule.interval_s}
+    return {"cron": schedule.cron, "timezone": schedule.timezone}
 
 
 def native_repository(view: RepositoryView) -> dict[str, Any]:

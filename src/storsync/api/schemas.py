@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from storsync.model import EventType, LogKind, SessionState, Trigger
+from storsync.model import EventType, LogKind, RepositoryStatus, SessionState, Trigger
 
 Mode = Literal["two-way", "push-only", "pull-only"]
 Policy = Literal["keep-both", "newer", "local", "remote"]
@@ -20,6 +20,7 @@ Days = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 Transfers = Annotated[int, Strict(), Field(ge=1, le=256)]
 Pattern = Annotated[str, Strict(), Field(min_length=1, max_length=4096)]
 Excludes = Annotated[list[Pattern], Field(max_length=1000)]
+Delay = Annotated[float, Strict(), Field(ge=0.1, le=3600, allow_inf_nan=False)]
 
 
 def has_nul(value: Any) -> bool:
@@ -62,6 +63,15 @@ class Credentials(Closed):
     region: str | None = Field(default=None, max_length=128)
 
 
+class ScheduleIn(Closed):
+    """``{"intervalSeconds": N}`` (N >= 10), or ``{"cron": "*/15 * * * *", "timezone":
+    "Europe/Paris"}`` (timezone default UTC)."""
+
+    intervalSeconds: Annotated[int, Strict()] | None = None
+    cron: Annotated[str, Strict(), Field(min_length=1, max_length=200)] | None = None
+    timezone: Annotated[str, Strict(), Field(min_length=1, max_length=64)] = "UTC"
+
+
 class RepositoryIn(Text):
     """What every face that edits repositories takes alike: the sync settings and the
     remote's credentials (each face adds its names for the rest); all optional."""
@@ -73,6 +83,10 @@ class RepositoryIn(Text):
     maxDeletePercent: Percent | None = None
     trashDays: Days | None = None
     transfers: Transfers | None = None
+    schedule: ScheduleIn | None = None  # null: no schedule (unlike the others: not "not given")
+    watch: Flag | None = None
+    watchDelaySeconds: Delay | None = None
+    paused: Flag | None = None
     remoteCredentials: Credentials | None = None
 
 
@@ -107,6 +121,14 @@ class RepositoryOut(BaseModel):
     maxDeletePercent: float
     trashDays: float
     transfers: int
+    schedule: dict[str, Any] | None
+    watch: bool
+    watchDelaySeconds: float
+    paused: bool
+    status: RepositoryStatus
+    nextRunAt: str | None
+    lastSuccessAt: str | None
+    lastSessionId: str | None
     hasCredentials: bool
     isDefault: bool
     createdAt: str | None

@@ -10,6 +10,7 @@ from storsync.engine.reconcile import Delete, Plan
 from storsync.errors import ChangedError, Stopped, StorageError, StorsyncError
 from storsync.model import BaseEntry, LogKind, Phase, PhaseState, Side
 from storsync.runner.context import SessionContext
+from storsync.runner.observer import Planned
 from storsync.runner.progress import Stage
 from storsync.runner.transfers import transfer_all
 
@@ -21,6 +22,9 @@ def execute(ctx: SessionContext, plan: Plan) -> None:
         transfers = plan.transfers(side)
         counters.files_planned = len(transfers) + len(plan.deletes(side))
         counters.bytes_planned = sum(t.source.size for t in transfers)
+    progress = ctx.progress
+    push, pull = progress.push.frozen(), progress.pull.frozen()
+    ctx.observer.planned(Planned(push, pull, tuple(plan.conflicts)))
     _prelude(ctx, plan)
     ctx.commit([(r.path, BaseEntry.of(r.local, r.remote, r.hash)) for r in plan.record], [])
     ctx.commit([], plan.forget)

@@ -6,16 +6,34 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from storsync.clock import Clock
-from storsync.model import LogKind, Phase, PhaseState
+from storsync.model import LogKind, Phase, PhaseCounters, PhaseState
 from storsync.runner.progress import Snapshot
 
 PROGRESS_INTERVAL_S = 0.2
 
 
+@dataclass(frozen=True)
+class Planned:
+    """What a session's plan will do, told before it starts doing it: files and bytes
+    per direction (deletions are files without bytes) and the paths in conflict."""
+
+    push: PhaseCounters
+    pull: PhaseCounters
+    conflicts: tuple[str, ...]
+
+    @property
+    def moves_nothing(self) -> bool:
+        return not (self.push.files_planned or self.pull.files_planned or self.conflicts)
+
+
 class SessionObserver(Protocol):
+    def planned(self, plan: Planned) -> None:
+        """The plan is made (not on a dry run): what it will do."""
+
     def progress(self, snapshot: Snapshot) -> None:
         """The figures, at most every PROGRESS_INTERVAL_S and only when they moved; once
         more when the session ends."""
@@ -31,6 +49,9 @@ class SessionObserver(Protocol):
 
 
 class NoObserver:
+    def planned(self, plan: Planned) -> None:
+        pass
+
     def progress(self, snapshot: Snapshot) -> None:
         pass
 

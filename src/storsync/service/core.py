@@ -17,6 +17,7 @@ from storsync.service.events import EventBus
 from storsync.service.hub import EventHub
 from storsync.service.repositories import DEFAULT_NAME, Repositories, RepositorySpec
 from storsync.service.repository_checks import RepositoryChecks
+from storsync.service.scheduler import Scheduler
 from storsync.service.sessions import SessionManager, SessionOptions
 from storsync.service.vault import Vault
 from storsync.state.catalog import Catalog
@@ -45,6 +46,7 @@ class Service:
     accounts: Accounts
     repositories: Repositories
     sessions: SessionManager
+    scheduler: Scheduler
     clock: Clock
     generated_admin_password: str | None = None
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -72,6 +74,7 @@ class Service:
                 transfers=settings.transfers,
                 niceness=settings.worker_niceness,
                 retention_days=settings.retention_days,
+                quiet_retention_days=settings.quiet_retention_days,
                 allow_private_endpoints=settings.allow_private_endpoints,
                 trusted_endpoint=settings.s3_endpoint,
             ),
@@ -81,10 +84,19 @@ class Service:
             roots=settings.roots,
             allow_private_endpoints=settings.allow_private_endpoints,
         )
+        scheduler = Scheduler(catalog.repositories, catalog.fires, sessions.carry, clock)
         repositories = Repositories(
-            catalog, vault, clock, sessions, checks, default_transfers=settings.transfers
+            catalog,
+            vault,
+            clock,
+            sessions,
+            checks,
+            default_transfers=settings.transfers,
+            changed=scheduler.poke,
         )
-        service = cls(settings, catalog, vault, bus, accounts, repositories, sessions, clock)
+        service = cls(
+            settings, catalog, vault, bus, accounts, repositories, sessions, scheduler, clock
+        )
         service.generated_admin_password = accounts.ensure_admin(
             settings.admin_user, settings.admin_password
         )
@@ -135,6 +147,7 @@ class Service:
     def start(self) -> None:
         self.sessions.recover()
         self.accounts.prune()
+        self.scheduler.start()
         self._closing.clear()
         threading.Thread(target=self._housekeeping, daemon=True, name="housekeeping").start()
 
@@ -149,5 +162,6 @@ class Service:
 
     def close(self) -> None:
         self._closing.set()
+        self.scheduler.close()
         self.sessions.shutdown()
         self.catalog.close()

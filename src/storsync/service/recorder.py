@@ -9,18 +9,20 @@ from __future__ import annotations
 import dataclasses
 
 from storsync.clock import Clock
-from storsync.model import EventType, LogKind, Phase, PhaseState, SessionState
+from storsync.model import EventType, LogKind, Phase, PhaseState, SessionState, Trigger
 from storsync.service.events import EventBus
 from storsync.service.reports import (
     FinishedReport,
     ItemsReport,
     PhaseReport,
+    PlannedReport,
     ProgressReport,
     WorkerReport,
 )
 from storsync.state.catalog import Catalog
 from storsync.state.records import (
     ConflictFound,
+    Detail,
     ItemBatch,
     PhaseChanged,
     Progressed,
@@ -34,39 +36,76 @@ SHUTDOWN_MESSAGE = "stopped because the service shut down; it carries on at the 
 MAX_REPORTED_ITEMS = 10_000
 
 
+# Sessions that start by themselves report only their start and end unless they have
+# something to do: a schedule or a watch that found nothing to change stays quiet.
+QUIET_TRIGGERS = frozenset({Trigger.SCHEDULE, Trigger.WATCH})
+
+
 class Recorder:
     def __init__(self, catalog: Catalog, bus: EventBus, clock: Clock) -> None:
         self.catalog = catalog
         self.bus = bus
         self.clock = clock
+        self._quiet: set[str] = set()  # no phase or progress events (yet)
+        self._announced: set[str] = set()  # conflicts published when planned
+
+    def expect(self, session: Session) -> None:
+        """A session about to start: quiet until its plan moves something, if it started
+        by itself."""
+        if session.trigger in QUIET_TRIGGERS:
+            self._quiet.add(session.id)
 
     def record(self, session_id: str, report: WorkerReport, *, closing: bool) -> None:
         """``closing``: the service is shutting down (a stop it did not ask for of a user
         is then the shutdown's)."""
-        sessions = self.catalog.sessions
-        if isinstance(report, PhaseReport):
-            session = sessions.set_phase(session_id, report.phase, report.state)
+        if isinstance(report, PlannedReport):
+            self._planned(session_id, report)
+        elif isinstance(report, PhaseReport):
+            session = self.catalog.sessions.set_phase(session_id, report.phase, report.state)
             started = report.state is PhaseState.RUNNING
             kind = EventType.PHASE_STARTED if started else EventType.PHASE_FINISHED
-            self.bus.about(kind, session, PhaseChanged(report.phase, report.state))
+            self._loud(kind, session, PhaseChanged(report.phase, report.state))
         elif isinstance(report, ProgressReport):
+            sessions = self.catalog.sessions
             session = sessions.set_progress(session_id, report.percent, report.push, report.pull)
             detail = Progressed(report.stage.value, report.rate_bps, report.eta_s)
-            self.bus.about(EventType.SESSION_PROGRESS, session, detail)
+            self._loud(EventType.SESSION_PROGRESS, session, detail)
         elif isinstance(report, ItemsReport):
-            # One event per durable batch, delivered only to those who ask for it: the
-            # worker stored the batch's log items, the event says where they are, and the
-            # event hub reads them for whoever asked (storsync.service.hub).
-            found = sessions.cached(session_id) or sessions.get(session_id)
-            assert found is not None
-            self.bus.publish(
-                EventType.ITEMS_TRANSFERRED,
-                repository_id=found.repository_id,
-                session_id=session_id,
-                detail=ItemBatch(report.kind, report.count, report.first_id, report.last_id),
-            )
+            self._items(session_id, report)
         else:
             self._finish(session_id, report, closing=closing)
+
+    def _loud(self, kind: EventType, session: Session, detail: Detail) -> None:
+        if session.id not in self._quiet:
+            self.bus.about(kind, session, detail)
+
+    def _planned(self, session_id: str, report: PlannedReport) -> None:
+        """Conflicts are announced as soon as the plan finds them, not at the end."""
+        plan = report.plan
+        if plan.moves_nothing:
+            return
+        self._quiet.discard(session_id)
+        if plan.conflicts:
+            session = self.catalog.sessions.cached(session_id) or self.catalog.sessions.get(
+                session_id
+            )
+            assert session is not None
+            for path in plan.conflicts[:MAX_REPORTED_ITEMS]:
+                self.bus.about(EventType.SESSION_CONFLICT, session, ConflictFound(path))
+            self._announced.add(session_id)
+
+    def _items(self, session_id: str, report: ItemsReport) -> None:
+        # One event per durable batch, delivered only to those who ask for it: the worker
+        # stored the batch's log items, the event says where they are, and the event hub
+        # reads them for whoever asked (storsync.service.hub).
+        found = self.catalog.sessions.cached(session_id) or self.catalog.sessions.get(session_id)
+        assert found is not None
+        self.bus.publish(
+            EventType.ITEMS_TRANSFERRED,
+            repository_id=found.repository_id,
+            session_id=session_id,
+            detail=ItemBatch(report.kind, report.count, report.first_id, report.last_id),
+        )
 
     def _finish(self, session_id: str, report: FinishedReport, *, closing: bool) -> None:
         session = self.catalog.sessions.get(session_id)
@@ -88,17 +127,26 @@ class Recorder:
         if totals.state is SessionState.STOPPED and closing and not session.stop_requested:
             error = SHUTDOWN_MESSAGE
         ended = self.end(session, dataclasses.replace(totals, error=error))
-        for path in report.conflicts[:limit]:
-            self.bus.about(EventType.SESSION_CONFLICT, ended, ConflictFound(path))
+        if session_id not in self._announced:
+            for path in report.conflicts[:limit]:
+                self.bus.about(EventType.SESSION_CONFLICT, ended, ConflictFound(path))
+        self._quiet.discard(session_id)
+        self._announced.discard(session_id)
         self.announce_end(ended)
 
     def end(self, session: Session, totals: SessionTotals) -> Session:
-        """End a session in ``totals.state``; its phases still running end with it."""
-        ending = PhaseState.FAILED if totals.state is SessionState.FAILED else PhaseState.STOPPED
+        """End a session in ``totals.state``; its phases still running end with it; its
+        repository counts a failure, or is reset by a finish (a stop is neither)."""
+        now = self.clock.now_ns()
+        failed = totals.state is SessionState.FAILED
+        ending = PhaseState.FAILED if failed else PhaseState.STOPPED
         phases = {p: ending for p in Phase if session.phase_state(p) is PhaseState.RUNNING}
-        return self.catalog.sessions.end(
-            session.id, totals, now_ns=self.clock.now_ns(), phases=phases
-        )
+        ended = self.catalog.sessions.end(session.id, totals, now_ns=now, phases=phases)
+        if failed or totals.state in (SessionState.COMPLETED, SessionState.PARTIAL):
+            self.catalog.repositories.record_outcome(
+                session.repository_id, failed=failed, now_ns=now
+            )
+        return ended
 
     def announce_end(self, session: Session) -> None:
         self.bus.about(EventType.ending(session.state), session)

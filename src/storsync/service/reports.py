@@ -1,9 +1,9 @@
 """What passes between the service and a session's worker process, one JSON line each.
 
 In (the worker's standard input): ``WorkerSetup``, then the job (``SyncJob.to_json``),
-then ``stop`` lines. Out: ``PhaseReport``, ``ProgressReport`` (at most 5 a second),
-``ItemsReport`` (per durable batch, whose log items the worker stored itself), then
-exactly one ``FinishedReport``.
+then ``stop`` lines. Out: ``PlannedReport`` (once the plan is made), ``PhaseReport``,
+``ProgressReport`` (at most 5 a second), ``ItemsReport`` (per durable batch, whose log
+items the worker stored itself), then exactly one ``FinishedReport``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storsync.model import LogKind, Phase, PhaseCounters, PhaseState, SessionState
+from storsync.runner.observer import Planned
 from storsync.runner.progress import Snapshot, Stage
 from storsync.runner.report import Report
 from storsync.state.records import SessionTotals
@@ -35,6 +36,11 @@ class WorkerSetup:
     def from_json(cls, line: str) -> WorkerSetup:
         raw = json.loads(line)
         return cls(int(raw["niceness"]), raw["vault_key"])
+
+
+@dataclass(frozen=True)
+class PlannedReport:
+    plan: Planned
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class FinishedReport:
         return cls(SessionTotals(state=state, error=error))
 
 
-WorkerReport = PhaseReport | ProgressReport | ItemsReport | FinishedReport
+WorkerReport = PlannedReport | PhaseReport | ProgressReport | ItemsReport | FinishedReport
 
 
 def _counters(c: PhaseCounters) -> list[int]:
@@ -104,7 +110,15 @@ def _counters(c: PhaseCounters) -> list[int]:
 
 def encode(report: WorkerReport) -> str:
     body: dict[str, Any]
-    if isinstance(report, PhaseReport):
+    if isinstance(report, PlannedReport):
+        plan = report.plan
+        body = {
+            "type": "planned",
+            "push": _counters(plan.push),
+            "pull": _counters(plan.pull),
+            "conflicts": plan.conflicts,
+        }
+    elif isinstance(report, PhaseReport):
         body = {"type": "phase", "phase": report.phase, "state": report.state}
     elif isinstance(report, ProgressReport):
         body = {
@@ -140,6 +154,9 @@ def decode(line: str) -> WorkerReport:
     """One line a worker wrote; ValueError (or KeyError) when it is not a report."""
     raw = json.loads(line)
     kind = raw["type"]
+    if kind == "planned":
+        push, pull = PhaseCounters(*raw["push"]), PhaseCounters(*raw["pull"])
+        return PlannedReport(Planned(push, pull, tuple(raw["conflicts"])))
     if kind == "phase":
         return PhaseReport(Phase(raw["phase"]), PhaseState(raw["state"]))
     if kind == "progress":

@@ -4,13 +4,14 @@ client may point the server at (API.md section 5, storsync.service.repository_ch
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from storsync.clock import Clock
 from storsync.errors import UnknownObject, UsageError
-from storsync.model import SessionState, SyncSettings
+from storsync.model import RepositoryStatus, SessionState, SyncSettings
+from storsync.service import scheduling
 from storsync.service.repository_checks import RepositoryChecks
 from storsync.service.sessions import SessionManager
 from storsync.service.vault import Vault
@@ -54,14 +55,16 @@ class RepositoryChanges:
 
 @dataclass(frozen=True)
 class RepositoryView:
-    """A repository as the faces show it: where it is, its effective settings, and its
-    newest session."""
+    """A repository as the faces show it: where it is, its effective settings, its newest
+    session, how it is doing and when it next synchronizes by itself."""
 
     repository: Repository
     local_path: str
     remote: str
     settings: SyncSettings
     last_session: Session | None
+    status: RepositoryStatus
+    next_run_ns: int | None
 
     @property
     def out_of_sync(self) -> bool:
@@ -84,6 +87,7 @@ class Repositories:
         checks: RepositoryChecks,
         *,
         default_transfers: int,
+        changed: Callable[[], None],
     ) -> None:
         self.store = catalog.repositories
         self.catalog = catalog
@@ -92,6 +96,8 @@ class Repositories:
         self.sessions = sessions
         self.checks = checks
         self.default_transfers = default_transfers
+        # Told after any change: the scheduler looks at the schedules again.
+        self.changed = changed
 
     # -- reads ------------------------------------------------------------------------
 
@@ -127,13 +133,27 @@ class Repositories:
             kind_of(repository.remote_url).shown(repository.remote_url),
             repository.settings.sync_settings(self.default_transfers),
             last,
+            _status(repository, last),
+            self._next_run(repository),
         )
+
+    def _next_run(self, repository: Repository) -> int | None:
+        schedule = repository.settings.schedule
+        if schedule is None or repository.settings.paused:
+            return None
+        now = self.clock.now_ns()
+        due = scheduling.next_after(schedule, now)
+        waits = scheduling.backoff_until(repository.failures, repository.last_failure_ns)
+        return due if waits is None or waits <= now else max(due, waits)
 
     # -- changes ----------------------------------------------------------------------
 
     def create(self, spec: RepositorySpec, *, trusted: bool = False) -> RepositoryView:
         values = self._values(spec, trusted=trusted, exclude_id=None)
-        return self.view(self.store.create(values, now_ns=self.clock.now_ns()))
+        now = self.clock.now_ns()
+        created = self.store.create(replace(values, schedule_set_ns=now), now_ns=now)
+        self.changed()
+        return self.view(created)
 
     def update(self, repository_id: str, changes: RepositoryChanges) -> RepositoryView:
         current = self.find(repository_id)
@@ -150,16 +170,35 @@ class Repositories:
         values = self._values(spec, trusted=False, exclude_id=repository_id, check_endpoint=given)
         if not given:
             values = replace(values, keep_credentials=True)  # the stored ones stay
-        with self.sessions.idle(repository_id, "changed"):
-            updated = self.store.update(repository_id, values, now_ns=self.clock.now_ns())
+        now = self.clock.now_ns()
+        if settings.schedule != current.settings.schedule:
+            values = replace(values, schedule_set_ns=now)
+        # Where it points may only change between sessions; its settings, name and
+        # schedule at any time (a running session keeps the job it was given).
+        moved = given or (values.local_url, values.remote_url) != (
+            current.local_url,
+            current.remote_url,
+        )
+        idle = self.sessions.idle(repository_id, "changed") if moved else contextlib.nullcontext()
+        with idle:
+            updated = self.store.update(repository_id, values, now_ns=now)
         if updated is None:
             raise UnknownObject(f"no repository with id {repository_id!r}")
+        self.changed()
         return self.view(updated)
+
+    def set_paused(self, repository_id: str, paused: bool) -> RepositoryView:
+        """Pause (neither schedule nor watch fires; triggers still work) or resume."""
+        self.find(repository_id)
+        self.store.set_paused(repository_id, paused)
+        self.changed()
+        return self.get(repository_id)
 
     def delete(self, repository_id: str) -> None:
         self.find(repository_id)
         with self.sessions.idle(repository_id, "deleted"):
             self.store.delete(repository_id)
+        self.changed()
 
     def ensure_default(self, spec: RepositorySpec) -> Repository:
         """The server's default repository (``--local``/``--remote``), created or updated.
@@ -226,6 +265,16 @@ class Repositories:
             settings=spec.settings,
             credentials=sealed,
         )
+
+
+def _status(repository: Repository, last: Session | None) -> RepositoryStatus:
+    if repository.settings.paused:
+        return RepositoryStatus.PAUSED
+    if last is not None and last.state.active:
+        return RepositoryStatus.RUNNING
+    if repository.failures >= scheduling.BACKOFF_AFTER:
+        return RepositoryStatus.FAILING
+    return RepositoryStatus.IDLE
 
 
 def _given(value: T | None, current: T) -> T:

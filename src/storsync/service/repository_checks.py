@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from storsync.engine.filters import PathFilter
 from storsync.errors import Conflict, Forbidden, InvalidRequest, UsageError
+from storsync.service import scheduling
 from storsync.state.records import RepositorySettings
 from storsync.state.repository_store import RepositoryStore
 from storsync.storage import endpoints
@@ -112,6 +113,10 @@ def _check_settings(settings: RepositorySettings) -> None:
     transfers = settings.transfers
     if transfers is not None and not 1 <= transfers <= MAX_TRANSFERS:
         raise InvalidRequest(f"transfers must be an integer from 1 to {MAX_TRANSFERS}")
+    if not 0.1 <= settings.watch_delay_s <= 3600:
+        raise InvalidRequest("watchDelaySeconds must be a number from 0.1 to 3600")
+    if settings.schedule is not None:
+        scheduling.check(settings.schedule)
     for pattern in settings.excludes:
         if not pattern.strip() or "\0" in pattern:
             raise InvalidRequest(f"exclude pattern {pattern!r} is empty or invalid")

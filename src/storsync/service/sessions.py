@@ -50,6 +50,8 @@ class SessionOptions:
     transfers: int = 8
     niceness: int = 10
     retention_days: float = 30.0
+    # A session a schedule or a watch started that changed nothing is kept this long.
+    quiet_retention_days: float = 1.0
     allow_private_endpoints: bool = False
     # The S3 endpoint whoever started the server gave (the default repository's): trusted
     # at sync time as it was when the repository was made.
@@ -138,8 +140,11 @@ class SessionManager:
             run.wait(None)
 
     def prune(self) -> int:
-        cutoff = self.clock.now_ns() - int(self.options.retention_days * DAY_NS)
-        pruned = self.store.prune(ended_before_ns=cutoff)
+        now = self.clock.now_ns()
+        pruned = self.store.prune(
+            ended_before_ns=now - int(self.options.retention_days * DAY_NS),
+            quiet_ended_before_ns=now - int(self.options.quiet_retention_days * DAY_NS),
+        )
         self.bus.forget(pruned)
         return len(pruned)
 
@@ -157,6 +162,14 @@ class SessionManager:
             if repository_id not in self._runs and not self._closing:
                 self._start(session)
         return self.get(session.id)
+
+    def carry(self, repository_id: str, trigger: Trigger) -> str | None:
+        """The session that carries a fire of the scheduler or the watcher (None: the
+        repository is gone)."""
+        try:
+            return self.trigger(repository_id, trigger=trigger).id
+        except UnknownObject:
+            return None
 
     def stop(self, session_id: str) -> Session:
         with self._lock:
@@ -219,6 +232,7 @@ class SessionManager:
             self._not_started(session, f"the session's worker process could not be started: {exc}")
             return
         started = self.store.start(session.id, now_ns=self.clock.now_ns())
+        self.recorder.expect(started)
         self.bus.about(EventType.SESSION_STARTED, started)
         self._runs[repository.id] = run
         run.follow(

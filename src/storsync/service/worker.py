@@ -20,6 +20,7 @@ from typing import IO
 from storsync.errors import StorsyncError
 from storsync.model import LogKind, Phase, PhaseState, StopSignal
 from storsync.runner.job import SyncJob
+from storsync.runner.observer import Planned
 from storsync.runner.progress import Snapshot
 from storsync.runner.run import run_job
 from storsync.service.reports import (
@@ -27,6 +28,7 @@ from storsync.service.reports import (
     FinishedReport,
     ItemsReport,
     PhaseReport,
+    PlannedReport,
     ProgressReport,
     WorkerReport,
     WorkerSetup,
@@ -52,6 +54,9 @@ class _Reporter:
 
     def __init__(self, out: _Out) -> None:
         self.out = out
+
+    def planned(self, plan: Planned) -> None:
+        self.out.send(PlannedReport(plan))
 
     def progress(self, snapshot: Snapshot) -> None:
         self.out.send(ProgressReport.of(snapshot))

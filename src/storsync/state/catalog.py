@@ -8,6 +8,7 @@ from storsync.clock import Clock
 from storsync.state.account_store import AccountStore
 from storsync.state.database import Database
 from storsync.state.event_store import EventStore
+from storsync.state.fire_store import FireStore
 from storsync.state.log_store import LogItemStore
 from storsync.state.repository_store import RepositoryStore
 from storsync.state.session_store import SessionStore
@@ -22,6 +23,7 @@ class Catalog:
         self.log_items = LogItemStore(engine)
         self.accounts = AccountStore(engine, clock)
         self.events = EventStore(engine)
+        self.fires = FireStore(engine)
 
     def close(self) -> None:
         self.database.close()

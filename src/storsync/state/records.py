@@ -16,6 +16,7 @@ from storsync.model import (
     Phase,
     PhaseCounters,
     PhaseState,
+    Schedule,
     SessionState,
     SyncSettings,
     Trigger,
@@ -49,6 +50,11 @@ class RepositorySettings:
     max_delete_percent: float = 50.0
     trash_days: float = 30.0
     transfers: int | None = None
+    # Left running (API.md section 7): when it synchronizes by itself.
+    schedule: Schedule | None = None
+    watch: bool = False
+    watch_delay_s: float = 2.0
+    paused: bool = False
 
     def sync_settings(self, default_transfers: int) -> SyncSettings:
         return SyncSettings(
@@ -83,6 +89,12 @@ class Repository(RepositoryFields):
     is_default: bool
     created_ns: int
     updated_ns: int | None
+    # What its sessions did lately, kept with it so that its status costs no query: when
+    # its schedule was set, its failures in a row, and when it last succeeded and failed.
+    schedule_set_ns: int | None = None
+    failures: int = 0
+    last_success_ns: int | None = None
+    last_failure_ns: int | None = None
 
     @property
     def local_root(self) -> Path:

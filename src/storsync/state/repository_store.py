@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Mapping
@@ -11,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from storsync.model import ConflictPolicy, Mode
+from storsync.model import ConflictPolicy, Mode, Schedule
 from storsync.state import schema
 from storsync.state.records import Repository, RepositoryFields, RepositorySettings
 
@@ -32,6 +33,7 @@ class RepositoryValues(RepositoryFields):
 
     credentials: str | None
     keep_credentials: bool = False
+    schedule_set_ns: int | None = None
 
 
 def _repository(row: sa.Row[Any]) -> Repository:
@@ -50,12 +52,33 @@ def _repository(row: sa.Row[Any]) -> Repository:
             max_delete_percent=float(row.max_delete_percent),
             trash_days=float(row.trash_days),
             transfers=row.transfers,
+            schedule=_schedule(row.schedule),
+            watch=bool(row.watch),
+            watch_delay_s=float(row.watch_delay_s),
+            paused=bool(row.paused),
         ),
         has_credentials=row.credentials is not None,
         is_default=bool(row.is_default),
         created_ns=row.created_ns,
         updated_ns=row.updated_ns,
+        schedule_set_ns=row.schedule_set_ns,
+        failures=row.failures,
+        last_success_ns=row.last_success_ns,
+        last_failure_ns=row.last_failure_ns,
     )
+
+
+def _schedule(raw: str | None) -> Schedule | None:
+    if raw is None:
+        return None
+    fields = json.loads(raw)
+    return Schedule(fields.get("interval_s"), fields.get("cron"), fields.get("timezone", "UTC"))
+
+
+def _schedule_json(schedule: Schedule | None) -> str | None:
+    if schedule is None:
+        return None
+    return json.dumps(dataclasses.asdict(schedule), sort_keys=True)
 
 
 def _columns(values: RepositoryValues) -> dict[str, Any]:
@@ -73,7 +96,13 @@ def _columns(values: RepositoryValues) -> dict[str, Any]:
         "max_delete_percent": s.max_delete_percent,
         "trash_days": s.trash_days,
         "transfers": s.transfers,
+        "schedule": _schedule_json(s.schedule),
+        "watch": s.watch,
+        "watch_delay_s": s.watch_delay_s,
+        "paused": s.paused,
     }
+    if values.schedule_set_ns is not None:
+        columns["schedule_set_ns"] = values.schedule_set_ns
     if not values.keep_credentials:
         columns["credentials"] = values.credentials
     return columns
@@ -150,17 +179,34 @@ class RepositoryStore:
             )
         return self.get(repository_id)
 
+    def set_paused(self, repository_id: str, paused: bool) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_R.update().where(_R.c.id == repository_id).values(paused=paused))
+
+    def record_outcome(self, repository_id: str, *, failed: bool, now_ns: int) -> None:
+        """A session of the repository ended: a failure adds to its failures in a row, any
+        other end but a stop or a halt resets them (the caller leaves those out)."""
+        update = _R.update().where(_R.c.id == repository_id)
+        if failed:
+            update = update.values(failures=_R.c.failures + 1, last_failure_ns=now_ns)
+        else:
+            update = update.values(failures=0, last_success_ns=now_ns)
+        with self.engine.begin() as conn:
+            conn.execute(update)
+
     def set_default(self, repository_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(_R.update().where(_R.c.id != repository_id).values(is_default=False))
             conn.execute(_R.update().where(_R.c.id == repository_id).values(is_default=True))
 
     def delete(self, repository_id: str) -> None:
-        """The repository, its base and its history."""
+        """The repository, its base, its history and its schedule's fires."""
         with self.engine.begin() as conn:
             sessions = sa.select(_S.c.id).where(_S.c.repository_id == repository_id)
             conn.execute(_L.delete().where(_L.c.session_id.in_(sessions)))
             conn.execute(_S.delete().where(_S.c.repository_id == repository_id))
             conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
+            fires = schema.schedule_fires
+            conn.execute(fires.delete().where(fires.c.repository_id == repository_id))
             conn.execute(_R.delete().where(_R.c.id == repository_id))
         self._sessions_deleted()

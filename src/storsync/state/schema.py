@@ -42,6 +42,28 @@ repositories = Table(
     Column("max_delete_percent", Float, nullable=False, server_default="50"),
     Column("trash_days", Float, nullable=False, server_default="30"),
     Column("transfers", Integer),
+    # Added by 0007_schedules: when it synchronizes by itself (schedule as JSON), and what
+    # its sessions did lately (its status without a query).
+    Column("schedule", Text),
+    Column("schedule_set_ns", BigInteger),
+    Column("watch", Boolean, nullable=False, server_default="0"),
+    Column("watch_delay_s", Float, nullable=False, server_default="2"),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("last_success_ns", BigInteger),
+    Column("last_failure_ns", BigInteger),
+)
+
+# One row per fire of a repository's schedule (0007_schedules): the primary key records a
+# fire once whoever tries again (a restart, a second scheduler), and ``session_id`` is the
+# session that carries it (NULL until one does: started again at the next start).
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("repository_id", String(36), primary_key=True),
+    Column("fire_ns", BigInteger, primary_key=True),
+    Column("recorded_ns", BigInteger, nullable=False),
+    Column("session_id", String(36)),
 )
 
 # Keyed by the path's SHA-256 (storsync.state.keys.path_key; 0003_base_path_key): a path

@@ -66,6 +66,7 @@ _PHASE_STATES: dict[str | None, PhaseState | None] = {p.value: p for p in PhaseS
 _PHASE_STATES[None] = None
 _TRIGGERS = {t.value: t for t in Trigger}
 _PHASE_COLUMNS = {Phase.PUSH: "push_state", Phase.PULL: "pull_state"}
+_NOTHING_DONE = ("pushed", "pulled", "deleted_local", "deleted_remote", "conflicts", "errors")
 
 
 def _session(row: Sequence[Any]) -> Session:
@@ -270,10 +271,17 @@ class SessionStore:
         """Sessions were deleted behind this store (with their repository)."""
         self._recent.forget()
 
-    def prune(self, *, ended_before_ns: int) -> list[str]:
+    def prune(self, *, ended_before_ns: int, quiet_ended_before_ns: int) -> list[str]:
         """Forget finished sessions, their log items and events older than the cutoff,
-        in one transaction; the ids of the sessions forgotten."""
-        old = sa.select(_S.c.id).where(_S.c.ended_ns < ended_before_ns)
+        and sooner those that started by themselves and changed nothing (a schedule or a
+        watch with nothing to do), in one transaction; the ids of the sessions forgotten."""
+        quiet = sa.and_(
+            _S.c.ended_ns < quiet_ended_before_ns,
+            _S.c.trigger.in_([t.value for t in (Trigger.SCHEDULE, Trigger.WATCH)]),
+            _S.c.state == SessionState.COMPLETED.value,
+            *(_S.c[name] == 0 for name in _NOTHING_DONE),
+        )
+        old = sa.select(_S.c.id).where(sa.or_(_S.c.ended_ns < ended_before_ns, quiet))
         with self.engine.begin() as conn:
             pruned = [str(i) for i in conn.execute(old).scalars()]
             conn.execute(_L.delete().where(_L.c.session_id.in_(old)))
@@ -281,6 +289,6 @@ class SessionStore:
             # so ids are never given twice (a client resuming from an old id would wait).
             newest = sa.select(sa.func.max(_E.c.id)).scalar_subquery()
             conn.execute(_E.delete().where(_E.c.session_id.in_(old), _E.c.id < newest))
-            conn.execute(_S.delete().where(_S.c.ended_ns < ended_before_ns))
+            conn.execute(_S.delete().where(_S.c.id.in_(old)))
         self._recent.forget()
         return pruned
