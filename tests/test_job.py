@@ -111,7 +111,7 @@ def test_the_service_job_carries_settings_and_only_sealed_credentials(tmp_path: 
         )
         repository = service.repositories.create(spec).repository
         session = service.catalog.sessions.create(repository.id, trigger=Trigger.API, now_ns=1)
-        job = service.sessions._job(repository, session.id)
+        job = service.sessions._job(repository, session)
         text = job.to_json()
         assert secret not in text and key_id not in text
         assert job.settings == SyncSettings(

@@ -31,6 +31,11 @@ class SafetyError(StorsyncError):
     """A guard stopped the session before it deleted or overwrote anything."""
 
 
+class DeletionGuard(SafetyError):
+    """The plan would delete more than the limit, or everything of a side that went empty:
+    a session that may wait for approval halts instead of failing (API.md section 7)."""
+
+
 class Stopped(StorsyncError):
     """A stop was asked for; raised at the next safe point (StopSignal.check)."""
 

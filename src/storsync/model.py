@@ -54,6 +54,7 @@ class SessionState(StrEnum):
     PARTIAL = "partial"  # finished, some files could not be synchronized
     FAILED = "failed"
     STOPPED = "stopped"
+    HALTED = "halted"  # the plan tripped a deletion guard: nothing changed; it waits for approval
 
     @property
     def active(self) -> bool:
@@ -98,6 +99,20 @@ class LogKind(StrEnum):
         return cls.DELETED_LOCAL if side is Side.LOCAL else cls.DELETED_REMOTE
 
 
+class PlanAction(StrEnum):
+    """One kind of step of a session's plan, as a halted plan lists them."""
+
+    PUSH = "push"
+    PULL = "pull"
+    DELETE_LOCAL = "delete-local"
+    DELETE_REMOTE = "delete-remote"
+    CONFLICT = "conflict"
+
+    @classmethod
+    def deleting(cls, side: Side) -> PlanAction:
+        return cls.DELETE_LOCAL if side is Side.LOCAL else cls.DELETE_REMOTE
+
+
 class Trigger(StrEnum):
     """Who started a session (API.md section 7): a client by face, the service resuming
     one, and the starters of a service left running (schedules, watching, approvals of a
@@ -121,6 +136,7 @@ class EventType(StrEnum):
     SESSION_FINISHED = "session.finished"
     SESSION_FAILED = "session.failed"
     SESSION_STOPPED = "session.stopped"
+    SESSION_HALTED = "session.halted"
     PHASE_STARTED = "phase.started"
     PHASE_FINISHED = "phase.finished"
     ITEMS_TRANSFERRED = "items.transferred"
@@ -132,6 +148,8 @@ class EventType(StrEnum):
             return cls.SESSION_FAILED
         if state is SessionState.STOPPED:
             return cls.SESSION_STOPPED
+        if state is SessionState.HALTED:
+            return cls.SESSION_HALTED
         return cls.SESSION_FINISHED
 
 
@@ -230,6 +248,27 @@ class Entry:
     inode: int | None = None
     etag: str | None = None
     hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """One step of a plan; ``entry`` is the version it acts on (a deletion's is the
+    version an approval may delete, and no other)."""
+
+    action: PlanAction
+    path: str
+    entry: Entry | None
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """Why a session halted instead of deleting: the guard's reason, how many deletions
+    each side would have had, and some of them (the whole plan is stored apart)."""
+
+    reason: str
+    delete_local: int
+    delete_remote: int
+    sample: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

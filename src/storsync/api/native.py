@@ -24,6 +24,7 @@ from storsync.api.schemas import (
     Health,
     Login,
     LogItemPage,
+    PlanPage,
     Refresh,
     RepositoryCreate,
     RepositoryOut,
@@ -294,6 +295,39 @@ def session_items(
     if len(items) == limit:
         following = str(request.url.include_query_params(after=items[-1].id))
     return {"items": [render.native_item(i) for i in items], "next": following}
+
+
+@router.get("/sessions/{session_id}/plan", response_model=PlanPage, tags=["halts"])
+def session_plan(
+    request: Request,
+    session_id: Id,
+    _: Viewer,
+    service: Svc,
+    after: Cursor = 0,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """A halted session's whole plan, step by step (empty for a session that did not halt)."""
+    steps = service.halts.plan(session_id, after_id=after, limit=limit)
+    following = None
+    if len(steps) == limit:
+        following = str(request.url.include_query_params(after=steps[-1].id))
+    return {"items": [render.native_plan_step(s) for s in steps], "next": following}
+
+
+@router.post(
+    "/sessions/{session_id}/approve", response_model=SessionOut, status_code=202, tags=["halts"]
+)
+def approve_halt(session_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
+    """Carry out exactly the deletions the halted plan listed (each only while the file is
+    still the version listed), in the waiting session or a new one: that session. 409 when
+    the session is not a waiting halt, or a later session of the repository completed."""
+    return render.native_session(service.halts.approve(session_id))
+
+
+@router.post("/sessions/{session_id}/reject", response_model=SessionOut, tags=["halts"])
+def reject_halt(session_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
+    """Refuse the halted plan and pause the repository: the halted session."""
+    return render.native_session(service.halts.reject(session_id))
 
 
 @router.get("/sessions/{session_id}/conflicts", response_model=LogItemPage, tags=["sessions"])

@@ -39,31 +39,38 @@ REASON_CHARS = 120
 
 NOTIFICATIONS = "/notifications"
 SYNCHRONIZERS = "/storage/synchronizers"
-# Our events as the PLM face's: (event name, include progress figures).
+# Our events as the PLM face's: (event names, include progress figures). A halt ends the
+# synchronizer (``sync.completed``, in state ``error``), then says it halted.
 _PLM_EVENTS = {
-    EventType.SESSION_STARTED: ("sync.started", False),
-    EventType.SESSION_PROGRESS: ("sync.progress", True),
-    EventType.SESSION_CONFLICT: ("sync.conflict", False),
-    EventType.SESSION_FINISHED: ("sync.completed", False),
-    EventType.SESSION_FAILED: ("sync.completed", False),
-    EventType.SESSION_STOPPED: ("sync.completed", False),
+    EventType.SESSION_STARTED: (("sync.started",), False),
+    EventType.SESSION_PROGRESS: (("sync.progress",), True),
+    EventType.SESSION_CONFLICT: (("sync.conflict",), False),
+    EventType.SESSION_FINISHED: (("sync.completed",), False),
+    EventType.SESSION_FAILED: (("sync.completed",), False),
+    EventType.SESSION_STOPPED: (("sync.completed",), False),
+    EventType.SESSION_HALTED: (("sync.completed", "sync.halted"), False),
 }
 _PLM_TYPES = frozenset(_PLM_EVENTS)
 
 
-def plm_message(event: Event) -> dict[str, Any] | None:
-    """The notification for an event, or None when the PLM face has none for it."""
+def plm_messages(event: Event) -> list[dict[str, Any]]:
+    """The notifications for an event (none when the PLM face has none for it)."""
     found = _PLM_EVENTS.get(event.type)
     snapshot = event.session
     if found is None or snapshot is None:
-        return None
-    name, progress = found
-    if name == "sync.completed" and not snapshot.started:
-        return None  # dropped while waiting: it never started, so it never completes
-    data = render.plm_from_snapshot(snapshot, progress=progress)
-    if isinstance(event.detail, ConflictFound):
-        data["path"] = event.detail.path
-    return {"resource": SYNCHRONIZERS, "event": name, "data": data}
+        return []
+    names, progress = found
+    if names[0] == "sync.completed" and not snapshot.started:
+        return []  # dropped while waiting: it never started, so it never completes
+    messages = []
+    for name in names:
+        data = render.plm_from_snapshot(snapshot, progress=progress)
+        if isinstance(event.detail, ConflictFound):
+            data["path"] = event.detail.path
+        if name == "sync.halted":
+            data["reason"] = snapshot.error
+        messages.append({"resource": SYNCHRONIZERS, "event": name, "data": data})
+    return messages
 
 
 def _error(kind: Answer, message: str) -> dict[str, Any]:
@@ -142,8 +149,7 @@ async def _notifications(websocket: WebSocket) -> None:
         wanted = EventFilter(types=_PLM_TYPES)
         async for batch in hub.follow(after_id, wanted):
             for event in batch.events:
-                message = plm_message(event)
-                if message is not None:
+                for message in plm_messages(event):
                     await send(message)
 
     try:

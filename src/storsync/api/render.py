@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from storsync.model import PhaseCounters, PhaseState, Schedule, SessionState
+from storsync.model import Halt, PhaseCounters, PhaseState, Schedule, SessionState
 from storsync.service.auth import TokenPair
 from storsync.service.repositories import RepositoryView
+from storsync.state.plan_store import PlanStep
 from storsync.state.records import (
     ConflictFound,
     Detail,
@@ -88,7 +89,25 @@ def native_session(s: Session) -> dict[str, Any]:
         "deletedRemote": s.deleted_remote,
         "conflicts": s.conflicts,
         "errors": s.errors,
+        "halt": _halt(s.halt),
+        "haltOutcome": None if s.halt_outcome is None else s.halt_outcome.value,
+        "approves": s.approves,
     }
+
+
+def _halt(halt: Halt | None) -> dict[str, Any] | None:
+    if halt is None:
+        return None
+    return {
+        "reason": halt.reason,
+        "deleteLocal": halt.delete_local,
+        "deleteRemote": halt.delete_remote,
+        "sample": list(halt.sample),
+    }
+
+
+def native_plan_step(step: PlanStep) -> dict[str, Any]:
+    return {"id": step.id, "action": step.action.value, "path": step.path, "size": step.size}
 
 
 def _settings(view: RepositoryView) -> dict[str, Any]:
@@ -242,6 +261,7 @@ _PLM_SESSION = {
     SessionState.PARTIAL: "error",
     SessionState.FAILED: "error",
     SessionState.STOPPED: "error",
+    SessionState.HALTED: "error",
 }
 _PLM_PHASE = {
     PhaseState.RUNNING: "triggered",
@@ -297,12 +317,14 @@ _VEEAM_STATE = {
     SessionState.PARTIAL: "None",
     SessionState.FAILED: "Failed",
     SessionState.STOPPED: "None",
+    SessionState.HALTED: "Failed",
 }
 _VEEAM_RESULT = {
     SessionState.COMPLETED: "Success",
     SessionState.PARTIAL: "Warning",
     SessionState.FAILED: "Failed",
     SessionState.STOPPED: "Stopped",
+    SessionState.HALTED: "Failed",
 }
 
 
@@ -315,6 +337,11 @@ def veeam_session(s: Session) -> dict[str, Any]:
     }
     if s.state is SessionState.FAILED:
         out["error"] = s.error or "the synchronization failed"
+    if s.state is SessionState.HALTED:
+        out["error"] = (
+            f"{s.error}; nothing was changed: approve the listed deletions with POST "
+            f"/api/v1/sessions/{s.id}/approve, or reject them with .../reject"
+        )
     if s.state in _VEEAM_RESULT:
         out["result"] = _VEEAM_RESULT[s.state]
     if s.state is SessionState.PARTIAL and s.error:

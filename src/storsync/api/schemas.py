@@ -8,7 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from storsync.model import EventType, LogKind, RepositoryStatus, SessionState, Trigger
+from storsync.model import (
+    EventType,
+    LogKind,
+    PlanAction,
+    RepositoryStatus,
+    SessionState,
+    Trigger,
+)
 
 Mode = Literal["two-way", "push-only", "pull-only"]
 Policy = Literal["keep-both", "newer", "local", "remote"]
@@ -135,6 +142,25 @@ class RepositoryOut(BaseModel):
     updatedAt: str | None
 
 
+class HaltOut(BaseModel):
+    reason: str
+    deleteLocal: int
+    deleteRemote: int
+    sample: list[str]
+
+
+class PlanStepOut(BaseModel):
+    id: int
+    action: PlanAction
+    path: str
+    size: int | None
+
+
+class PlanPage(BaseModel):
+    items: list[PlanStepOut]
+    next: str | None
+
+
 class PhaseOut(BaseModel):
     id: str
     state: str | None
@@ -163,6 +189,9 @@ class SessionOut(BaseModel):
     deletedRemote: int
     conflicts: int
     errors: int
+    halt: HaltOut | None
+    haltOutcome: Literal["approved", "rejected"] | None
+    approves: str | None
 
 
 class SessionPage(BaseModel):

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from storsync.engine.compare import Change, classify, same_bytes, untouched
-from storsync.errors import SafetyError
+from storsync.errors import DeletionGuard
 from storsync.model import BaseEntry, Capabilities, ConflictPolicy, Entry, Mode, Side
 from storsync.paths import conflict_name
 
@@ -328,7 +328,7 @@ def check_safety(
 ) -> None:
     """Refuse a plan that looks like a vanished side rather than a wish to delete.
 
-    Raises SafetyError before anything is deleted; ``--force`` skips this check.
+    Raises DeletionGuard before anything is deleted; ``--force`` skips this check.
     """
     for side, count, deletes in (
         (Side.LOCAL, local_count, len(plan.delete_local)),
@@ -338,13 +338,13 @@ def check_safety(
             continue
         other_count = remote_count if side is Side.LOCAL else local_count
         if base_count and other_count == 0:
-            raise SafetyError(
+            raise DeletionGuard(
                 f"the {side.other.value} side is empty on an established repository, so "
                 f"{deletes} files would be deleted on the {side.value} side; "
                 "check that it is mounted and the right one, or use --force"
             )
         if deletes * 100 > max_delete_percent * count:
-            raise SafetyError(
+            raise DeletionGuard(
                 f"the session would delete {deletes} of {count} files on the {side.value} "
                 f"side, more than the {max_delete_percent:g}% limit; "
                 "use --max-delete or --force if this is intended"

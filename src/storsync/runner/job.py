@@ -34,6 +34,10 @@ class SyncJob:
     state_url: str
     repository_id: str | None = None
     session_id: str | None = None
+    # A session that trips a deletion guard halts (waits for approval) instead of failing.
+    halts: bool = False
+    # The halted session whose listed deletions this one carries (an approval).
+    approves: str | None = None
 
     def to_json(self) -> str:
         s, r = self.settings, self.remote
@@ -61,6 +65,8 @@ class SyncJob:
                 "state_url": self.state_url,
                 "repository_id": self.repository_id,
                 "session_id": self.session_id,
+                "halts": self.halts,
+                "approves": self.approves,
             },
             separators=(",", ":"),
         )
@@ -85,6 +91,8 @@ class SyncJob:
                 state_url=_get(raw, "state_url", str),
                 repository_id=_get(raw, "repository_id", str, optional=True),
                 session_id=_get(raw, "session_id", str, optional=True),
+                halts=_get(raw, "halts", bool),
+                approves=_get(raw, "approves", str, optional=True),
             )
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise UsageError(f"not a sync job: {exc}") from None

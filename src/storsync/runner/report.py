@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from storsync.engine.reconcile import Plan
-from storsync.model import SessionState, Skipped
+from storsync.model import Halt, SessionState, Skipped
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Report:
     skipped: list[Skipped] = field(default_factory=list)
     plan: Plan | None = None
     message: str | None = None
+    halt: Halt | None = None
 
     def error(self, path: str, message: str) -> None:
         self.errors.append({"path": path, "message": message})
@@ -47,4 +48,11 @@ class Report:
             out["message"] = self.message
         if self.plan is not None:
             out["plan"] = self.plan.as_json()
+        if self.halt is not None:
+            out["halt"] = {
+                "reason": self.halt.reason,
+                "delete_local": self.halt.delete_local,
+                "delete_remote": self.halt.delete_remote,
+                "sample": list(self.halt.sample),
+            }
         return out

@@ -56,5 +56,7 @@ def run_job(
             observer=observer,
             stop=stop,
             log_session=job.session_id,
+            halts=job.halts,
+            approves=job.approves,
         )
         return session.run()

@@ -11,8 +11,17 @@ from collections.abc import Iterator
 from storsync.clock import Clock, SystemClock, utc_stamp
 from storsync.engine.filters import PathFilter
 from storsync.engine.reconcile import Options, Plan, check_safety, reconcile
-from storsync.errors import Stopped, StorsyncError, UsageError
-from storsync.model import SessionState, StopSignal, SyncSettings
+from storsync.errors import DeletionGuard, Stopped, StorsyncError, UsageError
+from storsync.model import (
+    Entry,
+    Halt,
+    PlanAction,
+    PlanItem,
+    SessionState,
+    Side,
+    StopSignal,
+    SyncSettings,
+)
 from storsync.runner.context import SessionContext
 from storsync.runner.execute import execute
 from storsync.runner.hashing import hash_what_decides
@@ -25,6 +34,7 @@ from storsync.state.protocol import BaseStore
 from storsync.storage.base import Storage
 
 DAY_NS = 86_400 * 10**9
+HALT_SAMPLE = 20  # paths a halt shows; the whole plan is stored beside it
 
 
 class SyncSession:
@@ -40,6 +50,8 @@ class SyncSession:
         observer: SessionObserver | None = None,
         stop: StopSignal | None = None,
         log_session: str | None = None,
+        halts: bool = False,
+        approves: str | None = None,
     ) -> None:
         clock = clock or SystemClock()
         self._observed = observer is not None
@@ -54,6 +66,8 @@ class SyncSession:
             observer or NoObserver(),
             log_session,
         )
+        self.halts = halts
+        self.approves = approves
         self._stamp_ns = clock.now_ns()
         self.stamp = utc_stamp(self._stamp_ns)
         if settings.trash:
@@ -79,8 +93,7 @@ class SyncSession:
             try:
                 self._run()
             except StorsyncError as exc:
-                stopped = isinstance(exc, Stopped)
-                report.state = SessionState.STOPPED if stopped else SessionState.FAILED
+                report.state = _ended_by(exc, halted=report.halt is not None)
                 report.message = exc.message
                 if isinstance(exc, UsageError):
                     raise
@@ -151,15 +164,54 @@ class SyncSession:
                 conflict_stamp=self.stamp,
             ),
         )
-        if not settings.force:
-            check_safety(
-                plan,
-                local_count=len(scanned.local),
-                remote_count=len(scanned.remote),
-                base_count=len(scanned.base),
-                max_delete_percent=settings.max_delete_percent,
-            )
+        if self.approves is not None:
+            self._carry_approval(plan)
+        elif not settings.force:
+            try:
+                check_safety(
+                    plan,
+                    local_count=len(scanned.local),
+                    remote_count=len(scanned.remote),
+                    base_count=len(scanned.base),
+                    max_delete_percent=settings.max_delete_percent,
+                )
+            except DeletionGuard as guard:
+                if self.halts:
+                    self._halt(plan, guard)
+                raise
         return plan
+
+    def _halt(self, plan: Plan, guard: DeletionGuard) -> None:
+        """Keep the plan for a person to read and approve; nothing is changed."""
+        ctx = self.ctx
+        if ctx.log_session is not None:
+            ctx.store.record_plan(ctx.log_session, plan_items(plan))
+        deleted = [d.path for side in Side for d in plan.deletes(side)]
+        ctx.report.halt = Halt(
+            guard.message,
+            len(plan.delete_local),
+            len(plan.delete_remote),
+            tuple(deleted[:HALT_SAMPLE]),
+        )
+
+    def _carry_approval(self, plan: Plan) -> None:
+        """Delete exactly what the approved halt listed, each only while the scan still
+        shows the version it listed; a deletion that appeared since is left for the next
+        session, under the guard as usual."""
+        assert self.approves is not None
+        listed = {
+            (item.action, item.path): _version(item.entry)
+            for item in self.ctx.store.plan_deletions(self.approves)
+        }
+        for side in Side:
+            action = PlanAction.deleting(side)
+            kept = [
+                d for d in plan.deletes(side) if listed.get((action, d.path)) == _version(d.entry)
+            ]
+            if side is Side.LOCAL:
+                plan.delete_local = kept
+            else:
+                plan.delete_remote = kept
 
     def _fresh_conflict_stamp(self, scanned: Scanned) -> None:
         """Name this session's conflict copies with a second no existing copy uses.
@@ -171,3 +223,29 @@ class SyncSession:
         while any(f".conflict-{self.stamp}-" in path for side in sides for path in side):
             self._stamp_ns += 10**9
             self.stamp = utc_stamp(self._stamp_ns)
+
+
+def _ended_by(exc: StorsyncError, *, halted: bool) -> SessionState:
+    if isinstance(exc, Stopped):
+        return SessionState.STOPPED
+    if halted and isinstance(exc, DeletionGuard):
+        return SessionState.HALTED
+    return SessionState.FAILED
+
+
+def _version(entry: Entry | None) -> tuple[object, ...] | None:
+    """What tells one version of a file from another, as a scan sees it."""
+    if entry is None:
+        return None
+    return (entry.size, entry.mtime_ns, entry.inode, entry.etag)
+
+
+def plan_items(plan: Plan) -> list[PlanItem]:
+    """A plan, step by step, as a halt keeps it."""
+    items = [PlanItem(PlanAction.PUSH, t.path, t.source) for t in plan.push]
+    items += [PlanItem(PlanAction.PULL, t.path, t.source) for t in plan.pull]
+    for side in Side:
+        action = PlanAction.deleting(side)
+        items += [PlanItem(action, d.path, d.entry) for d in plan.deletes(side)]
+    items += [PlanItem(PlanAction.CONFLICT, path, None) for path in plan.conflicts]
+    return items

@@ -14,6 +14,7 @@ from storsync.config import Settings
 from storsync.model import SessionState
 from storsync.service.auth import Accounts
 from storsync.service.events import EventBus
+from storsync.service.halts import Halts
 from storsync.service.hub import EventHub
 from storsync.service.repositories import DEFAULT_NAME, Repositories, RepositorySpec
 from storsync.service.repository_checks import RepositoryChecks
@@ -46,6 +47,7 @@ class Service:
     accounts: Accounts
     repositories: Repositories
     sessions: SessionManager
+    halts: Halts
     scheduler: Scheduler
     clock: Clock
     generated_admin_password: str | None = None
@@ -84,7 +86,9 @@ class Service:
             roots=settings.roots,
             allow_private_endpoints=settings.allow_private_endpoints,
         )
-        scheduler = Scheduler(catalog.repositories, catalog.fires, sessions.carry, clock)
+        scheduler = Scheduler(
+            catalog.repositories, catalog.fires, sessions.carry, clock, sessions.waiting_halts
+        )
         repositories = Repositories(
             catalog,
             vault,
@@ -94,8 +98,18 @@ class Service:
             default_transfers=settings.transfers,
             changed=scheduler.poke,
         )
+        halts = Halts(sessions, repositories, catalog.plans)
         service = cls(
-            settings, catalog, vault, bus, accounts, repositories, sessions, scheduler, clock
+            settings,
+            catalog,
+            vault,
+            bus,
+            accounts,
+            repositories,
+            sessions,
+            halts,
+            scheduler,
+            clock,
         )
         service.generated_admin_password = accounts.ensure_admin(
             settings.admin_user, settings.admin_password

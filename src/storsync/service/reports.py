@@ -8,11 +8,12 @@ items the worker stored itself), then exactly one ``FinishedReport``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from storsync.model import LogKind, Phase, PhaseCounters, PhaseState, SessionState
+from storsync.model import Halt, LogKind, Phase, PhaseCounters, PhaseState, SessionState
 from storsync.runner.observer import Planned
 from storsync.runner.progress import Snapshot, Stage
 from storsync.runner.report import Report
@@ -92,6 +93,7 @@ class FinishedReport:
             deleted_remote=report.deleted_remote,
             conflicts=len(conflicts),
             errors=len(errors),
+            halt=report.halt,
         )
         skipped = tuple((s.path, s.reason) for s in report.skipped)
         return cls(totals, conflicts, errors, skipped)
@@ -139,6 +141,7 @@ def encode(report: WorkerReport) -> str:
             "state": t.state,
             "error": t.error,
             "counts": [t.pushed, t.pulled, t.deleted_local, t.deleted_remote],
+            "halt": None if t.halt is None else dataclasses.asdict(t.halt),
             "conflicts": report.conflicts,
             "errors": report.errors,
             "skipped": report.skipped,
@@ -170,8 +173,17 @@ def decode(line: str) -> WorkerReport:
         errors = tuple((p, m) for p, m in raw["errors"])
         state, error, counts = SessionState(raw["state"]), raw["error"], raw["counts"]
         pushed, pulled, deleted_local, deleted_remote = counts
+        halt = raw["halt"]
         totals = SessionTotals(
-            state, error, pushed, pulled, deleted_local, deleted_remote, len(conflicts), len(errors)
+            state,
+            error,
+            pushed,
+            pulled,
+            deleted_local,
+            deleted_remote,
+            len(conflicts),
+            len(errors),
+            None if halt is None else Halt(**{**halt, "sample": tuple(halt["sample"])}),
         )
         skipped = tuple((p, r) for p, r in raw["skipped"])
         return FinishedReport(totals, conflicts, errors, skipped)

@@ -21,6 +21,7 @@ from storsync.state.repository_store import RepositoryValues
 from storsync.storage.registry import kind_of, split_fields
 
 T = TypeVar("T")
+_STILL = (RepositoryStatus.PAUSED, RepositoryStatus.HALTED)  # nothing fires by itself
 DEFAULT_NAME = "default"
 # How the sealed credentials of a repository made before 0006_repository_settings name
 # their fields (with its options among them); read once at the next start.
@@ -127,19 +128,20 @@ class Repositories:
         return self._view(repository, last[0] if last else None)
 
     def _view(self, repository: Repository, last: Session | None) -> RepositoryView:
+        status = _status(repository, last)
         return RepositoryView(
             repository,
             str(repository.local_root),
             kind_of(repository.remote_url).shown(repository.remote_url),
             repository.settings.sync_settings(self.default_transfers),
             last,
-            _status(repository, last),
-            self._next_run(repository),
+            status,
+            None if status in _STILL else self._next_run(repository),
         )
 
     def _next_run(self, repository: Repository) -> int | None:
         schedule = repository.settings.schedule
-        if schedule is None or repository.settings.paused:
+        if schedule is None:
             return None
         now = self.clock.now_ns()
         due = scheduling.next_after(schedule, now)
@@ -268,6 +270,8 @@ class Repositories:
 
 
 def _status(repository: Repository, last: Session | None) -> RepositoryStatus:
+    if last is not None and last.state is SessionState.HALTED and last.halt_outcome is None:
+        return RepositoryStatus.HALTED
     if repository.settings.paused:
         return RepositoryStatus.PAUSED
     if last is not None and last.state.active:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from storsync.clock import Clock
@@ -43,11 +44,14 @@ class Scheduler:
         fires: FireStore,
         start_session: SessionStarter,
         clock: Clock,
+        waiting_halts: Callable[[], set[str]] = set,
     ) -> None:
         self.repositories = repositories
         self.fires = fires
         self.start_session = start_session
         self.clock = clock
+        # The repositories whose halt waits for a person: they start nothing meanwhile.
+        self.waiting_halts = waiting_halts
         self._wake = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -86,7 +90,10 @@ class Scheduler:
 
     def run_due(self, now_ns: int) -> int | None:
         """Fire what is due at ``now_ns``; the next instant to look again (None: none)."""
-        instants = [self._fire_if_due(r, now_ns) for r in self.repositories.all()]
+        halted = self.waiting_halts()
+        instants = [
+            self._fire_if_due(r, now_ns) for r in self.repositories.all() if r.id not in halted
+        ]
         found = [i for i in instants if i is not None]
         return min(found) if found else None
 

@@ -25,6 +25,7 @@ from storsync.service.vault import Vault
 from storsync.service.workers import WorkerProcess
 from storsync.state.catalog import Catalog
 from storsync.state.records import (
+    HaltOutcome,
     LogItem,
     Queued,
     Repository,
@@ -185,6 +186,55 @@ class SessionManager:
                     run.stop()
         return self.get(session_id)
 
+    # -- halts ----------------------------------------------------------------------------
+
+    def approve(self, session_id: str) -> Session:
+        """Carry out a halted plan's deletions (exactly those it listed, each while it is
+        still the version listed) in the waiting session, or a new one; that session."""
+        with self._lock:
+            halted = self._waiting_halt(session_id, "approved")
+            repository_id = halted.repository_id
+            waiting = self.store.search(_waiting(repository_id))
+            if waiting:
+                carrier = self.store.carry_approval(waiting[0].id, halted.id)
+            else:
+                carrier = self._queue(repository_id, Trigger.APPROVAL, approves=halted.id)
+                if repository_id not in self._runs and not self._closing:
+                    self._start(carrier)
+            self.store.settle_halt(halted.id, HaltOutcome.APPROVED)
+        return self.get(carrier.id)
+
+    def reject(self, session_id: str) -> Session:
+        """Refuse a halted plan: nothing of it is carried out."""
+        with self._lock:
+            halted = self._waiting_halt(session_id, "rejected")
+            return self.store.settle_halt(halted.id, HaltOutcome.REJECTED)
+
+    def _waiting_halt(self, session_id: str, what: str) -> Session:
+        session = self.get(session_id)
+        if session.state is not SessionState.HALTED:
+            raise Conflict(
+                f"the session is {session.state.value}, not halted; only a halt can be {what}"
+            )
+        if session.halt_outcome is not None:
+            raise Conflict(f"the halt was {session.halt_outcome.value} already")
+        done = SessionQuery(session.repository_id, (SessionState.COMPLETED,), limit=1)
+        later = self.store.search(done)
+        if later and later[0].created_ns > session.created_ns:
+            raise Conflict(
+                "a later session of the repository completed after this halt, so its "
+                "plan is out of date; the next session decides again"
+            )
+        return session
+
+    def waiting_halts(self) -> set[str]:
+        """The repositories whose newest session is a halt nobody settled yet."""
+        return {
+            s.repository_id
+            for s in self.store.latest().values()
+            if s.state is SessionState.HALTED and s.halt_outcome is None
+        }
+
     @contextlib.contextmanager
     def idle(self, repository_id: str, what: str) -> Iterator[None]:
         """Hold off the sessions of a repository while it is ``what`` ("changed",
@@ -206,8 +256,12 @@ class SessionManager:
 
     # -- workers ----------------------------------------------------------------------
 
-    def _queue(self, repository_id: str, trigger: Trigger) -> Session:
-        session = self.store.create(repository_id, trigger=trigger, now_ns=self.clock.now_ns())
+    def _queue(
+        self, repository_id: str, trigger: Trigger, *, approves: str | None = None
+    ) -> Session:
+        session = self.store.create(
+            repository_id, trigger=trigger, now_ns=self.clock.now_ns(), approves=approves
+        )
         self.bus.about(EventType.SESSION_QUEUED, session, Queued(trigger))
         return session
 
@@ -221,7 +275,7 @@ class SessionManager:
         # session with the reason: left queued, it would block the repository and, at
         # the next start, the whole service.
         try:
-            job = self._job(repository, session.id)
+            job = self._job(repository, session)
         except StorsyncError as exc:
             self._not_started(session, exc.message)
             return
@@ -244,7 +298,7 @@ class SessionManager:
         ended = self.recorder.end(session, SessionTotals(SessionState.FAILED, error))
         self.recorder.announce_end(ended)
 
-    def _job(self, repository: Repository, session_id: str) -> SyncJob:
+    def _job(self, repository: Repository, session: Session) -> SyncJob:
         sealed = self.catalog.repositories.credentials(repository.id)
         if sealed is not None:
             self.vault.unseal(sealed)  # a key that changed fails here, before any start
@@ -258,7 +312,9 @@ class SessionManager:
             settings=repository.settings.sync_settings(self.options.transfers),
             state_url=self.options.database_url,
             repository_id=repository.id,
-            session_id=session_id,
+            session_id=session.id,
+            halts=True,
+            approves=session.approves,
         )
 
     def _after(self, session_id: str, repository_id: str, death: str | None) -> None:

@@ -10,6 +10,7 @@ from storsync.state.database import Database
 from storsync.state.event_store import EventStore
 from storsync.state.fire_store import FireStore
 from storsync.state.log_store import LogItemStore
+from storsync.state.plan_store import PlanStore
 from storsync.state.repository_store import RepositoryStore
 from storsync.state.session_store import SessionStore
 
@@ -24,6 +25,7 @@ class Catalog:
         self.accounts = AccountStore(engine, clock)
         self.events = EventStore(engine)
         self.fires = FireStore(engine)
+        self.plans = PlanStore(engine)
 
     def close(self) -> None:
         self.database.close()

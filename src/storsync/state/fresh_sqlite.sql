@@ -39,7 +39,7 @@ CREATE TABLE sessions (
 	deleted_local BIGINT DEFAULT '0' NOT NULL, 
 	deleted_remote BIGINT DEFAULT '0' NOT NULL, 
 	conflicts BIGINT DEFAULT '0' NOT NULL, 
-	errors BIGINT DEFAULT '0' NOT NULL, 
+	errors BIGINT DEFAULT '0' NOT NULL, halt TEXT, halt_outcome VARCHAR(16), approves VARCHAR(36), 
 	PRIMARY KEY (id), 
 	UNIQUE (push_id), 
 	UNIQUE (pull_id)
@@ -124,4 +124,18 @@ CREATE TABLE schedule_fires (
 	session_id VARCHAR(36), 
 	PRIMARY KEY (repository_id, fire_ns)
 );
+
+CREATE TABLE plan_items (
+	id INTEGER NOT NULL, 
+	session_id VARCHAR(36) NOT NULL, 
+	action VARCHAR(16) NOT NULL, 
+	path TEXT NOT NULL, 
+	size BIGINT, 
+	mtime_ns BIGINT, 
+	inode BIGINT, 
+	etag TEXT, 
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_plan_items_session ON plan_items (session_id, id);
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from storsync.model import BaseEntry
+from storsync.model import BaseEntry, Entry, PlanAction, PlanItem
 
 BASE_COLUMNS = (
     "size",
@@ -46,7 +46,33 @@ class BaseStore(Protocol):
         pass through (and never stall) the process that answers the API."""
         ...
 
+    def record_plan(self, session_id: str, items: Sequence[PlanItem]) -> None:
+        """Store a halted session's plan, in one transaction."""
+        ...
+
+    def plan_deletions(self, session_id: str) -> list[PlanItem]:
+        """The deletions of a halted session's plan, each with the version it listed."""
+        ...
+
     def close(self) -> None: ...
+
+
+def plan_row(item: PlanItem) -> tuple[str, str, int | None, int | None, int | None, str | None]:
+    """A plan item as the columns action, path, size, mtime_ns, inode, etag."""
+    e = item.entry
+    if e is None:
+        return (item.action.value, item.path, None, None, None, None)
+    return (item.action.value, item.path, e.size, e.mtime_ns, e.inode, e.etag)
+
+
+def plan_item(
+    action: str, path: str, size: int, mtime_ns: int, inode: int | None, etag: str | None
+) -> PlanItem:
+    """A deletion read back from its columns."""
+    return PlanItem(PlanAction(action), path, Entry(size, mtime_ns, False, inode, etag))
+
+
+DELETIONS = (PlanAction.DELETE_LOCAL.value, PlanAction.DELETE_REMOTE.value)
 
 
 def open_base_store(url: str) -> BaseStore:

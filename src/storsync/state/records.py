@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from storsync.model import (
     ConflictPolicy,
     EventType,
+    Halt,
     LogKind,
     Mode,
     Phase,
@@ -31,6 +32,11 @@ class Role(enum.StrEnum):
     def allows(self, needed: Role) -> bool:
         order = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
         return order.index(self) >= order.index(needed)
+
+
+class HaltOutcome(enum.StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 class TokenKind(enum.StrEnum):
@@ -125,6 +131,9 @@ class Session:
     deleted_remote: int
     conflicts: int
     errors: int
+    halt: Halt | None = None
+    halt_outcome: HaltOutcome | None = None
+    approves: str | None = None  # the halted session whose deletions it carries
 
     def phase_state(self, phase: Phase) -> PhaseState | None:
         return self.push_state if phase is Phase.PUSH else self.pull_state
@@ -188,6 +197,7 @@ class SessionTotals:
     deleted_remote: int = 0
     conflicts: int = 0
     errors: int = 0
+    halt: Halt | None = None
 
 
 @dataclass(frozen=True, slots=True)

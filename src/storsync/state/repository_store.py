@@ -204,6 +204,8 @@ class RepositoryStore:
         with self.engine.begin() as conn:
             sessions = sa.select(_S.c.id).where(_S.c.repository_id == repository_id)
             conn.execute(_L.delete().where(_L.c.session_id.in_(sessions)))
+            plan = schema.plan_items
+            conn.execute(plan.delete().where(plan.c.session_id.in_(sessions)))
             conn.execute(_S.delete().where(_S.c.repository_id == repository_id))
             conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
             fires = schema.schedule_fires

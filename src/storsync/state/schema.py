@@ -54,6 +54,27 @@ repositories = Table(
     Column("last_failure_ns", BigInteger),
 )
 
+# A halted session's whole plan, step by step (0008_halts): readable through the API, and
+# the deletions an approval may carry, each with the version it may delete.
+plan_items = Table(
+    "plan_items",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("session_id", String(36), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger),
+    Column("mtime_ns", BigInteger),
+    Column("inode", BigInteger),
+    Column("etag", Text),
+    Index("ix_plan_items_session", "session_id", "id"),
+)
+
 # One row per fire of a repository's schedule (0007_schedules): the primary key records a
 # fire once whoever tries again (a restart, a second scheduler), and ``session_id`` is the
 # session that carries it (NULL until one does: started again at the next start).
@@ -116,6 +137,12 @@ sessions = Table(
     Column("deleted_remote", BigInteger, nullable=False, server_default="0"),
     Column("conflicts", BigInteger, nullable=False, server_default="0"),
     Column("errors", BigInteger, nullable=False, server_default="0"),
+    # Added by 0008_halts: why a halted session halted (JSON: reason, counts, sample),
+    # what became of its halt (approved, rejected), and the halted session whose listed
+    # deletions this session carries.
+    Column("halt", Text),
+    Column("halt_outcome", String(16)),
+    Column("approves", String(36)),
     Index("ix_sessions_created", "created_ns", "id"),
     Index("ix_sessions_repository_created", "repository_id", "created_ns", "id"),
     Index("ix_sessions_state", "state"),

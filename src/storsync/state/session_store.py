@@ -6,7 +6,9 @@ transaction that also forgets the cached row.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,13 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storsync.clock import Clock
-from storsync.model import Phase, PhaseCounters, PhaseState, SessionState, Trigger
+from storsync.model import Halt, Phase, PhaseCounters, PhaseState, SessionState, Trigger
 from storsync.state import schema
 from storsync.state.recent import Recent
-from storsync.state.records import Session, SessionQuery, SessionTotals
+from storsync.state.records import HaltOutcome, Session, SessionQuery, SessionTotals
 
 _S = schema.sessions
 _L = schema.log_items
+_P = schema.plan_items
 _E = schema.events
 
 # Sessions read or written lately, for ``cached`` (the status reads that clients poll).
@@ -60,6 +63,9 @@ _COLUMNS = (
     _S.c.deleted_remote,
     _S.c.conflicts,
     _S.c.errors,
+    _S.c.halt,
+    _S.c.halt_outcome,
+    _S.c.approves,
 )
 _STATES = {s.value: s for s in SessionState}
 _PHASE_STATES: dict[str | None, PhaseState | None] = {p.value: p for p in PhaseState}
@@ -74,6 +80,7 @@ def _session(row: Sequence[Any]) -> Session:
     (created_ns, started_ns, ended_ns, error, stop_requested, trigger, percent) = row[7:14]
     push, pull = PhaseCounters(*row[14:18]), PhaseCounters(*row[18:22])
     (pushed, pulled, deleted_local, deleted_remote, conflicts, errors) = row[22:28]
+    halt, outcome, approves = row[28:31]
     return Session(
         id=id_,
         repository_id=repository_id,
@@ -97,6 +104,16 @@ def _session(row: Sequence[Any]) -> Session:
         deleted_remote=deleted_remote,
         conflicts=conflicts,
         errors=errors,
+        halt=None if halt is None else _halt(halt),
+        halt_outcome=None if outcome is None else HaltOutcome(outcome),
+        approves=approves,
+    )
+
+
+def _halt(raw: str) -> Halt:
+    fields = json.loads(raw)
+    return Halt(
+        fields["reason"], fields["delete_local"], fields["delete_remote"], tuple(fields["sample"])
     )
 
 
@@ -201,7 +218,9 @@ class SessionStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    def create(self, repository_id: str, *, trigger: Trigger, now_ns: int) -> Session:
+    def create(
+        self, repository_id: str, *, trigger: Trigger, now_ns: int, approves: str | None = None
+    ) -> Session:
         values = {
             "id": str(uuid.uuid4()),
             "repository_id": repository_id,
@@ -210,6 +229,7 @@ class SessionStore:
             "state": SessionState.QUEUED.value,
             "created_ns": now_ns,
             "trigger": trigger.value,
+            "approves": approves,
         }
         with self.engine.begin() as conn:
             conn.execute(_ADD, values)
@@ -228,6 +248,13 @@ class SessionStore:
     ) -> Session:
         values = {"percent": percent, **_counters(Phase.PUSH, push), **_counters(Phase.PULL, pull)}
         return self._update(session_id, values)
+
+    def settle_halt(self, session_id: str, outcome: HaltOutcome) -> Session:
+        return self._update(session_id, {"halt_outcome": outcome.value})
+
+    def carry_approval(self, session_id: str, halted_id: str) -> Session:
+        """A queued session carries the approval of a halt."""
+        return self._update(session_id, {"approves": halted_id})
 
     def request_stop(self, session_id: str) -> Session:
         return self._update(session_id, {"stop_requested": True})
@@ -253,6 +280,8 @@ class SessionStore:
             "conflicts": totals.conflicts,
             "errors": totals.errors,
         }
+        if totals.halt is not None:
+            values["halt"] = json.dumps(dataclasses.asdict(totals.halt))
         if totals.state in (SessionState.COMPLETED, SessionState.PARTIAL):
             values["percent"] = 100
         for phase, state in (phases or {}).items():
@@ -285,6 +314,7 @@ class SessionStore:
         with self.engine.begin() as conn:
             pruned = [str(i) for i in conn.execute(old).scalars()]
             conn.execute(_L.delete().where(_L.c.session_id.in_(old)))
+            conn.execute(_P.delete().where(_P.c.session_id.in_(old)))
             # The newest event stays, whatever its age: the next id is counted from it,
             # so ids are never given twice (a client resuming from an old id would wait).
             newest = sa.select(sa.func.max(_E.c.id)).scalar_subquery()

@@ -16,15 +16,23 @@ from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from pathlib import Path
 
-from storsync.model import BaseEntry
+from storsync.model import BaseEntry, PlanItem
 from storsync.state.migrations import HEAD
-from storsync.state.protocol import BASE_COLUMNS
+from storsync.state.protocol import BASE_COLUMNS, DELETIONS, plan_item, plan_row
 
 _columns = operator.attrgetter(*BASE_COLUMNS)  # an entry's BASE_COLUMNS values, as a tuple
 _key = operator.itemgetter(1)  # a row's path_key
 _SELECT = f"SELECT path, {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ?"
 _ADD_ITEM = "INSERT INTO log_items (session_id, ts_ns, kind, path, size) VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM base WHERE repository_id = ? AND path_key = ?"
+_ADD_PLAN = (
+    "INSERT INTO plan_items (session_id, action, path, size, mtime_ns, inode, etag) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DELETIONS = (
+    "SELECT action, path, size, mtime_ns, inode, etag FROM plan_items "
+    "WHERE session_id = ? AND action IN (?, ?) ORDER BY id"
+)
 # A recorded path replaces its row in place: the same as the SQLAlchemy store's delete
 # and insert, at a third less of the cost (an upsert: SQLite 3.24 or later).
 _UPSERT = (
@@ -36,7 +44,7 @@ _UPSERT = (
 
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0007_schedules"
+_FRESH_REVISION = "0008_halts"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
@@ -142,6 +150,15 @@ class SqliteBaseStore:
             )
             last = int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
         return last - len(items) + 1, last
+
+    def record_plan(self, session_id: str, items: Sequence[PlanItem]) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(_ADD_PLAN, [(session_id, *plan_row(i)) for i in items])
+
+    def plan_deletions(self, session_id: str) -> list[PlanItem]:
+        rows = self._conn.execute(_DELETIONS, (session_id, *DELETIONS))
+        return [plan_item(*row) for row in rows]
 
     def close(self) -> None:
         self._conn.close()

@@ -7,11 +7,11 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
-from storsync.model import BaseEntry
+from storsync.model import BaseEntry, PlanItem
 from storsync.state import schema
 from storsync.state.database import Database
 from storsync.state.keys import path_key
-from storsync.state.protocol import BASE_COLUMNS
+from storsync.state.protocol import BASE_COLUMNS, DELETIONS, plan_item, plan_row
 
 
 class StateStore:
@@ -85,6 +85,28 @@ class StateStore:
             conn.execute(delete, gone)
             if rows:
                 conn.execute(table.insert(), rows)
+
+    # -- a halted plan ----------------------------------------------------------------
+
+    def record_plan(self, session_id: str, items: Sequence[PlanItem]) -> None:
+        table = schema.plan_items
+        names = ("action", "path", "size", "mtime_ns", "inode", "etag")
+        rows = [
+            {"session_id": session_id, **dict(zip(names, plan_row(i), strict=True))} for i in items
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(table.insert(), rows)
+
+    def plan_deletions(self, session_id: str) -> list[PlanItem]:
+        t = schema.plan_items
+        query = (
+            sa.select(t.c.action, t.c.path, t.c.size, t.c.mtime_ns, t.c.inode, t.c.etag)
+            .where(t.c.session_id == session_id, t.c.action.in_(DELETIONS))
+            .order_by(t.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [plan_item(*row) for row in conn.execute(query)]
 
     # -- log items --------------------------------------------------------------------
 

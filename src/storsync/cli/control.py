@@ -1,0 +1,251 @@
+"""Client commands against a running server (CLI.md): repositories, triggers, sessions,
+following a session live. Each is a few lines over storsync.client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from storsync.errors import UsageError
+from storsync.model import (
+    ConflictPolicy,
+    EventType,
+    Mode,
+    SessionState,
+)
+
+if TYPE_CHECKING:
+    from storsync.client import Client
+
+
+def _client_options(command: Callable[..., None]) -> Callable[..., None]:
+    command = click.option(
+        "--server",
+        envvar="STORSYNC_SERVER",
+        metavar="URL",
+        help="The server (default: the one logged in to, else http://127.0.0.1:4443).",
+    )(command)
+    command = click.option(
+        "--token", envvar="STORSYNC_TOKEN", help="An access token or API key ($STORSYNC_TOKEN)."
+    )(command)
+    command = click.option(
+        "--insecure", is_flag=True, help="Accept a self-signed TLS certificate."
+    )(command)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+
+
+@contextmanager
+def _client(server: str | None, token: str | None, insecure: bool) -> Iterator[Client]:
+    # Imported here: httpx is not needed by `storsync sync`, whose start-up time counts.
+    from storsync.client import Client
+
+    client = Client(server, token, verify=not insecure)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@click.command()
+@click.option("--user", default="admin", show_default=True)
+@click.option(
+    "--password",
+    envvar="STORSYNC_PASSWORD",
+    help="The password ($STORSYNC_PASSWORD; asked for when absent).",
+)
+@_client_options
+def login(
+    user: str,
+    password: str | None,
+    server: str | None,
+    token: str | None,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Sign in to a server; later commands use the saved tokens."""
+    if password is None:
+        password = click.prompt("password", hide_input=True)
+    from storsync.client import save_login
+
+    with _client(server, token, insecure) as client:
+        answer = client.login(user, password)
+        path = save_login(client.server, answer)
+    click.echo(
+        json.dumps({"server": client.server, "user": user})
+        if as_json
+        else f"logged in to {client.server} as {user} (tokens in {path})"
+    )
+
+
+@click.command()
+@_client_options
+def repos(server: str | None, token: str | None, insecure: bool, as_json: bool) -> None:
+    """List the server's repositories."""
+    with _client(server, token, insecure) as client:
+        found = client.request("GET", "/api/v1/repositories")
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    for r in found:
+        default = " (default)" if r["isDefault"] else ""
+        click.echo(
+            f"{r['id']}  {r['name']}{default}  {r['localPath']} <-> {r['remote']}  {r['mode']}"
+        )
+
+
+@click.command("repo-add")
+@click.argument("name")
+@click.argument("local_path")
+@click.argument("remote")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), default=Mode.TWO_WAY.value)
+@click.option(
+    "--conflict",
+    type=click.Choice([p.value for p in ConflictPolicy]),
+    default=ConflictPolicy.KEEP_BOTH.value,
+)
+@click.option("--exclude", "excludes", multiple=True, metavar="PATTERN")
+@_client_options
+def repo_add(
+    name: str,
+    local_path: str,
+    remote: str,
+    mode: str,
+    conflict: str,
+    excludes: tuple[str, ...],
+    server: str | None,
+    token: str | None,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Add a repository to the server (LOCAL_PATH on the server's machine)."""
+    body = {
+        "name": name,
+        "localPath": str(Path(local_path).expanduser().absolute()),
+        "remote": remote,
+        "mode": mode,
+        "conflictPolicy": conflict,
+        "excludes": list(excludes),
+    }
+    with _client(server, token, insecure) as client:
+        created = client.request("POST", "/api/v1/repositories", json=body)
+    click.echo(json.dumps(created) if as_json else created["id"])
+
+
+@click.command()
+@click.argument("repository", required=False)
+@click.option(
+    "--wait", is_flag=True, help="Follow the session until it ends; exit 0 only if it completed."
+)
+@_client_options
+def trigger(
+    repository: str | None,
+    wait: bool,
+    server: str | None,
+    token: str | None,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Start a sync of REPOSITORY (an id or a name; default: the default repository)."""
+    with _client(server, token, insecure) as client:
+        repository_id = _repository_id(client, repository)
+        session = client.request("POST", f"/api/v1/repositories/{repository_id}/sync")
+        if wait:
+            session = _follow(client, session, live=not as_json and sys.stderr.isatty())
+    click.echo(json.dumps(session) if as_json else f"{session['id']} {session['state']}")
+    if wait:
+        sys.exit(_outcome(session))
+
+
+@click.command()
+@click.option("--repository", help="Only this repository's (an id or a name).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@_client_options
+def sessions(
+    repository: str | None,
+    limit: int,
+    server: str | None,
+    token: str | None,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Recent sessions, newest first."""
+    with _client(server, token, insecure) as client:
+        params: dict[str, object] = {"limit": limit}
+        if repository:
+            params["repositoryId"] = _repository_id(client, repository)
+        page = client.request("GET", "/api/v1/sessions", params=params)
+    if as_json:
+        click.echo(json.dumps(page["items"]))
+        return
+    for s in page["items"]:
+        error = f"  {s['error']}" if s["error"] else ""
+        click.echo(
+            f"{s['id']}  {s['createdAt']}  {s['state']:9} {s['progressPercent']:3}%  "
+            f"pushed {s['pushed']} pulled {s['pulled']}{error}"
+        )
+
+
+@click.command()
+@click.argument("session_id")
+@_client_options
+def watch(
+    session_id: str, server: str | None, token: str | None, insecure: bool, as_json: bool
+) -> None:
+    """Follow a session live until it ends; exit 0 only if it completed."""
+    with _client(server, token, insecure) as client:
+        session = client.request("GET", f"/api/v1/sessions/{session_id}")
+        session = _follow(client, session, live=not as_json and sys.stderr.isatty())
+    click.echo(json.dumps(session) if as_json else f"{session['id']} {session['state']}")
+    sys.exit(_outcome(session))
+
+
+def _outcome(session: dict[str, Any]) -> int:
+    """The exit status for a session that ended: 0 only if it completed; else 1, and why
+    on stderr (a halt's reason, a failure's error)."""
+    if session["state"] == SessionState.COMPLETED:
+        return 0
+    if session.get("error"):
+        click.echo(f"storsync: {session['state']}: {session['error']}", err=True)
+    return 1
+
+
+def _repository_id(client: Client, given: str | None) -> str:
+    found = client.request("GET", "/api/v1/repositories")
+    for r in found:
+        if given is None and r["isDefault"]:
+            return str(r["id"])
+        if given is not None and given in (r["id"], r["name"]):
+            return str(r["id"])
+    raise UsageError(
+        "the server has no default repository" if given is None else f"no repository {given!r}"
+    )
+
+
+_ENDINGS = {EventType.ending(state) for state in SessionState if not state.active}
+
+
+def _follow(client: Client, session: dict[str, Any], *, live: bool) -> dict[str, Any]:
+    """Read the session's events until it ends; a progress line on a terminal."""
+    session_id = session["id"]
+    if SessionState(session["state"]).active:
+        for event in client.events(sessionId=session_id, since=0):
+            snapshot = event["data"].get("session", {})
+            if live and snapshot:
+                click.echo(
+                    f"\r{snapshot['state']:9} {snapshot['progressPercent']:3}%", nl=False, err=True
+                )
+            if event["type"] in _ENDINGS:
+                break
+        if live:
+            click.echo("", err=True)
+    final: dict[str, Any] = client.request("GET", f"/api/v1/sessions/{session_id}")
+    return final
+
+
+COMMANDS = (login, repos, repo_add, trigger, sessions, watch)

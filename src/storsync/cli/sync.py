@@ -1,0 +1,271 @@
+"""`storsync sync`: one synchronization without a server, built as a SyncJob from its
+flags and run with a progress bar and an orderly stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+import platformdirs
+
+from storsync.errors import UsageError
+from storsync.model import (
+    ConflictPolicy,
+    Mode,
+    SessionState,
+    StopSignal,
+    SyncSettings,
+)
+from storsync.runner.job import SyncJob
+from storsync.runner.observer import NoObserver
+from storsync.runner.progress import Snapshot
+from storsync.runner.report import Report
+from storsync.runner.run import run_job
+from storsync.state.protocol import sqlite_url
+from storsync.storage.registry import RemoteSpec, location, remote_spec
+
+if TYPE_CHECKING:
+    pass
+
+
+def _default_state_dir(local_url: str, remote_url: str) -> Path:
+    key = hashlib.sha256(f"{local_url}\n{remote_url}".encode()).hexdigest()[:16]
+    return Path(platformdirs.user_data_dir("storsync")) / "pairs" / key
+
+
+@click.command()
+@click.argument("local_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("remote")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the base lives (default: a per-user data directory keyed by the pair).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    default=Mode.TWO_WAY.value,
+    show_default=True,
+    help="two-way, push-only (the remote mirrors local) or pull-only (local mirrors the remote).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan as JSON; change nothing.")
+@click.option("--checksum", is_flag=True, help="Compare contents by hash, not size and mtime.")
+@click.option(
+    "--conflict",
+    type=click.Choice([p.value for p in ConflictPolicy]),
+    default=ConflictPolicy.KEEP_BOTH.value,
+    show_default=True,
+    help="What to do when both sides changed a file differently.",
+)
+@click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="PATTERN",
+    help="Skip paths matching this gitignore-style pattern (repeatable).",
+)
+@click.option(
+    "--max-delete",
+    type=click.FloatRange(0, 100),
+    default=50.0,
+    show_default=True,
+    metavar="PERCENT",
+    help="Refuse to delete more than this share of a side's files.",
+)
+@click.option("--force", is_flag=True, help="Skip the delete guard and the root-marker check.")
+@click.option(
+    "--transfers",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Parallel transfers.",
+)
+@click.option("--no-trash", is_flag=True, help="Delete replaced and removed versions outright.")
+@click.option(
+    "--trash-days",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Days a trashed version is kept under .storsync/trash/ (0: as --no-trash).",
+)
+@click.option(
+    "--s3-endpoint",
+    envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    metavar="URL",
+    help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS).",
+)
+@click.option(
+    "--s3-region",
+    envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+    metavar="REGION",
+    help="S3 region (default: $AWS_REGION, else us-east-1).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
+def sync(
+    local_dir: Path,
+    remote: str,
+    state_dir: Path | None,
+    mode: str,
+    dry_run: bool,
+    checksum: bool,
+    conflict: str,
+    excludes: tuple[str, ...],
+    max_delete: float,
+    force: bool,
+    transfers: int,
+    no_trash: bool,
+    trash_days: float,
+    s3_endpoint: str | None,
+    s3_region: str | None,
+    as_json: bool,
+) -> None:
+    """Synchronize LOCAL_DIR with REMOTE once.
+
+    REMOTE is a directory path, a file:// URL, or s3://BUCKET/PREFIX (credentials from
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    """
+    settings = SyncSettings(
+        mode=Mode(mode),
+        policy=ConflictPolicy(conflict),
+        checksum=checksum,
+        dry_run=dry_run,
+        excludes=excludes,
+        max_delete_percent=max_delete,
+        force=force,
+        transfers=transfers,
+        trash_days=0.0 if no_trash else trash_days,
+    )
+    spec = remote_spec(remote, {"endpoint": s3_endpoint or "", "region": s3_region or ""})
+    job = _job(local_dir, spec, state_dir, settings)
+    live = not as_json and not dry_run and sys.stderr.isatty()
+    report = _run(job, live=live)
+    if as_json or dry_run:
+        click.echo(json.dumps(report.summary(), indent=None if as_json else 2))
+    else:
+        _print_summary(report)
+    sys.exit(0 if report.state is SessionState.COMPLETED else 1)
+
+
+def _job(
+    local_dir: Path, remote: RemoteSpec, state_dir: Path | None, settings: SyncSettings
+) -> SyncJob:
+    local_root = local_dir.expanduser().absolute()
+    if not local_root.is_dir():
+        raise UsageError(f"local directory {str(local_dir)!r} does not exist")
+    local_url, remote_url = local_root.as_uri(), location(remote)
+    if remote_url == local_url:
+        raise UsageError("the local directory and the remote are the same place")
+    state_dir = state_dir or _default_state_dir(local_url, remote_url)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return SyncJob(local_root, remote, settings, sqlite_url(state_dir / "state.db"))
+
+
+def _run(job: SyncJob, *, live: bool) -> Report:
+    stop = StopSignal()
+    with _stop_on_signals(stop), _no_gc(), _progress_bar(enabled=live) as bar:
+        return run_job(job, observer=bar, stop=stop)
+
+
+@contextmanager
+def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the session at its next safe point, reported ``stopped``.
+
+    A KeyboardInterrupt would instead leave the pool threads scanning or hashing to the
+    end, and SIGTERM's default ends the process without a summary. The first signal puts
+    the previous handlers back: a second one interrupts or ends the process as before.
+    """
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        restore()
+        stop.set()
+
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        restore()
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Run without the cycle collector, which only costs here.
+
+    A session's maps hold millions of small acyclic objects, freed by reference counting
+    when the session ends; the collector walks them again and again while they grow
+    (0.45 s of a 100,000-file no-op). It is turned back on afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _ProgressBar(NoObserver):
+    """The session's progress on stderr (rich), as its observer is told of it."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+        self._task = bar.add_task("scanning", total=None)
+
+    def progress(self, snapshot: Snapshot) -> None:
+        planned = snapshot.push.bytes_planned + snapshot.pull.bytes_planned
+        done = snapshot.push.bytes_done + snapshot.pull.bytes_done
+        self._bar.update(
+            self._task, description=snapshot.stage.value, total=planned or None, completed=done
+        )
+
+
+@contextmanager
+def _progress_bar(*, enabled: bool) -> Iterator[_ProgressBar | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.percentage:>3.0f}%",
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=None,
+    ) as bar:
+        yield _ProgressBar(bar)
+
+
+def _print_summary(report: Report) -> None:
+    line = (
+        f"{report.state}: pushed {report.pushed} ({report.bytes_pushed} bytes), "
+        f"pulled {report.pulled} ({report.bytes_pulled} bytes), "
+        f"deleted {report.deleted_local} local and {report.deleted_remote} remote, "
+        f"{len(report.conflicts)} conflicts, {len(report.errors)} errors"
+    )
+    click.echo(line)
+    for path in report.conflicts:
+        click.echo(f"conflict: {path}")
+    for item in report.skipped:
+        click.echo(f"skipped ({item.side.value}): {item.path}: {item.reason}", err=True)
+    for error in report.errors:
+        click.echo(f"error: {error['path']}: {error['message']}", err=True)
+    if report.message:
+        click.echo(f"storsync: {report.message}", err=True)
