@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -61,6 +62,23 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 # A log item id: a 32-bit integer in the store (PostgreSQL's integer); a larger cursor
 # would make the query itself fail.
 Cursor = Annotated[int, Query(ge=0, le=2**31 - 1)]
+
+
+@dataclass
+class Paging:
+    """A page of rows numbered by id: those after ``after``, at most ``limit``."""
+
+    after: Cursor = 0
+    limit: Limit = 100
+
+    def following(self, request: Request, ids: list[int]) -> str | None:
+        """The link to the next page, when this one is full."""
+        if len(ids) < self.limit:
+            return None
+        return str(request.url.include_query_params(after=ids[-1]))
+
+
+Page = Annotated[Paging, Depends()]
 
 
 # -- unauthenticated ------------------------------------------------------------------
@@ -285,33 +303,23 @@ def session_items(
     session_id: Id,
     _: Viewer,
     service: Svc,
+    page: Page,
     kind: LogKind | None = None,
-    after: Cursor = 0,
-    limit: Limit = 100,
 ) -> dict[str, Any]:
     """The session's log items: files transferred, deleted, in conflict, failed, skipped."""
-    items = service.sessions.items(session_id, kind=kind, after_id=after, limit=limit)
-    following = None
-    if len(items) == limit:
-        following = str(request.url.include_query_params(after=items[-1].id))
-    return {"items": [render.native_item(i) for i in items], "next": following}
+    rows = service.sessions.items(session_id, kind=kind, after_id=page.after, limit=page.limit)
+    items = [render.native_item(i) for i in rows]
+    return {"items": items, "next": page.following(request, [i.id for i in rows])}
 
 
 @router.get("/sessions/{session_id}/plan", response_model=PlanPage, tags=["halts"])
 def session_plan(
-    request: Request,
-    session_id: Id,
-    _: Viewer,
-    service: Svc,
-    after: Cursor = 0,
-    limit: Limit = 100,
+    request: Request, session_id: Id, _: Viewer, service: Svc, page: Page
 ) -> dict[str, Any]:
     """A halted session's whole plan, step by step (empty for a session that did not halt)."""
-    steps = service.halts.plan(session_id, after_id=after, limit=limit)
-    following = None
-    if len(steps) == limit:
-        following = str(request.url.include_query_params(after=steps[-1].id))
-    return {"items": [render.native_plan_step(s) for s in steps], "next": following}
+    steps = service.halts.plan(session_id, after_id=page.after, limit=page.limit)
+    items = [render.native_plan_step(s) for s in steps]
+    return {"items": items, "next": page.following(request, [s.id for s in steps])}
 
 
 @router.post(
@@ -332,14 +340,9 @@ def reject_halt(session_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
 
 @router.get("/sessions/{session_id}/conflicts", response_model=LogItemPage, tags=["sessions"])
 def session_conflicts(
-    request: Request,
-    session_id: Id,
-    _: Viewer,
-    service: Svc,
-    after: Cursor = 0,
-    limit: Limit = 100,
+    request: Request, session_id: Id, viewer: Viewer, service: Svc, page: Page
 ) -> dict[str, Any]:
-    return session_items(request, session_id, _, service, LogKind.CONFLICT, after, limit)
+    return session_items(request, session_id, viewer, service, page, LogKind.CONFLICT)
 
 
 # -- events ---------------------------------------------------------------------------

@@ -3,10 +3,12 @@ following a session live. Each is a few lines over storsync.client."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,28 +26,50 @@ if TYPE_CHECKING:
     from storsync.client import Client
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How a client command reaches the server, and how it answers (``as_json``)."""
+
+    server: str | None
+    token: str | None
+    insecure: bool
+    as_json: bool
+
+
 def _client_options(command: Callable[..., None]) -> Callable[..., None]:
-    command = click.option(
-        "--server",
-        envvar="STORSYNC_SERVER",
-        metavar="URL",
-        help="The server (default: the one logged in to, else http://127.0.0.1:4443).",
-    )(command)
-    command = click.option(
-        "--token", envvar="STORSYNC_TOKEN", help="An access token or API key ($STORSYNC_TOKEN)."
-    )(command)
-    command = click.option(
-        "--insecure", is_flag=True, help="Accept a self-signed TLS certificate."
-    )(command)
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+    """The options every client command takes, handed to it as one ``connection``."""
+
+    @functools.wraps(command)
+    def connected(
+        *, server: str | None, token: str | None, insecure: bool, as_json: bool, **kw: Any
+    ) -> None:
+        command(connection=Connection(server, token, insecure, as_json), **kw)
+
+    options = (
+        click.option(
+            "--server",
+            envvar="STORSYNC_SERVER",
+            metavar="URL",
+            help="The server (default: the one logged in to, else http://127.0.0.1:4443).",
+        ),
+        click.option(
+            "--token", envvar="STORSYNC_TOKEN", help="An access token or API key ($STORSYNC_TOKEN)."
+        ),
+        click.option("--insecure", is_flag=True, help="Accept a self-signed TLS certificate."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+    )
+    decorated: Callable[..., None] = connected
+    for option in options:
+        decorated = option(decorated)
+    return decorated
 
 
 @contextmanager
-def _client(server: str | None, token: str | None, insecure: bool) -> Iterator[Client]:
+def _client(connection: Connection) -> Iterator[Client]:
     # Imported here: httpx is not needed by `storsync sync`, whose start-up time counts.
     from storsync.client import Client
 
-    client = Client(server, token, verify=not insecure)
+    client = Client(connection.server, connection.token, verify=not connection.insecure)
     try:
         yield client
     finally:
@@ -63,33 +87,30 @@ def _client(server: str | None, token: str | None, insecure: bool) -> Iterator[C
 def login(
     user: str,
     password: str | None,
-    server: str | None,
-    token: str | None,
-    insecure: bool,
-    as_json: bool,
+    connection: Connection,
 ) -> None:
     """Sign in to a server; later commands use the saved tokens."""
     if password is None:
         password = click.prompt("password", hide_input=True)
     from storsync.client import save_login
 
-    with _client(server, token, insecure) as client:
+    with _client(connection) as client:
         answer = client.login(user, password)
         path = save_login(client.server, answer)
     click.echo(
         json.dumps({"server": client.server, "user": user})
-        if as_json
+        if connection.as_json
         else f"logged in to {client.server} as {user} (tokens in {path})"
     )
 
 
 @click.command()
 @_client_options
-def repos(server: str | None, token: str | None, insecure: bool, as_json: bool) -> None:
+def repos(connection: Connection) -> None:
     """List the server's repositories."""
-    with _client(server, token, insecure) as client:
+    with _client(connection) as client:
         found = client.request("GET", "/api/v1/repositories")
-    if as_json:
+    if connection.as_json:
         click.echo(json.dumps(found))
         return
     for r in found:
@@ -118,10 +139,7 @@ def repo_add(
     mode: str,
     conflict: str,
     excludes: tuple[str, ...],
-    server: str | None,
-    token: str | None,
-    insecure: bool,
-    as_json: bool,
+    connection: Connection,
 ) -> None:
     """Add a repository to the server (LOCAL_PATH on the server's machine)."""
     body = {
@@ -132,9 +150,9 @@ def repo_add(
         "conflictPolicy": conflict,
         "excludes": list(excludes),
     }
-    with _client(server, token, insecure) as client:
+    with _client(connection) as client:
         created = client.request("POST", "/api/v1/repositories", json=body)
-    click.echo(json.dumps(created) if as_json else created["id"])
+    click.echo(json.dumps(created) if connection.as_json else created["id"])
 
 
 @click.command()
@@ -146,18 +164,15 @@ def repo_add(
 def trigger(
     repository: str | None,
     wait: bool,
-    server: str | None,
-    token: str | None,
-    insecure: bool,
-    as_json: bool,
+    connection: Connection,
 ) -> None:
     """Start a sync of REPOSITORY (an id or a name; default: the default repository)."""
-    with _client(server, token, insecure) as client:
+    with _client(connection) as client:
         repository_id = _repository_id(client, repository)
         session = client.request("POST", f"/api/v1/repositories/{repository_id}/sync")
         if wait:
-            session = _follow(client, session, live=not as_json and sys.stderr.isatty())
-    click.echo(json.dumps(session) if as_json else f"{session['id']} {session['state']}")
+            session = _follow(client, session, live=not connection.as_json and sys.stderr.isatty())
+    click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
     if wait:
         sys.exit(_outcome(session))
 
@@ -169,18 +184,15 @@ def trigger(
 def sessions(
     repository: str | None,
     limit: int,
-    server: str | None,
-    token: str | None,
-    insecure: bool,
-    as_json: bool,
+    connection: Connection,
 ) -> None:
     """Recent sessions, newest first."""
-    with _client(server, token, insecure) as client:
+    with _client(connection) as client:
         params: dict[str, object] = {"limit": limit}
         if repository:
             params["repositoryId"] = _repository_id(client, repository)
         page = client.request("GET", "/api/v1/sessions", params=params)
-    if as_json:
+    if connection.as_json:
         click.echo(json.dumps(page["items"]))
         return
     for s in page["items"]:
@@ -194,14 +206,12 @@ def sessions(
 @click.command()
 @click.argument("session_id")
 @_client_options
-def watch(
-    session_id: str, server: str | None, token: str | None, insecure: bool, as_json: bool
-) -> None:
+def watch(session_id: str, connection: Connection) -> None:
     """Follow a session live until it ends; exit 0 only if it completed."""
-    with _client(server, token, insecure) as client:
+    with _client(connection) as client:
         session = client.request("GET", f"/api/v1/sessions/{session_id}")
-        session = _follow(client, session, live=not as_json and sys.stderr.isatty())
-    click.echo(json.dumps(session) if as_json else f"{session['id']} {session['state']}")
+        session = _follow(client, session, live=not connection.as_json and sys.stderr.isatty())
+    click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
     sys.exit(_outcome(session))
 
 

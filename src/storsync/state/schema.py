@@ -17,6 +17,16 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def _row_id() -> Column[int]:
+    """A row number the database gives: 64-bit, as a busy service writes a row per file.
+    SQLite's rowid is 64-bit already and must stay the INTEGER PRIMARY KEY that numbers
+    rows by itself."""
+    return Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
 repositories = Table(
     "repositories",
     metadata,
@@ -59,12 +69,7 @@ repositories = Table(
 plan_items = Table(
     "plan_items",
     metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _row_id(),
     Column("session_id", String(36), nullable=False),
     Column("action", String(16), nullable=False),
     Column("path", Text, nullable=False),
@@ -151,14 +156,7 @@ sessions = Table(
 log_items = Table(
     "log_items",
     metadata,
-    # 64-bit: a busy service writes a row per file transferred. SQLite's rowid is 64-bit
-    # already and must stay the INTEGER PRIMARY KEY that numbers rows by itself.
-    Column(
-        "id",
-        BigInteger().with_variant(Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _row_id(),
     Column("session_id", String(36), nullable=False),
     Column("ts_ns", BigInteger, nullable=False),
     Column("kind", String(16), nullable=False),
