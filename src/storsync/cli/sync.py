@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import platformdirs
@@ -30,11 +30,9 @@ from storsync.runner.observer import NoObserver
 from storsync.runner.progress import Snapshot
 from storsync.runner.report import Report
 from storsync.runner.run import run_job
+from storsync.runner.watching import WatchTimes, keep_job_synchronized
 from storsync.state.protocol import sqlite_url
 from storsync.storage.registry import RemoteSpec, location, remote_spec
-
-if TYPE_CHECKING:
-    pass
 
 
 def _default_state_dir(local_url: str, remote_url: str) -> Path:
@@ -109,6 +107,29 @@ def _default_state_dir(local_url: str, remote_url: str) -> Path:
     metavar="REGION",
     help="S3 region (default: $AWS_REGION, else us-east-1).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep the pair synchronized: local changes start a session after --watch-delay, "
+    "the remote is checked every --interval, both are rescanned at least hourly; one "
+    "summary line per session; SIGINT or SIGTERM ends it (exit 0).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --watch: how often the remote is checked.",
+)
+@click.option(
+    "--watch-delay",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --watch: the quiet period after a local change.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary at the end.")
 def sync(
     local_dir: Path,
@@ -126,6 +147,9 @@ def sync(
     trash_days: float,
     s3_endpoint: str | None,
     s3_region: str | None,
+    watch: bool,
+    interval: float,
+    watch_delay: float,
     as_json: bool,
 ) -> None:
     """Synchronize LOCAL_DIR with REMOTE once.
@@ -146,6 +170,11 @@ def sync(
     )
     spec = remote_spec(remote, {"endpoint": s3_endpoint or "", "region": s3_region or ""})
     job = _job(local_dir, spec, state_dir, settings)
+    if watch:
+        if dry_run:
+            raise UsageError("--watch and --dry-run do not go together")
+        keep(job, as_json=as_json, times=WatchTimes(delay_s=watch_delay, remote_s=interval))
+        sys.exit(0)
     live = not as_json and not dry_run and sys.stderr.isatty()
     report = _run(job, live=live)
     if as_json or dry_run:
@@ -253,14 +282,17 @@ def _progress_bar(*, enabled: bool) -> Iterator[_ProgressBar | None]:
         yield _ProgressBar(bar)
 
 
-def _print_summary(report: Report) -> None:
-    line = (
+def summary_line(report: Report) -> str:
+    return (
         f"{report.state}: pushed {report.pushed} ({report.bytes_pushed} bytes), "
         f"pulled {report.pulled} ({report.bytes_pulled} bytes), "
         f"deleted {report.deleted_local} local and {report.deleted_remote} remote, "
         f"{len(report.conflicts)} conflicts, {len(report.errors)} errors"
     )
-    click.echo(line)
+
+
+def _print_summary(report: Report) -> None:
+    click.echo(summary_line(report))
     for path in report.conflicts:
         click.echo(f"conflict: {path}")
     for item in report.skipped:
@@ -269,3 +301,19 @@ def _print_summary(report: Report) -> None:
         click.echo(f"error: {error['path']}: {error['message']}", err=True)
     if report.message:
         click.echo(f"storsync: {report.message}", err=True)
+
+
+def keep(job: SyncJob, *, as_json: bool, times: WatchTimes) -> None:
+    """``--watch``: a session now, then whenever the cadence says, until SIGINT/SIGTERM."""
+
+    def reported(why: str, report: Report) -> None:
+        if as_json:
+            click.echo(json.dumps({**report.summary(), "reason": why}))
+        else:
+            click.echo(f"{why}: {summary_line(report)}")
+            if report.message:
+                click.echo(f"storsync: {report.message}", err=True)
+
+    stop = StopSignal()
+    with _stop_on_signals(stop):
+        keep_job_synchronized(job, times=times, reported=reported, stop=stop, quiet=_no_gc)

@@ -21,7 +21,9 @@ from storsync.service.repository_checks import RepositoryChecks
 from storsync.service.scheduler import Scheduler
 from storsync.service.sessions import SessionManager, SessionOptions
 from storsync.service.vault import Vault
+from storsync.service.watches import Watches
 from storsync.state.catalog import Catalog
+from storsync.state.protocol import open_base_store
 from storsync.storage.registry import kind_of
 
 HOUSEKEEPING_INTERVAL_S = 3600.0
@@ -49,6 +51,7 @@ class Service:
     sessions: SessionManager
     halts: Halts
     scheduler: Scheduler
+    watches: Watches
     clock: Clock
     generated_admin_password: str | None = None
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -89,6 +92,12 @@ class Service:
         scheduler = Scheduler(
             catalog.repositories, catalog.fires, sessions.carry, clock, sessions.waiting_halts
         )
+        watches = Watches(catalog.repositories, sessions, open_base_store(settings.database), clock)
+
+        def changed() -> None:
+            scheduler.poke()
+            watches.refresh()
+
         repositories = Repositories(
             catalog,
             vault,
@@ -96,7 +105,7 @@ class Service:
             sessions,
             checks,
             default_transfers=settings.transfers,
-            changed=scheduler.poke,
+            changed=changed,
         )
         halts = Halts(sessions, repositories, catalog.plans)
         service = cls(
@@ -109,6 +118,7 @@ class Service:
             sessions,
             halts,
             scheduler,
+            watches,
             clock,
         )
         service.generated_admin_password = accounts.ensure_admin(
@@ -162,6 +172,7 @@ class Service:
         self.sessions.recover()
         self.accounts.prune()
         self.scheduler.start()
+        self.watches.start()
         self._closing.clear()
         threading.Thread(target=self._housekeeping, daemon=True, name="housekeeping").start()
 
@@ -176,6 +187,7 @@ class Service:
 
     def close(self) -> None:
         self._closing.set()
+        self.watches.close()
         self.scheduler.close()
         self.sessions.shutdown()
         self.catalog.close()

@@ -107,6 +107,11 @@ class SessionManager:
         with self._lock:
             return len(self._runs)
 
+    def active(self, repository_id: str) -> bool:
+        """Whether a session of the repository runs now (its worker has not ended)."""
+        with self._lock:
+            return repository_id in self._runs
+
     # -- lifecycle --------------------------------------------------------------------
 
     def recover(self) -> None:

@@ -29,6 +29,15 @@ class BaseStore(Protocol):
 
     def load_base(self, repository_id: str) -> dict[str, BaseEntry]: ...
 
+    def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
+        """What the base recorded for one path (a watcher telling storsync's own writes
+        apart)."""
+        ...
+
+    def base_has_below(self, repository_id: str, folder: str) -> bool:
+        """Whether the base records a path under ``folder/``."""
+        ...
+
     def commit_base(
         self,
         repository_id: str,
@@ -73,6 +82,11 @@ def plan_item(
 
 
 DELETIONS = (PlanAction.DELETE_LOCAL.value, PlanAction.DELETE_REMOTE.value)
+
+
+def below(folder: str) -> tuple[str, str]:
+    """The byte-order range of the paths under ``folder/``: ['folder/', 'folder0')."""
+    return f"{folder}/", f"{folder}0"
 
 
 def open_base_store(url: str) -> BaseStore:

@@ -18,11 +18,14 @@ from pathlib import Path
 
 from storsync.model import BaseEntry, PlanItem
 from storsync.state.migrations import HEAD
-from storsync.state.protocol import BASE_COLUMNS, DELETIONS, plan_item, plan_row
+from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
 
 _columns = operator.attrgetter(*BASE_COLUMNS)  # an entry's BASE_COLUMNS values, as a tuple
 _key = operator.itemgetter(1)  # a row's path_key
 _SELECT = f"SELECT path, {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ?"
+_ONE = f"SELECT {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ? AND path_key = ?"
+# ``path`` compared as bytes: SQLite's default collation is binary.
+_BELOW = "SELECT 1 FROM base WHERE repository_id = ? AND path >= ? AND path < ? LIMIT 1"
 _ADD_ITEM = "INSERT INTO log_items (session_id, ts_ns, kind, path, size) VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM base WHERE repository_id = ? AND path_key = ?"
 _ADD_PLAN = (
@@ -114,6 +117,19 @@ class SqliteBaseStore:
     def load_base(self, repository_id: str) -> dict[str, BaseEntry]:
         rows = self._conn.execute(_SELECT, (repository_id,))
         return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
+
+    def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
+        row = self._conn.execute(_ONE, (repository_id, sha256(path.encode()).hexdigest()))
+        found = row.fetchone()
+        if found is None:
+            return None
+        size, h, x, *rest = found
+        return BaseEntry(size, h, bool(x), *rest)
+
+    def base_has_below(self, repository_id: str, folder: str) -> bool:
+        low, high = below(folder)
+        row = self._conn.execute(_BELOW, (repository_id, low, high)).fetchone()
+        return row is not None
 
     def commit_base(
         self,

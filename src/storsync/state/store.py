@@ -11,7 +11,7 @@ from storsync.model import BaseEntry, PlanItem
 from storsync.state import schema
 from storsync.state.database import Database
 from storsync.state.keys import path_key
-from storsync.state.protocol import BASE_COLUMNS, DELETIONS, plan_item, plan_row
+from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
 
 
 class StateStore:
@@ -55,6 +55,33 @@ class StateStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query)
             return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
+
+    def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
+        table = schema.base
+        query = sa.select(*(table.c[name] for name in BASE_COLUMNS)).where(
+            table.c.repository_id == repository_id, table.c.path_key == path_key(path)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).first()
+        if found is None:
+            return None
+        size, h, x, *rest = found
+        return BaseEntry(size, h, bool(x), *rest)
+
+    def base_has_below(self, repository_id: str, folder: str) -> bool:
+        table = schema.base
+        low, high = below(folder)
+        # Compared as bytes whatever the database's collation (PostgreSQL's may not be).
+        path = (
+            table.c.path.collate("C") if self.engine.dialect.name == "postgresql" else table.c.path
+        )
+        query = (
+            sa.select(sa.literal(1))
+            .where(table.c.repository_id == repository_id, path >= low, path < high)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def commit_base(
         self,

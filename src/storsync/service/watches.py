@@ -1,0 +1,167 @@
+"""Repositories with ``watch`` on (API.md section 7): a thread each, in which local
+file-system notifications start sessions (``trigger: watch``) after the repository's
+quiet period, and a full rescan runs at least hourly (storsync.runner.watching).
+
+A watch starts nothing while the repository's session runs (what was named meanwhile is
+judged when it ends, against the base it committed, so storsync's own writes start
+nothing), while a halt waits, while it backs off after failures, or while it is paused.
+Its remote is checked by its schedule (and by the hourly rescan).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from storsync.clock import Clock
+from storsync.engine.filters import PathFilter
+from storsync.model import BaseEntry, StopSignal, Trigger
+from storsync.runner.watching import Cadence, OwnWrites, WatchTimes, keep_synchronized
+from storsync.service import scheduling
+from storsync.service.sessions import SessionManager
+from storsync.state.protocol import BaseStore
+from storsync.state.records import Repository
+from storsync.state.repository_store import RepositoryStore
+from storsync.storage.local import LocalStorage
+from storsync.storage.local_watch import LocalWatcher
+
+log = logging.getLogger("storsync.service")
+
+
+@dataclass
+class _Watching:
+    repository: Repository
+    stop: StopSignal
+    thread: threading.Thread
+
+
+class Watches:
+    def __init__(
+        self,
+        repositories: RepositoryStore,
+        sessions: SessionManager,
+        base: BaseStore,
+        clock: Clock,
+    ) -> None:
+        self.repositories = repositories
+        self.sessions = sessions
+        self._base = base
+        self._base_lock = threading.Lock()  # one connection, many watching threads
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._watching: dict[str, _Watching] = {}
+        self._started = self._closed = False
+
+    def start(self) -> None:
+        self._started = True
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Watch what should be watched now, as the repositories say (once started)."""
+        with self._lock:
+            if self._closed or not self._started:
+                return
+            wanted = {
+                r.id: r
+                for r in self.repositories.all()
+                if r.settings.watch and not r.settings.paused
+            }
+            for repository_id, watching in list(self._watching.items()):
+                if _watched_as(wanted.get(repository_id)) != _watched_as(watching.repository):
+                    watching.stop.set()
+                    del self._watching[repository_id]
+            for repository_id, repository in wanted.items():
+                if repository_id not in self._watching:
+                    self._watching[repository_id] = self._start(repository)
+
+    def watched(self) -> set[str]:
+        """The repositories whose local root is watched now (its thread alive)."""
+        with self._lock:
+            return {rid for rid, one in self._watching.items() if one.thread.is_alive()}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            watching = list(self._watching.values())
+            self._watching.clear()
+        for one in watching:
+            one.stop.set()
+        for one in watching:
+            one.thread.join()
+        self._base.close()
+
+    def _start(self, repository: Repository) -> _Watching:
+        stop = StopSignal()
+        thread = threading.Thread(
+            target=self._watch,
+            args=(repository, stop),
+            daemon=True,
+            name=f"watch-{repository.id[:8]}",
+        )
+        thread.start()
+        return _Watching(repository, stop, thread)
+
+    def _watch(self, repository: Repository, stop: StopSignal) -> None:
+        rid = repository.id
+        try:
+            watcher = LocalWatcher(repository.local_root)
+        except OSError as exc:
+            log.warning("repository %s: cannot watch %s: %s", rid, repository.local_root, exc)
+            return
+        try:
+            own = OwnWrites(
+                LocalStorage(repository.local_root, clock=self.clock).stat,
+                lambda path: self._recorded(rid, path),
+                lambda folder: self._recorded_below(rid, folder),
+                PathFilter(repository.settings.excludes),
+            )
+            times = WatchTimes(delay_s=repository.settings.watch_delay_s)
+            keep_synchronized(
+                watcher,
+                Cadence(times, self.clock.monotonic()),
+                own,
+                synchronize=lambda why: self._synchronize(rid, why),
+                busy=lambda: self._held(rid),
+                stop=stop,
+                clock=self.clock,
+                # What changed while nothing watched (the service was down, the watch
+                # off) is found by a session as the watch starts.
+                first="watch started",
+            )
+        except Exception:  # a watch that fails leaves the schedule and triggers working
+            log.exception("repository %s: its watch failed; it is not watched any more", rid)
+        finally:
+            watcher.close()
+
+    def _synchronize(self, repository_id: str, why: str) -> None:
+        session_id = self.sessions.carry(repository_id, Trigger.WATCH)
+        log.info("repository %s: %s: session %s", repository_id, why, session_id)
+
+    def _held(self, repository_id: str) -> bool:
+        """Whether the repository starts nothing by itself now."""
+        if self.sessions.active(repository_id):
+            return True
+        if repository_id in self.sessions.waiting_halts():
+            return True
+        repository = self.repositories.get(repository_id)
+        if repository is None or repository.settings.paused:
+            return True
+        waits = scheduling.backoff_until(repository.failures, repository.last_failure_ns)
+        return waits is not None and self.clock.now_ns() < waits
+
+    def _recorded(self, repository_id: str, path: str) -> BaseEntry | None:
+        with self._base_lock:
+            return self._base.base_entry(repository_id, path)
+
+    def _recorded_below(self, repository_id: str, folder: str) -> bool:
+        with self._base_lock:
+            return self._base.base_has_below(repository_id, folder)
+
+
+def _watched_as(repository: Repository | None) -> tuple[object, ...] | None:
+    """What a watch depends on: a change of any restarts it."""
+    if repository is None:
+        return None
+    s = repository.settings
+    return (repository.local_url, s.watch_delay_s, s.excludes)

@@ -1,0 +1,151 @@
+"""Watching in a real `storsync serve` (API.md section 7, SYNC.md promise 9):
+
+- a change made while a session runs (after its scan) is not lost: the next session, a
+  watch session once the running one ends, carries it, and the running one's own writes
+  start nothing more;
+- SIGTERM with watches active ends the service in good order; after SIGTERM or SIGKILL,
+  what changed while it was down is synchronized when it starts again (the watch's first
+  session), and the watch goes on;
+- a repository deleted, or its watch turned off, is no longer watched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api_support import Api, ServerProcess, service_env
+from tests.conftest import tree, write
+from tests.session_support import (
+    held_mid_push,
+    make_files,
+    sessions_of,
+    trigger,
+    wait_for,
+    wait_gone,
+    workers_of,
+)
+from tests.test_service_lifecycle import in_process
+
+FILES = 1000
+
+
+@contextmanager
+def _served(tmp: Path) -> Iterator[tuple[ServerProcess, Api]]:
+    root = tmp / "root"
+    root.mkdir()
+    server = ServerProcess(service_env(tmp / "data", root, None), tmp / "server.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield server, Api(client, root, "server")
+    finally:
+        leftovers = workers_of(server.process.pid) if server.process else []
+        server.stop()
+        for worker in leftovers:
+            wait_gone(worker)
+
+
+def _settled(api: Api, rid: str) -> list[dict[str, Any]]:
+    """The repository's sessions (newest first) once none is queued or running."""
+    wait_for(
+        lambda: all(s["state"] not in ("queued", "running") for s in sessions_of(api, rid)),
+        "the sessions to end",
+    )
+    return sessions_of(api, rid)
+
+
+@pytest.mark.slow
+def test_a_change_made_while_a_session_runs_is_carried_by_the_next(tmp_path: Path) -> None:
+    with _served(tmp_path) as (server, api):
+        # A long quiet period, so that the trigger below (not the watch) starts the push.
+        repository = api.new_repository(watch=True, watchDelaySeconds=3)
+        rid = repository["id"]
+        local, remote = Path(repository["localPath"]), Path(repository["remote"])
+        _settled(api, rid)
+        expected = make_files(local, FILES, seed=3)
+        assert server.process is not None
+        session_id, worker = held_mid_push(
+            server.process.pid, lambda: trigger(api, "native", rid)[0], remote
+        )
+        write(local, "late.txt", "written after the running session's scan")
+        os.kill(worker, signal.SIGCONT)
+        running = api.wait(session_id)
+        assert (running["state"], running["pushed"]) == ("completed", FILES), running
+        assert "late.txt" not in tree(remote)  # its scan came before the file
+        wait_for(lambda: "late.txt" in tree(remote), "the late file on the remote")
+        sessions = _settled(api, rid)  # newest first
+        after = sessions[: [s["id"] for s in sessions].index(session_id)]
+        # One watch session carried it, and the running session's own writes (its
+        # thousand uploads were named by notifications too) started nothing more.
+        assert [(s["trigger"], s["pushed"]) for s in after] == [("watch", 1)], after
+        assert tree(remote) == {**expected, "late.txt": b"written after the running session's scan"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_changes_made_while_the_service_was_down_sync_when_it_starts(
+    tmp_path: Path, kill: bool
+) -> None:
+    with _served(tmp_path) as (server, api):
+        repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        rid = repository["id"]
+        local, remote = Path(repository["localPath"]), Path(repository["remote"])
+        write(local, "before.txt", "watched")
+        wait_for(lambda: "before.txt" in tree(remote), "the first file")
+        _settled(api, rid)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        code = server.process.wait(30)
+        # uvicorn ends an orderly shutdown by raising the signal it caught again.
+        assert code == -(signal.SIGKILL if kill else signal.SIGTERM), server.log.read_text()
+        write(local, "while-down.txt", "nobody watched")
+        server.start()
+        wait_for(lambda: "while-down.txt" in tree(remote), "the file written while down")
+        write(local, "after.txt", "watched again")
+        wait_for(lambda: "after.txt" in tree(remote), "a change after the restart")
+        sessions = _settled(api, rid)
+        assert tree(local) == tree(remote)
+        assert {s["trigger"] for s in sessions} == {"watch"}, sessions
+        assert all(s["state"] == "completed" for s in sessions), sessions
+
+
+def test_a_repository_no_longer_watched_starts_nothing(tmp_path: Path) -> None:
+    with in_process(tmp_path, None) as (service, api):
+        gone = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        off = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        paused = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        ids = {r["id"] for r in (gone, off, paused)}
+        wait_for(lambda: service.watches.watched() == ids, "three watches")
+        for repository in (gone, off, paused):  # the session each watch starts with
+            wait_for(lambda r=repository: sessions_of(api, r["id"]), "a first session")
+            _settled(api, repository["id"])
+            # its worker may still be exiting (it counts as running until then)
+            wait_for(lambda r=repository: not service.sessions.active(r["id"]), "its worker")
+        answer = api.request("DELETE", f"/api/v1/repositories/{gone['id']}")
+        assert answer.status_code == 204, answer.text
+        answer = api.request("PATCH", f"/api/v1/repositories/{off['id']}", json={"watch": False})
+        assert answer.status_code == 200, answer.text
+        answer = api.post(f"/api/v1/repositories/{paused['id']}/pause")
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: service.watches.watched() == set(), "the watches to end")
+        before = {r["id"]: len(sessions_of(api, r["id"])) for r in (off, paused)}
+        for repository in (gone, off, paused):
+            write(Path(repository["localPath"]), "a.txt", "not watched any more")
+        with pytest.raises(AssertionError):
+            wait_for(
+                lambda: {r: len(sessions_of(api, r)) for r in before} != before,
+                "a session",
+                timeout=2,
+            )
+        answer = api.post(f"/api/v1/repositories/{paused['id']}/resume")
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: "a.txt" in tree(Path(paused["remote"])), "the resumed watch's session")
+        assert tree(Path(off["remote"])) == {}
