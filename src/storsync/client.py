@@ -66,6 +66,17 @@ class Client:
         )
         return answer
 
+    def logout(self) -> bool:
+        """End the saved sign-in on the server (every token it issued) and forget it here;
+        False when there was none."""
+        token = self._refresh or self.token
+        if token is None:
+            return False
+        if self._refresh is not None:  # a saved sign-in, not a --token given
+            self._send("POST", "/api/v1/auth/revoke", json={"token": token})
+            login_file().unlink(missing_ok=True)
+        return self._refresh is not None
+
     def request(self, method: str, path: str, **kw: Any) -> Any:
         return self._send(method, path, **kw)
 

@@ -32,6 +32,20 @@ class ConflictPolicy(StrEnum):
     REMOTE = "remote"
 
 
+class Keep(StrEnum):
+    """Which version a conflict ends with (API.md section 7): the path's (local), the
+    conflict copy's (remote), or both files as they stand."""
+
+    LOCAL = "local"
+    REMOTE = "remote"
+    BOTH = "both"
+
+
+class ConflictState(StrEnum):
+    OPEN = "open"  # both versions kept, a person decides
+    RESOLVED = "resolved"  # by a person, or by the policy in force when it was found
+
+
 class Phase(StrEnum):
     """The two directions of a session's one plan: push writes the remote, pull the local."""
 
@@ -140,6 +154,7 @@ class EventType(StrEnum):
     PHASE_STARTED = "phase.started"
     PHASE_FINISHED = "phase.finished"
     ITEMS_TRANSFERRED = "items.transferred"
+    CONFLICT_RESOLVED = "conflict.resolved"
 
     @classmethod
     def ending(cls, state: SessionState) -> EventType:
@@ -303,6 +318,20 @@ class BaseEntry:
             remote_etag=remote.etag,
         )
 
+    def fingerprint(self) -> str:
+        """One string that changes whenever the recorded version of either side does."""
+        parts = (
+            self.size,
+            self.hash,
+            self.executable,
+            self.local_mtime_ns,
+            self.local_inode,
+            self.remote_mtime_ns,
+            self.remote_inode,
+            self.remote_etag,
+        )
+        return ":".join(str(part) for part in parts)
+
     def stamp(self, side: Side) -> Entry:
         """The entry this side held when the base was recorded."""
         if side is Side.LOCAL:
@@ -321,3 +350,33 @@ class Skipped:
     side: Side
     path: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FoundConflict:
+    """A conflict a session settled: the path, the copy that keeps the remote version
+    (None when a policy chose one), which version a policy kept (None: both, for a person
+    to decide), both versions as scanned, and the base's fingerprints of the path and the
+    copy once both sides held them (what a resolution must still find)."""
+
+    path: str
+    copy: str | None
+    policy: ConflictPolicy
+    kept: Keep | None
+    local: Entry
+    remote: Entry
+    path_print: str
+    copy_print: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A person's decision on an open conflict, carried out by a session only while the
+    base still holds the fingerprints the conflict recorded."""
+
+    conflict_id: str
+    path: str
+    copy: str
+    keep: Keep
+    path_print: str
+    copy_print: str

@@ -21,6 +21,8 @@ from storsync.api.notifications import sse_stream
 from storsync.api.schemas import (
     ApiKeyCreate,
     ApiKeyOut,
+    ConflictOut,
+    ConflictPage,
     EventPage,
     Health,
     Login,
@@ -30,6 +32,7 @@ from storsync.api.schemas import (
     RepositoryCreate,
     RepositoryOut,
     RepositoryUpdate,
+    ResolveIn,
     Revocation,
     SessionOut,
     SessionPage,
@@ -49,9 +52,9 @@ from storsync.api.security import (
     service_of,
 )
 from storsync.errors import InvalidRequest
-from storsync.model import EventType, LogKind, SessionState, Trigger
+from storsync.model import ConflictState, EventType, LogKind, SessionState, Trigger
 from storsync.service.hub import EventFilter, EventHub
-from storsync.state.records import Role, SessionQuery
+from storsync.state.records import ConflictQuery, Role, SessionQuery
 
 router = APIRouter(prefix="/api/v1")
 public = APIRouter()
@@ -336,6 +339,47 @@ def approve_halt(session_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
 def reject_halt(session_id: Id, _: Operator, service: Svc) -> dict[str, Any]:
     """Refuse the halted plan and pause the repository: the halted session."""
     return render.native_session(service.halts.reject(session_id))
+
+
+@router.get("/conflicts", response_model=ConflictPage, tags=["conflicts"])
+def list_conflicts(
+    request: Request,
+    _: Viewer,
+    service: Svc,
+    repositoryId: Annotated[str | None, Query(max_length=64)] = None,
+    state: ConflictState | None = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Conflicts, oldest first: open ones keep both versions (the path holds the local
+    one, ``copyPath`` the remote one) until a person decides; resolved ones say how."""
+    found = service.conflicts.search(ConflictQuery(repositoryId, state, offset, limit))
+    following = None
+    if len(found) == limit:
+        following = str(request.url.include_query_params(offset=offset + limit))
+    items = [render.native_conflict(c) for c in found]
+    return {"items": items, "offset": offset, "limit": limit, "next": following}
+
+
+@router.get("/conflicts/{conflict_id}", response_model=ConflictOut, tags=["conflicts"])
+def get_conflict(conflict_id: Id, _: Viewer, service: Svc) -> dict[str, Any]:
+    return render.native_conflict(service.conflicts.get(conflict_id))
+
+
+@router.post(
+    "/conflicts/{conflict_id}/resolve",
+    response_model=SessionOut,
+    status_code=202,
+    tags=["conflicts"],
+)
+def resolve_conflict(conflict_id: Id, body: ResolveIn, _: Operator, service: Svc) -> dict[str, Any]:
+    """Decide an open conflict: ``both`` accepts the two files as they stand, ``local``
+    moves the copy to the trash on both sides, ``remote`` puts the copy's bytes at the
+    path on both sides (the replaced version to the trash) and removes the copy. Carried
+    out by a session (``trigger: resolve``; the repository's waiting one if there is
+    one): that session. 409 when the conflict is resolved, a decision on it is pending,
+    or the path or its copy changed on a side since the conflict was recorded."""
+    return render.native_session(service.conflicts.resolve(conflict_id, body.keep))
 
 
 @router.get("/sessions/{session_id}/conflicts", response_model=LogItemPage, tags=["sessions"])

@@ -14,7 +14,9 @@ from storsync.service.auth import TokenPair
 from storsync.service.repositories import RepositoryView
 from storsync.state.plan_store import PlanStep
 from storsync.state.records import (
+    Conflict,
     ConflictFound,
+    ConflictResolved,
     Detail,
     Event,
     ItemBatch,
@@ -26,6 +28,7 @@ from storsync.state.records import (
     SessionSnapshot,
     Token,
     User,
+    Version,
 )
 
 
@@ -104,6 +107,38 @@ def _halt(halt: Halt | None) -> dict[str, Any] | None:
         "deleteRemote": halt.delete_remote,
         "sample": list(halt.sample),
     }
+
+
+def native_conflict(c: Conflict) -> dict[str, Any]:
+    pending = None
+    if c.resolving is not None and c.resolving_session_id is not None:
+        pending = {"keep": c.resolving.value, "sessionId": c.resolving_session_id}
+    resolution = None
+    if c.kept is not None:
+        resolution = {
+            "keep": c.kept.value,
+            "by": c.resolved_by,
+            "sessionId": c.resolved_session_id,
+            "at": iso(c.resolved_ns),
+        }
+    return {
+        "id": c.id,
+        "repositoryId": c.repository_id,
+        "path": c.path,
+        "copyPath": c.copy_path,
+        "state": c.state.value,
+        "policy": c.policy.value,
+        "foundBySessionId": c.found_session_id,
+        "foundAt": iso(c.found_ns),
+        "local": _version(c.local),
+        "remote": _version(c.remote),
+        "pending": pending,
+        "resolution": resolution,
+    }
+
+
+def _version(v: Version) -> dict[str, Any]:
+    return {"size": v.size, "mtime": iso(v.mtime_ns), "hash": v.hash}
 
 
 def native_plan_step(step: PlanStep) -> dict[str, Any]:
@@ -199,6 +234,13 @@ def _detail(detail: Detail) -> dict[str, Any]:
         return {"phase": detail.stage, "rateBps": detail.rate_bps, "etaSeconds": detail.eta_s}
     if isinstance(detail, ConflictFound):
         return {"path": detail.path}
+    if isinstance(detail, ConflictResolved):
+        return {
+            "conflictId": detail.conflict_id,
+            "path": detail.path,
+            "keep": detail.kept.value,
+            "by": detail.by,
+        }
     if isinstance(detail, ItemBatch):
         batch: dict[str, Any] = {
             "kind": detail.kind.value,

@@ -9,7 +9,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from storsync.model import (
+    ConflictPolicy,
+    ConflictState,
     EventType,
+    Keep,
     LogKind,
     PlanAction,
     RepositoryStatus,
@@ -158,6 +161,52 @@ class PlanStepOut(BaseModel):
 
 class PlanPage(BaseModel):
     items: list[PlanStepOut]
+    next: str | None
+
+
+class ResolveIn(Closed):
+    """Which version a conflict ends with: ``local``, ``remote`` or ``both``."""
+
+    keep: Keep
+
+
+class VersionOut(BaseModel):
+    size: int
+    mtime: str | None
+    hash: str | None
+
+
+class ResolutionOut(BaseModel):
+    keep: Keep
+    by: str
+    sessionId: str | None
+    at: str | None
+
+
+class PendingResolutionOut(BaseModel):
+    keep: Keep
+    sessionId: str
+
+
+class ConflictOut(BaseModel):
+    id: str
+    repositoryId: str
+    path: str
+    copyPath: str | None
+    state: ConflictState
+    policy: ConflictPolicy
+    foundBySessionId: str
+    foundAt: str | None
+    local: VersionOut
+    remote: VersionOut
+    pending: PendingResolutionOut | None
+    resolution: ResolutionOut | None
+
+
+class ConflictPage(BaseModel):
+    items: list[ConflictOut]
+    offset: int
+    limit: int
     next: str | None
 
 

@@ -8,7 +8,7 @@ import sys
 import click
 
 from storsync import __version__
-from storsync.cli import control
+from storsync.cli import control, manage
 from storsync.cli.serve import serve
 from storsync.cli.sync import sync
 from storsync.errors import StorsyncError
@@ -20,7 +20,7 @@ def cli() -> None:
     """storsync keeps a local directory and a remote storage synchronized."""
 
 
-for command in (sync, serve, *control.COMMANDS):
+for command in (sync, serve, *control.COMMANDS, *manage.COMMANDS):
     cli.add_command(command)
 
 

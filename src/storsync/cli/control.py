@@ -36,7 +36,7 @@ class Connection:
     as_json: bool
 
 
-def _client_options(command: Callable[..., None]) -> Callable[..., None]:
+def client_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options every client command takes, handed to it as one ``connection``."""
 
     @functools.wraps(command)
@@ -65,7 +65,7 @@ def _client_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @contextmanager
-def _client(connection: Connection) -> Iterator[Client]:
+def connect(connection: Connection) -> Iterator[Client]:
     # Imported here: httpx is not needed by `storsync sync`, whose start-up time counts.
     from storsync.client import Client
 
@@ -83,7 +83,7 @@ def _client(connection: Connection) -> Iterator[Client]:
     envvar="STORSYNC_PASSWORD",
     help="The password ($STORSYNC_PASSWORD; asked for when absent).",
 )
-@_client_options
+@client_options
 def login(
     user: str,
     password: str | None,
@@ -94,7 +94,7 @@ def login(
         password = click.prompt("password", hide_input=True)
     from storsync.client import save_login
 
-    with _client(connection) as client:
+    with connect(connection) as client:
         answer = client.login(user, password)
         path = save_login(client.server, answer)
     click.echo(
@@ -105,10 +105,10 @@ def login(
 
 
 @click.command()
-@_client_options
+@client_options
 def repos(connection: Connection) -> None:
     """List the server's repositories."""
-    with _client(connection) as client:
+    with connect(connection) as client:
         found = client.request("GET", "/api/v1/repositories")
     if connection.as_json:
         click.echo(json.dumps(found))
@@ -131,7 +131,7 @@ def repos(connection: Connection) -> None:
     default=ConflictPolicy.KEEP_BOTH.value,
 )
 @click.option("--exclude", "excludes", multiple=True, metavar="PATTERN")
-@_client_options
+@client_options
 def repo_add(
     name: str,
     local_path: str,
@@ -150,7 +150,7 @@ def repo_add(
         "conflictPolicy": conflict,
         "excludes": list(excludes),
     }
-    with _client(connection) as client:
+    with connect(connection) as client:
         created = client.request("POST", "/api/v1/repositories", json=body)
     click.echo(json.dumps(created) if connection.as_json else created["id"])
 
@@ -160,37 +160,37 @@ def repo_add(
 @click.option(
     "--wait", is_flag=True, help="Follow the session until it ends; exit 0 only if it completed."
 )
-@_client_options
+@client_options
 def trigger(
     repository: str | None,
     wait: bool,
     connection: Connection,
 ) -> None:
     """Start a sync of REPOSITORY (an id or a name; default: the default repository)."""
-    with _client(connection) as client:
-        repository_id = _repository_id(client, repository)
+    with connect(connection) as client:
+        repository_id = repository_id_of(client, repository)
         session = client.request("POST", f"/api/v1/repositories/{repository_id}/sync")
         if wait:
-            session = _follow(client, session, live=not connection.as_json and sys.stderr.isatty())
+            session = follow(client, session, live=not connection.as_json and sys.stderr.isatty())
     click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
     if wait:
-        sys.exit(_outcome(session))
+        sys.exit(outcome(session))
 
 
 @click.command()
 @click.option("--repository", help="Only this repository's (an id or a name).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@_client_options
+@client_options
 def sessions(
     repository: str | None,
     limit: int,
     connection: Connection,
 ) -> None:
     """Recent sessions, newest first."""
-    with _client(connection) as client:
+    with connect(connection) as client:
         params: dict[str, object] = {"limit": limit}
         if repository:
-            params["repositoryId"] = _repository_id(client, repository)
+            params["repositoryId"] = repository_id_of(client, repository)
         page = client.request("GET", "/api/v1/sessions", params=params)
     if connection.as_json:
         click.echo(json.dumps(page["items"]))
@@ -205,17 +205,17 @@ def sessions(
 
 @click.command()
 @click.argument("session_id")
-@_client_options
+@client_options
 def watch(session_id: str, connection: Connection) -> None:
     """Follow a session live until it ends; exit 0 only if it completed."""
-    with _client(connection) as client:
+    with connect(connection) as client:
         session = client.request("GET", f"/api/v1/sessions/{session_id}")
-        session = _follow(client, session, live=not connection.as_json and sys.stderr.isatty())
+        session = follow(client, session, live=not connection.as_json and sys.stderr.isatty())
     click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
-    sys.exit(_outcome(session))
+    sys.exit(outcome(session))
 
 
-def _outcome(session: dict[str, Any]) -> int:
+def outcome(session: dict[str, Any]) -> int:
     """The exit status for a session that ended: 0 only if it completed; else 1, and why
     on stderr (a halt's reason, a failure's error)."""
     if session["state"] == SessionState.COMPLETED:
@@ -225,7 +225,7 @@ def _outcome(session: dict[str, Any]) -> int:
     return 1
 
 
-def _repository_id(client: Client, given: str | None) -> str:
+def repository_id_of(client: Client, given: str | None) -> str:
     found = client.request("GET", "/api/v1/repositories")
     for r in found:
         if given is None and r["isDefault"]:
@@ -240,7 +240,7 @@ def _repository_id(client: Client, given: str | None) -> str:
 _ENDINGS = {EventType.ending(state) for state in SessionState if not state.active}
 
 
-def _follow(client: Client, session: dict[str, Any], *, live: bool) -> dict[str, Any]:
+def follow(client: Client, session: dict[str, Any], *, live: bool) -> dict[str, Any]:
     """Read the session's events until it ends; a progress line on a terminal."""
     session_id = session["id"]
     if SessionState(session["state"]).active:

@@ -22,6 +22,7 @@ from storsync.model import (
     StopSignal,
     SyncSettings,
 )
+from storsync.runner import conflicts
 from storsync.runner.context import SessionContext
 from storsync.runner.execute import execute
 from storsync.runner.hashing import hash_what_decides
@@ -121,6 +122,10 @@ class SyncSession:
             storage.start_session()
         base = ctx.store.load_base(ctx.repository_id)
         check_markers(ctx, established=bool(base))
+        if ctx.log_session is not None and not ctx.settings.dry_run:
+            # Decisions on conflicts change local files only (not the base): the scan
+            # below sees them as local changes, which the plan takes to the remote.
+            conflicts.carry_out(ctx, ctx.store.resolutions(ctx.log_session))
         with self._before_changes():
             plan = self._plan(scan_both(ctx, base, PathFilter(ctx.settings.excludes)))
             ctx.stop.check()
@@ -133,7 +138,11 @@ class SyncSession:
             cutoff = ctx.clock.now_ns() - int(ctx.settings.trash_days * DAY_NS)
             for storage in (ctx.local, ctx.remote):
                 storage.prune_trash(cutoff)
-        execute(ctx, plan)
+        found = conflicts.candidates(plan)
+        try:
+            execute(ctx, plan)
+        finally:  # what was settled before a failure or a stop is an object too
+            conflicts.record(ctx, found)
 
     @contextlib.contextmanager
     def _before_changes(self) -> Iterator[None]:

@@ -13,6 +13,7 @@ from storsync.clock import Clock, SystemClock
 from storsync.config import Settings
 from storsync.model import SessionState
 from storsync.service.auth import Accounts
+from storsync.service.conflicts import Conflicts
 from storsync.service.events import EventBus
 from storsync.service.halts import Halts
 from storsync.service.hub import EventHub
@@ -52,6 +53,7 @@ class Service:
     halts: Halts
     scheduler: Scheduler
     watches: Watches
+    conflicts: Conflicts
     clock: Clock
     generated_admin_password: str | None = None
     _closing: threading.Event = field(default_factory=threading.Event)
@@ -108,6 +110,13 @@ class Service:
             changed=changed,
         )
         halts = Halts(sessions, repositories, catalog.plans)
+        conflicts = Conflicts(
+            catalog.conflicts,
+            catalog.repositories,
+            sessions,
+            open_base_store(settings.database),
+            clock,
+        )
         service = cls(
             settings,
             catalog,
@@ -119,6 +128,7 @@ class Service:
             halts,
             scheduler,
             watches,
+            conflicts,
             clock,
         )
         service.generated_admin_password = accounts.ensure_admin(
@@ -188,6 +198,7 @@ class Service:
     def close(self) -> None:
         self._closing.set()
         self.watches.close()
+        self.conflicts.close()
         self.scheduler.close()
         self.sessions.shutdown()
         self.catalog.close()

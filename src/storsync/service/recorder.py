@@ -22,6 +22,7 @@ from storsync.service.reports import (
 from storsync.state.catalog import Catalog
 from storsync.state.records import (
     ConflictFound,
+    ConflictResolved,
     Detail,
     ItemBatch,
     PhaseChanged,
@@ -126,6 +127,8 @@ class Recorder:
             )
         if totals.state is SessionState.STOPPED and closing and not session.stop_requested:
             error = SHUTDOWN_MESSAGE
+        # Announced before the end is recorded: whoever saw the session end sees these.
+        self._settled_conflicts(session)
         ended = self.end(session, dataclasses.replace(totals, error=error))
         if session_id not in self._announced:
             for path in report.conflicts[:limit]:
@@ -133,6 +136,13 @@ class Recorder:
         self._quiet.discard(session_id)
         self._announced.discard(session_id)
         self.announce_end(ended)
+
+    def _settled_conflicts(self, session: Session) -> None:
+        """Announce the conflicts the session resolved, by a decision or by its policy."""
+        for c in self.catalog.conflicts.resolved_by(session.id):
+            if c.kept is not None and c.resolved_by is not None:
+                detail = ConflictResolved(c.id, c.path, c.kept, c.resolved_by)
+                self.bus.about(EventType.CONFLICT_RESOLVED, session, detail)
 
     def end(self, session: Session, totals: SessionTotals) -> Session:
         """End a session in ``totals.state``; its phases still running end with it; its
@@ -142,6 +152,9 @@ class Recorder:
         ending = PhaseState.FAILED if failed else PhaseState.STOPPED
         phases = {p: ending for p in Phase if session.phase_state(p) is PhaseState.RUNNING}
         ended = self.catalog.sessions.end(session.id, totals, now_ns=now, phases=phases)
+        # Decisions on conflicts it did not carry out (it failed, stopped, or never
+        # started): open again for anyone to decide.
+        self.catalog.conflicts.release(session.id)
         if failed or totals.state in (SessionState.COMPLETED, SessionState.PARTIAL):
             self.catalog.repositories.record_outcome(
                 session.repository_id, failed=failed, now_ns=now

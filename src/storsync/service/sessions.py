@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from storsync.clock import Clock
@@ -208,6 +208,22 @@ class SessionManager:
                     self._start(carrier)
             self.store.settle_halt(halted.id, HaltOutcome.APPROVED)
         return self.get(carrier.id)
+
+    def resolve(self, repository_id: str, carry: Callable[[str], bool]) -> Session | None:
+        """The session that carries a decision on a conflict: the repository's waiting
+        one, or a new one (``trigger: resolve``). ``carry(session_id)`` hands the decision
+        to it before it can start; when it refuses (False), nothing is queued: None."""
+        with self._lock:
+            waiting = self.store.search(_waiting(repository_id))
+            if waiting:
+                return self.get(waiting[0].id) if carry(waiting[0].id) else None
+            session = self._queue(repository_id, Trigger.RESOLVE)
+            if not carry(session.id):
+                self._not_started(session, "another decision on the conflict came first")
+                return None
+            if repository_id not in self._runs and not self._closing:
+                self._start(session)
+        return self.get(session.id)
 
     def reject(self, session_id: str) -> Session:
         """Refuse a halted plan: nothing of it is carried out."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from storsync.clock import Clock
 from storsync.state.account_store import AccountStore
+from storsync.state.conflict_store import ConflictStore
 from storsync.state.database import Database
 from storsync.state.event_store import EventStore
 from storsync.state.fire_store import FireStore
@@ -26,6 +27,7 @@ class Catalog:
         self.events = EventStore(engine)
         self.fires = FireStore(engine)
         self.plans = PlanStore(engine)
+        self.conflicts = ConflictStore(engine)
 
     def close(self) -> None:
         self.database.close()

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from storsync.model import (
     EventType,
+    Keep,
     LogKind,
     Phase,
     PhaseCounters,
@@ -28,6 +29,7 @@ from storsync.model import (
 from storsync.state import schema
 from storsync.state.records import (
     ConflictFound,
+    ConflictResolved,
     Detail,
     Event,
     ItemBatch,
@@ -113,6 +115,8 @@ def _detail(type_: EventType, raw: dict[str, Any]) -> Detail:
         return Progressed(raw.get("stage", raw.get("phase", "")), raw["rate_bps"], raw["eta_s"])
     if type_ is EventType.SESSION_CONFLICT:
         return ConflictFound(raw["path"])
+    if type_ is EventType.CONFLICT_RESOLVED:
+        return ConflictResolved(raw["conflict_id"], raw["path"], Keep(raw["kept"]), raw["by"])
     if type_ is EventType.ITEMS_TRANSFERRED:
         return ItemBatch(LogKind(raw["kind"]), raw["count"], raw["first_id"], raw["last_id"])
     return Nothing()

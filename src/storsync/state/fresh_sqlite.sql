@@ -139,3 +139,33 @@ CREATE TABLE plan_items (
 
 CREATE INDEX ix_plan_items_session ON plan_items (session_id, id);
 
+CREATE TABLE conflicts (
+	id VARCHAR(36) NOT NULL, 
+	repository_id VARCHAR(36) NOT NULL, 
+	path TEXT NOT NULL, 
+	copy_path TEXT, 
+	state VARCHAR(16) NOT NULL, 
+	policy VARCHAR(16) NOT NULL, 
+	found_session_id VARCHAR(36) NOT NULL, 
+	found_ns BIGINT NOT NULL, 
+	local_size BIGINT NOT NULL, 
+	local_mtime_ns BIGINT NOT NULL, 
+	local_hash TEXT, 
+	remote_size BIGINT NOT NULL, 
+	remote_mtime_ns BIGINT NOT NULL, 
+	remote_hash TEXT, 
+	path_print TEXT NOT NULL, 
+	copy_print TEXT, 
+	resolving VARCHAR(16), 
+	resolving_session_id VARCHAR(36), 
+	kept VARCHAR(16), 
+	resolved_by VARCHAR(16), 
+	resolved_session_id VARCHAR(36), 
+	resolved_ns BIGINT, 
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_conflicts_repository ON conflicts (repository_id, state);
+
+CREATE INDEX ix_conflicts_resolving ON conflicts (resolving_session_id);
+

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from storsync.model import BaseEntry, Entry, PlanAction, PlanItem
+from storsync.model import BaseEntry, Entry, FoundConflict, PlanAction, PlanItem, Resolution
 
 BASE_COLUMNS = (
     "size",
@@ -61,6 +61,23 @@ class BaseStore(Protocol):
 
     def plan_deletions(self, session_id: str) -> list[PlanItem]:
         """The deletions of a halted session's plan, each with the version it listed."""
+        ...
+
+    def record_conflicts(
+        self, repository_id: str, session_id: str, found: Sequence[FoundConflict], now_ns: int
+    ) -> None:
+        """Store the conflicts a service session settled (open, or resolved by the policy),
+        in one transaction."""
+        ...
+
+    def resolutions(self, session_id: str) -> list[Resolution]:
+        """The decisions on open conflicts this session carries."""
+        ...
+
+    def settle_resolution(
+        self, conflict_id: str, session_id: str, *, done: bool, now_ns: int
+    ) -> None:
+        """A carried decision ends: the conflict resolved, or (not ``done``) left open."""
         ...
 
     def close(self) -> None: ...

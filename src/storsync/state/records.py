@@ -10,8 +10,10 @@ from urllib.parse import unquote, urlsplit
 
 from storsync.model import (
     ConflictPolicy,
+    ConflictState,
     EventType,
     Halt,
+    Keep,
     LogKind,
     Mode,
     Phase,
@@ -150,6 +152,49 @@ class SessionQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a conflicting file as the session that found it scanned it."""
+
+    size: int
+    mtime_ns: int
+    hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A conflict as the service shows it (API.md section 7)."""
+
+    id: str
+    repository_id: str
+    path: str
+    copy_path: str | None
+    state: ConflictState
+    policy: ConflictPolicy
+    found_session_id: str
+    found_ns: int
+    local: Version
+    remote: Version
+    path_print: str
+    copy_print: str | None
+    resolving: Keep | None  # the decision a queued or running session carries
+    resolving_session_id: str | None
+    kept: Keep | None
+    resolved_by: str | None  # "policy" or "person"
+    resolved_session_id: str | None
+    resolved_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictQuery:
+    """Which conflicts to list, oldest first: of one repository, in one state, a page."""
+
+    repository_id: str | None = None
+    state: ConflictState | None = None
+    offset: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class SessionSnapshot:
     """A session as an event carries it: what any face needs to render the event as of
     its time, without reading the store again."""
@@ -258,6 +303,14 @@ class ConflictFound:
 
 
 @dataclass(frozen=True, slots=True)
+class ConflictResolved:
+    conflict_id: str
+    path: str
+    kept: Keep
+    by: str  # "policy" or "person"
+
+
+@dataclass(frozen=True, slots=True)
 class ItemBatch:
     """A durable batch of a session's files; stored by where its log items are, and
     delivered with the items themselves (``items``) to the consumers that ask."""
@@ -274,7 +327,7 @@ class Nothing:
     """The event says all by its type (a session started or ended)."""
 
 
-Detail = Queued | PhaseChanged | Progressed | ConflictFound | ItemBatch | Nothing
+Detail = Queued | PhaseChanged | Progressed | ConflictFound | ConflictResolved | ItemBatch | Nothing
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,7 +200,7 @@ class RepositoryStore:
             conn.execute(_R.update().where(_R.c.id == repository_id).values(is_default=True))
 
     def delete(self, repository_id: str) -> None:
-        """The repository, its base, its history and its schedule's fires."""
+        """The repository, its base, its history, its schedule's fires and its conflicts."""
         with self.engine.begin() as conn:
             sessions = sa.select(_S.c.id).where(_S.c.repository_id == repository_id)
             conn.execute(_L.delete().where(_L.c.session_id.in_(sessions)))
@@ -210,5 +210,7 @@ class RepositoryStore:
             conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
             fires = schema.schedule_fires
             conn.execute(fires.delete().where(fires.c.repository_id == repository_id))
+            found = schema.conflicts
+            conn.execute(found.delete().where(found.c.repository_id == repository_id))
             conn.execute(_R.delete().where(_R.c.id == repository_id))
         self._sessions_deleted()

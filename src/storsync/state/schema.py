@@ -80,6 +80,40 @@ plan_items = Table(
     Index("ix_plan_items_session", "session_id", "id"),
 )
 
+# Conflicts as objects (0009_conflicts, API.md section 7): one row per conflict a session
+# settled, open (both versions kept, a person decides) or resolved (by the policy in force,
+# or by a person through a session). Both versions as scanned; the base's fingerprints of
+# the path and its copy once both sides held them, which a resolution must still find; the
+# decision a waiting or running session carries (``resolving``).
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("repository_id", String(36), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("copy_path", Text),
+    Column("state", String(16), nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("found_session_id", String(36), nullable=False),
+    Column("found_ns", BigInteger, nullable=False),
+    Column("local_size", BigInteger, nullable=False),
+    Column("local_mtime_ns", BigInteger, nullable=False),
+    Column("local_hash", Text),
+    Column("remote_size", BigInteger, nullable=False),
+    Column("remote_mtime_ns", BigInteger, nullable=False),
+    Column("remote_hash", Text),
+    Column("path_print", Text, nullable=False),
+    Column("copy_print", Text),
+    Column("resolving", String(16)),
+    Column("resolving_session_id", String(36)),
+    Column("kept", String(16)),
+    Column("resolved_by", String(16)),
+    Column("resolved_session_id", String(36)),
+    Column("resolved_ns", BigInteger),
+    Index("ix_conflicts_repository", "repository_id", "state"),
+    Index("ix_conflicts_resolving", "resolving_session_id"),
+)
+
 # One row per fire of a repository's schedule (0007_schedules): the primary key records a
 # fire once whoever tries again (a restart, a second scheduler), and ``session_id`` is the
 # session that carries it (NULL until one does: started again at the next start).

@@ -17,7 +17,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from storsync.clock import Clock
-from storsync.model import Halt, Phase, PhaseCounters, PhaseState, SessionState, Trigger
+from storsync.model import (
+    ConflictState,
+    Halt,
+    Phase,
+    PhaseCounters,
+    PhaseState,
+    SessionState,
+    Trigger,
+)
 from storsync.state import schema
 from storsync.state.recent import Recent
 from storsync.state.records import HaltOutcome, Session, SessionQuery, SessionTotals
@@ -301,9 +309,10 @@ class SessionStore:
         self._recent.forget()
 
     def prune(self, *, ended_before_ns: int, quiet_ended_before_ns: int) -> list[str]:
-        """Forget finished sessions, their log items and events older than the cutoff,
-        and sooner those that started by themselves and changed nothing (a schedule or a
-        watch with nothing to do), in one transaction; the ids of the sessions forgotten."""
+        """Forget finished sessions, their log items and events, and the conflicts resolved,
+        older than the cutoff, and sooner the sessions that started by themselves and
+        changed nothing (a schedule or a watch with nothing to do), in one transaction;
+        the ids of the sessions forgotten."""
         quiet = sa.and_(
             _S.c.ended_ns < quiet_ended_before_ns,
             _S.c.trigger.in_([t.value for t in (Trigger.SCHEDULE, Trigger.WATCH)]),
@@ -320,5 +329,13 @@ class SessionStore:
             newest = sa.select(sa.func.max(_E.c.id)).scalar_subquery()
             conn.execute(_E.delete().where(_E.c.session_id.in_(old), _E.c.id < newest))
             conn.execute(_S.delete().where(_S.c.id.in_(old)))
+            # Resolved conflicts go with the history of their time; open ones stay.
+            found = schema.conflicts
+            conn.execute(
+                found.delete().where(
+                    found.c.state == ConflictState.RESOLVED.value,
+                    found.c.resolved_ns < ended_before_ns,
+                )
+            )
         self._recent.forget()
         return pruned

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from pathlib import Path
 
-from storsync.model import BaseEntry, PlanItem
+from storsync.model import BaseEntry, FoundConflict, PlanItem, Resolution
+from storsync.state import conflict_sql
 from storsync.state.migrations import HEAD
 from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
 
@@ -47,7 +48,7 @@ _UPSERT = (
 
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0008_halts"
+_FRESH_REVISION = "0009_conflicts"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
@@ -175,6 +176,24 @@ class SqliteBaseStore:
     def plan_deletions(self, session_id: str) -> list[PlanItem]:
         rows = self._conn.execute(_DELETIONS, (session_id, *DELETIONS))
         return [plan_item(*row) for row in rows]
+
+    def record_conflicts(
+        self, repository_id: str, session_id: str, found: Sequence[FoundConflict], now_ns: int
+    ) -> None:
+        rows = [conflict_sql.row(repository_id, session_id, f, now_ns) for f in found]
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(conflict_sql.INSERT, rows)
+
+    def resolutions(self, session_id: str) -> list[Resolution]:
+        rows = self._conn.execute(conflict_sql.RESOLUTIONS, {"session_id": session_id})
+        return [conflict_sql.resolution(*row) for row in rows]
+
+    def settle_resolution(
+        self, conflict_id: str, session_id: str, *, done: bool, now_ns: int
+    ) -> None:
+        statement, values = conflict_sql.settled(conflict_id, session_id, done, now_ns)
+        self._conn.execute(statement, values)
 
     def close(self) -> None:
         self._conn.close()

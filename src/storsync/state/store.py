@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
-from storsync.model import BaseEntry, PlanItem
-from storsync.state import schema
+from storsync.model import BaseEntry, FoundConflict, PlanItem, Resolution
+from storsync.state import conflict_sql, schema
 from storsync.state.database import Database
 from storsync.state.keys import path_key
 from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
@@ -134,6 +134,28 @@ class StateStore:
         )
         with self.engine.connect() as conn:
             return [plan_item(*row) for row in conn.execute(query)]
+
+    # -- conflicts --------------------------------------------------------------------
+
+    def record_conflicts(
+        self, repository_id: str, session_id: str, found: Sequence[FoundConflict], now_ns: int
+    ) -> None:
+        rows = [conflict_sql.row(repository_id, session_id, f, now_ns) for f in found]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(conflict_sql.INSERT), rows)
+
+    def resolutions(self, session_id: str) -> list[Resolution]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(conflict_sql.RESOLUTIONS), {"session_id": session_id})
+            return [conflict_sql.resolution(*row) for row in rows]
+
+    def settle_resolution(
+        self, conflict_id: str, session_id: str, *, done: bool, now_ns: int
+    ) -> None:
+        statement, values = conflict_sql.settled(conflict_id, session_id, done, now_ns)
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(statement), values)
 
     # -- log items --------------------------------------------------------------------
 
