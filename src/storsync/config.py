@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from storsync.errors import UsageError
+from storsync.model import MIN_BWLIMIT
 
 DEFAULT_PORT = 4443
 
@@ -43,6 +44,9 @@ class Settings:
     token_ttl_s: int = 3600
     refresh_ttl_s: int = 14 * 86_400
     transfers: int = 8
+    # The total bandwidth of all running sessions, bytes per second (None: no limit);
+    # PATCH /api/v1/settings changes it for good.
+    bwlimit_bytes_per_second: int | None = None
     # Sessions are background work: their worker processes run this much nicer than the
     # service, so that a large sync does not slow the answers (docs/benchmarks.md).
     worker_niceness: int = 10
@@ -154,6 +158,9 @@ def load_settings(
         raise UsageError(f"port {settings.port} is not between 1 and 65535")
     if settings.retention_days <= 0 or settings.quiet_retention_days <= 0:
         raise UsageError("retention_days and quiet_retention_days must be more than 0")
+    limit = settings.bwlimit_bytes_per_second
+    if limit is not None and limit < MIN_BWLIMIT:
+        raise UsageError(f"bwlimit_bytes_per_second {limit} is less than {MIN_BWLIMIT} (1 KiB/s)")
     if not 0 <= settings.worker_niceness <= 19:
         raise UsageError(f"worker_niceness {settings.worker_niceness} is not between 0 and 19")
     return settings

@@ -211,6 +211,11 @@ class Schedule:
     timezone: str = "UTC"
 
 
+# The lowest bandwidth limit taken, bytes per second: less would hold one chunk of a
+# transfer for minutes.
+MIN_BWLIMIT = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
     """How one session synchronizes; every option of the command line and a repository.
@@ -228,6 +233,7 @@ class SyncSettings:
     force: bool = False
     transfers: int = 8
     trash_days: float = 30.0
+    bwlimit_bps: int | None = None  # bytes per second all transfers read; None: no limit
 
     @property
     def trash(self) -> bool:

@@ -53,6 +53,8 @@ def _settings(body: RepositoryIn) -> dict[str, Any]:
     settings = {_SETTINGS[name][0]: _SETTINGS[name][1](value) for name, value in given.items()}
     if "schedule" in body.model_fields_set:  # given, null included: null removes it
         settings["schedule"] = _schedule(body.schedule)
+    if "bwlimitBytesPerSecond" in body.model_fields_set:  # the same: null removes it
+        settings["bwlimit_bps"] = body.bwlimitBytesPerSecond
     return settings
 
 

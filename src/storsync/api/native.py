@@ -34,6 +34,8 @@ from storsync.api.schemas import (
     RepositoryUpdate,
     ResolveIn,
     Revocation,
+    ServiceSettingsIn,
+    ServiceSettingsOut,
     SessionOut,
     SessionPage,
     TokenOut,
@@ -143,6 +145,24 @@ async def revoke(request: Request, token: Viewer, service: Svc) -> Response:
         raise RequestValidationError(exc.errors()) from None
     await run_in_threadpool(service.accounts.revoke_secret, body.token, by=token.user)
     return Response(status_code=200)
+
+
+# -- the service's settings ----------------------------------------------------------
+
+
+@router.get("/settings", response_model=ServiceSettingsOut, tags=["settings"])
+def get_settings(_: Viewer, service: Svc) -> dict[str, Any]:
+    return {"bwlimitBytesPerSecond": service.bwlimit()}
+
+
+@router.patch("/settings", response_model=ServiceSettingsOut, tags=["settings"])
+def update_settings(body: ServiceSettingsIn, _: Admin, service: Svc) -> dict[str, Any]:
+    """Change the total bandwidth of all running sessions (bytes per second, at least
+    1024; null: no limit): running sessions get their new shares within 2 s, and the
+    value outlives a restart. A field not given is left as it is."""
+    if "bwlimitBytesPerSecond" in body.model_fields_set:
+        service.set_bwlimit(body.bwlimitBytesPerSecond)
+    return get_settings(_, service)
 
 
 # -- users and keys -------------------------------------------------------------------

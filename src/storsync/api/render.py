@@ -156,6 +156,7 @@ def _settings(view: RepositoryView) -> dict[str, Any]:
         "maxDeletePercent": settings.max_delete_percent,
         "trashDays": settings.trash_days,
         "transfers": settings.transfers,
+        "bwlimitBytesPerSecond": settings.bwlimit_bps,
         **_left_running(view),
     }
 

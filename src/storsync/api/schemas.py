@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, model_validator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from storsync.model import (
+    MIN_BWLIMIT,
     ConflictPolicy,
     ConflictState,
     EventType,
@@ -31,6 +32,8 @@ Transfers = Annotated[int, Strict(), Field(ge=1, le=256)]
 Pattern = Annotated[str, Strict(), Field(min_length=1, max_length=4096)]
 Excludes = Annotated[list[Pattern], Field(max_length=1000)]
 Delay = Annotated[float, Strict(), Field(ge=0.1, le=3600, allow_inf_nan=False)]
+# Bytes per second: at least 1 KiB/s (less would hold a transfer for hours per chunk).
+Rate = Annotated[int, Strict(), Field(ge=MIN_BWLIMIT, le=2**50)]
 
 
 def has_nul(value: Any) -> bool:
@@ -93,6 +96,7 @@ class RepositoryIn(Text):
     maxDeletePercent: Percent | None = None
     trashDays: Days | None = None
     transfers: Transfers | None = None
+    bwlimitBytesPerSecond: Rate | None = None  # null: no limit of its own (as schedule)
     schedule: ScheduleIn | None = None  # null: no schedule (unlike the others: not "not given")
     watch: Flag | None = None
     watchDelaySeconds: Delay | None = None
@@ -131,6 +135,7 @@ class RepositoryOut(BaseModel):
     maxDeletePercent: float
     trashDays: float
     transfers: int
+    bwlimitBytesPerSecond: int | None
     schedule: dict[str, Any] | None
     watch: bool
     watchDelaySeconds: float
@@ -162,6 +167,21 @@ class PlanStepOut(BaseModel):
 class PlanPage(BaseModel):
     items: list[PlanStepOut]
     next: str | None
+
+
+class ServiceSettingsIn(Closed):
+    """The service's settings an admin changes while it runs (they outlive a restart):
+    the total bandwidth of all running sessions, bytes per second (null: no limit). The
+    configuration's name ``bwlimit_bytes_per_second`` is taken as well."""
+
+    bwlimitBytesPerSecond: Rate | None = Field(
+        default=None,
+        validation_alias=AliasChoices("bwlimitBytesPerSecond", "bwlimit_bytes_per_second"),
+    )
+
+
+class ServiceSettingsOut(BaseModel):
+    bwlimitBytesPerSecond: int | None
 
 
 class ResolveIn(Closed):

@@ -17,6 +17,7 @@ from typing import Any
 import click
 import platformdirs
 
+from storsync.cli.rates import ByteRate
 from storsync.errors import UsageError
 from storsync.model import (
     ConflictPolicy,
@@ -108,6 +109,13 @@ def _default_state_dir(local_url: str, remote_url: str) -> Path:
     help="S3 region (default: $AWS_REGION, else us-east-1).",
 )
 @click.option(
+    "--bwlimit",
+    type=ByteRate(),
+    default=None,
+    help="Limit the transfers to this many bytes per second, all together: 512K, 2M, 1G "
+    "(K, M, G: 1024, 1024², 1024³).",
+)
+@click.option(
     "--watch",
     is_flag=True,
     help="Keep the pair synchronized: local changes start a session after --watch-delay, "
@@ -147,6 +155,7 @@ def sync(
     trash_days: float,
     s3_endpoint: str | None,
     s3_region: str | None,
+    bwlimit: int | None,
     watch: bool,
     interval: float,
     watch_delay: float,
@@ -167,6 +176,7 @@ def sync(
         force=force,
         transfers=transfers,
         trash_days=0.0 if no_trash else trash_days,
+        bwlimit_bps=bwlimit,
     )
     spec = remote_spec(remote, {"endpoint": s3_endpoint or "", "region": s3_region or ""})
     job = _job(local_dir, spec, state_dir, settings)

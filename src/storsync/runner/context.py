@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from storsync.clock import Clock
 from storsync.model import BaseEntry, Entry, LogKind, Side, StopSignal, SyncSettings
+from storsync.runner.bandwidth import Throttle
 from storsync.runner.observer import SessionObserver
 from storsync.runner.progress import Progress
 from storsync.runner.report import Report
@@ -30,6 +31,7 @@ class SessionContext:
     # The service's session whose log items the durable batches are stored under; None
     # on the command line, which keeps no log items.
     log_session: str | None = None
+    throttle: Throttle | None = None  # the session's bandwidth limit, if it has one
     report: Report = field(default_factory=Report)
     progress: Progress = field(default_factory=Progress)
     trash: str | None = None  # this session's trash folder; None: removed outright

@@ -61,6 +61,7 @@ class SyncJob:
                     "force": s.force,
                     "transfers": s.transfers,
                     "trash_days": float(s.trash_days),
+                    "bwlimit_bps": s.bwlimit_bps,
                 },
                 "state_url": self.state_url,
                 "repository_id": self.repository_id,
@@ -109,6 +110,7 @@ def _settings(raw: Mapping[str, Any]) -> SyncSettings:
         force=_get(raw, "force", bool),
         transfers=_get(raw, "transfers", int),
         trash_days=float(_number(raw, "trash_days")),
+        bwlimit_bps=_get(raw, "bwlimit_bps", int, optional=True),
     )
 
 

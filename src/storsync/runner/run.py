@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from storsync.clock import Clock, SystemClock
 from storsync.model import StopSignal
+from storsync.runner.bandwidth import Throttle
 from storsync.runner.job import SyncJob
 from storsync.runner.lock import PairLock
 from storsync.runner.observer import SessionObserver
@@ -26,13 +27,15 @@ def run_job(
     observer: SessionObserver | None = None,
     stop: StopSignal | None = None,
     clock: Clock | None = None,
+    throttle: Throttle | None = None,
 ) -> Report:
     """Run ``job`` to its end; how it ended is the report's ``state``.
 
     ``credentials``: the remote's, unsealed by the caller (None: the environment's).
     ``stop``: set it (from any thread, or a signal handler) to end the session at its
-    next safe point. Raises LockedError when another process syncs the local root, and
-    UsageError when the job cannot run as given.
+    next safe point. ``throttle``: the session's bandwidth limit, when the caller changes
+    it while the session runs (default: the job's, fixed). Raises LockedError when
+    another process syncs the local root, and UsageError when the job cannot run as given.
     """
     clock = clock or SystemClock()
     job.local_root.mkdir(parents=True, exist_ok=True)
@@ -58,5 +61,6 @@ def run_job(
             log_session=job.session_id,
             halts=job.halts,
             approves=job.approves,
+            throttle=throttle or Throttle(job.settings.bwlimit_bps, clock),
         )
         return session.run()

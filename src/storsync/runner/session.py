@@ -23,6 +23,7 @@ from storsync.model import (
     SyncSettings,
 )
 from storsync.runner import conflicts
+from storsync.runner.bandwidth import Throttle
 from storsync.runner.context import SessionContext
 from storsync.runner.execute import execute
 from storsync.runner.hashing import hash_what_decides
@@ -53,6 +54,7 @@ class SyncSession:
         log_session: str | None = None,
         halts: bool = False,
         approves: str | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         clock = clock or SystemClock()
         self._observed = observer is not None
@@ -66,6 +68,7 @@ class SyncSession:
             stop or StopSignal(),
             observer or NoObserver(),
             log_session,
+            throttle or Throttle(settings.bwlimit_bps, clock),
         )
         self.halts = halts
         self.approves = approves

@@ -15,6 +15,7 @@ from typing import TypeVar
 from storsync.engine.reconcile import Transfer
 from storsync.errors import ChangedError, StorageError, StorsyncError
 from storsync.model import BaseEntry, Entry, LogKind, Side
+from storsync.runner.bandwidth import Throttle
 from storsync.runner.context import SessionContext
 from storsync.storage.base import Source, Staged
 
@@ -24,6 +25,9 @@ Done = tuple[Transfer, Entry, Staged]  # the transfer, the source as read, what 
 BATCH_FILES = 1000
 BATCH_BYTES = 256 << 20
 BATCH_SECONDS = 1.0
+# Under a bandwidth limit, a batch waits less: what a remote receives at each publish
+# (S3 objects are sent then) stays a small part of any 10-second window of the limit.
+LIMITED_BATCH_SECONDS = 0.25
 
 
 def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> None:
@@ -35,8 +39,10 @@ def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> 
     batch_bytes = 0
     last_flush = ctx.clock.monotonic()
     workers = max(1, ctx.settings.transfers)
-    with ThreadPoolExecutor(workers) as pool:
-        staged = _bounded_map(pool, lambda t: _stage(ctx, side, t), transfers, workers * 4)
+    # Publishing has threads of its own: behind the staging tasks queued in one pool (each
+    # waiting on a bandwidth limit, or on a slow source) a batch would wait for all of them.
+    with ThreadPoolExecutor(workers) as staging, ThreadPoolExecutor(workers) as pool:
+        staged = _bounded_map(staging, lambda t: _stage(ctx, side, t), transfers, workers * 4)
         for transfer, outcome in staged:
             if isinstance(outcome, StorsyncError):
                 if isinstance(outcome, StorageError) and outcome.retryable:
@@ -50,13 +56,18 @@ def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> 
             if (
                 len(batch) >= BATCH_FILES
                 or batch_bytes >= BATCH_BYTES
-                or now - last_flush >= BATCH_SECONDS
+                or now - last_flush >= _batch_seconds(ctx)
             ):
                 _publish(ctx, side, batch, pool)
                 batch, batch_bytes, last_flush = [], 0, now
             if ctx.stop.requested:
                 break
         _publish(ctx, side, batch, pool)
+
+
+def _batch_seconds(ctx: SessionContext) -> float:
+    limited = ctx.throttle is not None and ctx.throttle.rate is not None
+    return LIMITED_BATCH_SECONDS if limited else BATCH_SECONDS
 
 
 def _stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
@@ -67,7 +78,9 @@ def _stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
 
     def attempt() -> tuple[Entry, Staged]:
         with src.open(transfer.path, source_entry) as source:
-            counted = _CountingSource(source, lambda n: ctx.progress.add_bytes(side, n))
+            counted = _CountingSource(
+                source, lambda n: ctx.progress.add_bytes(side, n), ctx.throttle
+            )
             read = dataclasses.replace(
                 source_entry,
                 mtime_ns=_known(source.mtime_ns, source_entry.mtime_ns),
@@ -148,9 +161,15 @@ def _count(ctx: SessionContext, side: Side, size: int) -> None:
 
 
 class _CountingSource:
-    def __init__(self, inner: Source, count: Callable[[int], None]) -> None:
+    """A source whose bytes are counted as they are read, and paid for within the
+    session's bandwidth limit."""
+
+    def __init__(
+        self, inner: Source, count: Callable[[int], None], throttle: Throttle | None
+    ) -> None:
         self._inner = inner
         self._count = count
+        self._throttle = throttle
         self.mtime_ns = inner.mtime_ns
         self.executable = inner.executable
         # Bytes a destination kept from an interrupted attempt are not counted: not moved.
@@ -159,6 +178,8 @@ class _CountingSource:
     def read(self, n: int) -> bytes:
         block = self._inner.read(n)
         self._count(len(block))
+        if self._throttle is not None:
+            self._throttle.take(len(block))
         return block
 
     def finish(self) -> str:

@@ -13,6 +13,7 @@ from storsync.clock import Clock, SystemClock
 from storsync.config import Settings
 from storsync.model import SessionState
 from storsync.service.auth import Accounts
+from storsync.service.bandwidth import Bandwidth
 from storsync.service.conflicts import Conflicts
 from storsync.service.events import EventBus
 from storsync.service.halts import Halts
@@ -85,6 +86,7 @@ class Service:
                 allow_private_endpoints=settings.allow_private_endpoints,
                 trusted_endpoint=settings.s3_endpoint,
             ),
+            Bandwidth(catalog.service_settings, settings.bwlimit_bytes_per_second),
         )
         checks = RepositoryChecks(
             catalog.repositories,
@@ -98,6 +100,7 @@ class Service:
 
         def changed() -> None:
             scheduler.poke()
+            sessions.rebalance()
             watches.refresh()
 
         repositories = Repositories(
@@ -171,6 +174,15 @@ class Service:
             repositories=len(self.catalog.repositories.all()),
             last_event_id=self.bus.last_id,
         )
+
+    def bwlimit(self) -> int | None:
+        """The service's total bandwidth limit, bytes per second (None: none)."""
+        return self.sessions.bandwidth.total
+
+    def set_bwlimit(self, bytes_per_second: int | None) -> None:
+        """Change the total; running sessions get their new shares at once."""
+        self.sessions.bandwidth.set_total(bytes_per_second)
+        self.sessions.rebalance()
 
     def hub(self, loop: asyncio.AbstractEventLoop) -> EventHub:
         """Live delivery of this service's events to the consumers on ``loop``."""

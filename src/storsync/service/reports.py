@@ -19,7 +19,27 @@ from storsync.runner.progress import Snapshot, Stage
 from storsync.runner.report import Report
 from storsync.state.records import SessionTotals
 
+# What the service tells a running worker, one line each: stop at the next safe point;
+# the session's bandwidth limit is now N bytes per second (or "none").
 STOP = "stop"
+BWLIMIT = "bwlimit"
+
+
+def bwlimit_line(bytes_per_second: int | None) -> str:
+    return f"{BWLIMIT} {'none' if bytes_per_second is None else bytes_per_second}"
+
+
+def parse_bwlimit(line: str) -> tuple[bool, int | None]:
+    """(whether ``line`` sets the bandwidth limit, the limit)."""
+    word, _, value = line.strip().partition(" ")
+    if word != BWLIMIT:
+        return False, None
+    if value == "none":
+        return True, None
+    try:
+        return True, max(1, int(value))
+    except ValueError:
+        return False, None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ worker reads its reports and is the only writer of that session (storsync.servic
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from storsync.clock import Clock
 from storsync.errors import Conflict, StorsyncError, UnknownObject
 from storsync.model import EventType, LogKind, SessionState, Trigger
 from storsync.runner.job import SyncJob
+from storsync.service.bandwidth import Bandwidth, shares
 from storsync.service.events import EventBus
 from storsync.service.recorder import Recorder
 from storsync.service.reports import FinishedReport, WorkerSetup
@@ -67,6 +69,7 @@ class SessionManager:
         vault: Vault,
         clock: Clock,
         options: SessionOptions,
+        bandwidth: Bandwidth,
     ) -> None:
         self.catalog = catalog
         self.store = catalog.sessions
@@ -74,6 +77,7 @@ class SessionManager:
         self.vault = vault
         self.clock = clock
         self.options = options
+        self.bandwidth = bandwidth
         self.recorder = Recorder(catalog, bus, clock)
         self._lock = threading.RLock()
         self._runs: dict[str, WorkerProcess] = {}  # by repository id
@@ -310,6 +314,8 @@ class SessionManager:
         self.recorder.expect(started)
         self.bus.about(EventType.SESSION_STARTED, started)
         self._runs[repository.id] = run
+        run.bwlimit = job.settings.bwlimit_bps
+        self._rebalance()
         run.follow(
             lambda report: self.recorder.record(session.id, report, closing=self._closing),
             lambda death: self._after(session.id, repository.id, death),
@@ -330,7 +336,10 @@ class SessionManager:
         return SyncJob(
             local_root=repository.local_root,
             remote=RemoteSpec(repository.remote_url, repository.remote_options, sealed, trusted),
-            settings=repository.settings.sync_settings(self.options.transfers),
+            settings=dataclasses.replace(
+                repository.settings.sync_settings(self.options.transfers),
+                bwlimit_bps=self._share(repository),
+            ),
             state_url=self.options.database_url,
             repository_id=repository.id,
             session_id=session.id,
@@ -343,6 +352,7 @@ class SessionManager:
         the waiting session, or leave a resumption for the next service start."""
         with self._lock:
             self._runs.pop(repository_id)
+            self._rebalance()
             if death is not None:
                 self.recorder.record(session_id, self._death(death), closing=self._closing)
             ended = self.store.get(session_id)
@@ -357,6 +367,29 @@ class SessionManager:
                     self._queue(repository_id, Trigger.RESUME)
             elif waiting:
                 self._start(waiting[0])
+
+    def rebalance(self) -> None:
+        """Give running sessions their bandwidth again (a limit changed)."""
+        with self._lock:
+            self._rebalance()
+
+    def _rebalance(self) -> None:
+        """The caller holds the lock."""
+        own = {rid: self._own_limit(rid) for rid in self._runs}
+        for repository_id, share in shares(self.bandwidth.total, own).items():
+            run = self._runs[repository_id]
+            if run.bwlimit != share:
+                run.limit(share)
+
+    def _own_limit(self, repository_id: str) -> int | None:
+        repository = self.catalog.repositories.get(repository_id)
+        return None if repository is None else repository.settings.bwlimit_bps
+
+    def _share(self, repository: Repository) -> int | None:
+        """The bandwidth of a session about to start beside those running."""
+        own = {rid: self._own_limit(rid) for rid in self._runs}
+        own[repository.id] = repository.settings.bwlimit_bps
+        return shares(self.bandwidth.total, own)[repository.id]
 
     def _death(self, death: str) -> FinishedReport:
         if self._closing:

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from storsync.clock import SystemClock
 from storsync.errors import StorsyncError
 from storsync.model import LogKind, Phase, PhaseState, StopSignal
+from storsync.runner.bandwidth import Throttle
 from storsync.runner.job import SyncJob
 from storsync.runner.observer import Planned
 from storsync.runner.progress import Snapshot
@@ -33,6 +35,7 @@ from storsync.service.reports import (
     WorkerReport,
     WorkerSetup,
     encode,
+    parse_bwlimit,
 )
 from storsync.service.vault import Vault
 
@@ -80,18 +83,24 @@ def run(setup: WorkerSetup, job: SyncJob, stdin: IO[str], out: _Out) -> None:
         assert setup.vault_key is not None, "sealed credentials come with their key"
         credentials = Vault(setup.vault_key.encode()).unseal(job.remote.sealed_credentials)
     stop = StopSignal()
-    threading.Thread(target=_watch_input, args=(stdin, stop), daemon=True).start()
+    throttle = Throttle(job.settings.bwlimit_bps, SystemClock())
+    threading.Thread(target=_watch_input, args=(stdin, stop, throttle), daemon=True).start()
     # A service manager that signals the whole group (systemd's default) gets the same
     # orderly stop as the service's own "stop" line.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    report = run_job(job, credentials=credentials, observer=_Reporter(out), stop=stop)
+    report = run_job(
+        job, credentials=credentials, observer=_Reporter(out), stop=stop, throttle=throttle
+    )
     out.send(FinishedReport.of(report))
 
 
-def _watch_input(stdin: IO[str], stop: StopSignal) -> None:
+def _watch_input(stdin: IO[str], stop: StopSignal, throttle: Throttle) -> None:
     for line in stdin:
         if line.strip() == STOP:
             break
+        limits, bytes_per_second = parse_bwlimit(line)
+        if limits:
+            throttle.set_rate(bytes_per_second)
     stop.set()
 
 

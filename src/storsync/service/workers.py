@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import IO
 
 from storsync.runner.job import SyncJob
-from storsync.service.reports import STOP, FinishedReport, WorkerReport, WorkerSetup, decode
+from storsync.service.reports import (
+    STOP,
+    FinishedReport,
+    WorkerReport,
+    WorkerSetup,
+    bwlimit_line,
+    decode,
+)
 
 log = logging.getLogger("storsync.service")
 
@@ -25,6 +32,7 @@ class WorkerProcess:
         self._process = process
         self._stderr = stderr  # kept for the one line that says why a worker died
         self._reader: threading.Thread | None = None
+        self.bwlimit: int | None = None  # the bandwidth limit it was last given
 
     @classmethod
     def spawn(cls, session_id: str, setup: WorkerSetup, job: SyncJob) -> WorkerProcess:
@@ -62,6 +70,11 @@ class WorkerProcess:
             name=f"session-{self.session_id[:8]}",
         )
         self._reader.start()
+
+    def limit(self, bytes_per_second: int | None) -> None:
+        """Change the session's bandwidth limit while it runs."""
+        self.bwlimit = bytes_per_second
+        self._tell(bwlimit_line(bytes_per_second))
 
     def stop(self) -> None:
         """Ask for a stop at the next safe point."""

@@ -13,6 +13,7 @@ from storsync.state.fire_store import FireStore
 from storsync.state.log_store import LogItemStore
 from storsync.state.plan_store import PlanStore
 from storsync.state.repository_store import RepositoryStore
+from storsync.state.service_settings_store import ServiceSettingsStore
 from storsync.state.session_store import SessionStore
 
 
@@ -28,6 +29,7 @@ class Catalog:
         self.fires = FireStore(engine)
         self.plans = PlanStore(engine)
         self.conflicts = ConflictStore(engine)
+        self.service_settings = ServiceSettingsStore(engine)
 
     def close(self) -> None:
         self.database.close()

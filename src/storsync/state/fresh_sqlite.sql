@@ -7,7 +7,7 @@ CREATE TABLE repositories (
 	id VARCHAR(36) NOT NULL, 
 	local_url TEXT NOT NULL, 
 	remote_url TEXT NOT NULL, 
-	created_ns BIGINT NOT NULL, name TEXT DEFAULT '' NOT NULL, description TEXT DEFAULT '' NOT NULL, mode VARCHAR(16) DEFAULT 'two-way' NOT NULL, policy VARCHAR(16) DEFAULT 'keep-both' NOT NULL, excludes TEXT DEFAULT '[]' NOT NULL, credentials TEXT, is_default BOOLEAN DEFAULT '0' NOT NULL, updated_ns BIGINT, remote_options TEXT, checksum BOOLEAN DEFAULT '0' NOT NULL, max_delete_percent FLOAT DEFAULT '50' NOT NULL, trash_days FLOAT DEFAULT '30' NOT NULL, transfers INTEGER, schedule TEXT, schedule_set_ns BIGINT, watch BOOLEAN DEFAULT '0' NOT NULL, watch_delay_s FLOAT DEFAULT '2' NOT NULL, paused BOOLEAN DEFAULT '0' NOT NULL, failures INTEGER DEFAULT '0' NOT NULL, last_success_ns BIGINT, last_failure_ns BIGINT, 
+	created_ns BIGINT NOT NULL, name TEXT DEFAULT '' NOT NULL, description TEXT DEFAULT '' NOT NULL, mode VARCHAR(16) DEFAULT 'two-way' NOT NULL, policy VARCHAR(16) DEFAULT 'keep-both' NOT NULL, excludes TEXT DEFAULT '[]' NOT NULL, credentials TEXT, is_default BOOLEAN DEFAULT '0' NOT NULL, updated_ns BIGINT, remote_options TEXT, checksum BOOLEAN DEFAULT '0' NOT NULL, max_delete_percent FLOAT DEFAULT '50' NOT NULL, trash_days FLOAT DEFAULT '30' NOT NULL, transfers INTEGER, schedule TEXT, schedule_set_ns BIGINT, watch BOOLEAN DEFAULT '0' NOT NULL, watch_delay_s FLOAT DEFAULT '2' NOT NULL, paused BOOLEAN DEFAULT '0' NOT NULL, failures INTEGER DEFAULT '0' NOT NULL, last_success_ns BIGINT, last_failure_ns BIGINT, bwlimit_bps BIGINT, 
 	PRIMARY KEY (id)
 );
 
@@ -168,4 +168,10 @@ CREATE TABLE conflicts (
 CREATE INDEX ix_conflicts_repository ON conflicts (repository_id, state);
 
 CREATE INDEX ix_conflicts_resolving ON conflicts (resolving_session_id);
+
+CREATE TABLE service_settings (
+	name VARCHAR(64) NOT NULL, 
+	value TEXT NOT NULL, 
+	PRIMARY KEY (name)
+);
 

@@ -58,6 +58,7 @@ class RepositorySettings:
     max_delete_percent: float = 50.0
     trash_days: float = 30.0
     transfers: int | None = None
+    bwlimit_bps: int | None = None  # None: only the service's total limits it
     # Left running (API.md section 7): when it synchronizes by itself.
     schedule: Schedule | None = None
     watch: bool = False
@@ -73,6 +74,7 @@ class RepositorySettings:
             max_delete_percent=self.max_delete_percent,
             transfers=self.transfers or default_transfers,
             trash_days=self.trash_days,
+            bwlimit_bps=self.bwlimit_bps,
         )
 
 

@@ -62,6 +62,17 @@ repositories = Table(
     Column("failures", Integer, nullable=False, server_default="0"),
     Column("last_success_ns", BigInteger),
     Column("last_failure_ns", BigInteger),
+    # Added by 0010_bandwidth: the repository's own bandwidth limit (NULL: none).
+    Column("bwlimit_bps", BigInteger),
+)
+
+# The service's settings changed through the API (0010_bandwidth), by name, as JSON: they
+# outlive a restart and win over the configuration's start value.
+service_settings = Table(
+    "service_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 # A halted session's whole plan, step by step (0008_halts): readable through the API, and
