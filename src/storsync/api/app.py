@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +21,7 @@ from storsync.api import errors, native, notifications, plm, veeam
 from storsync.api.security import Viewer
 from storsync.config import Settings
 from storsync.model import SessionState
-from storsync.service.core import Service
+from storsync.service.core import RepositoryMetrics, Service
 
 log = logging.getLogger("storsync.api")
 
@@ -50,9 +51,51 @@ class _Metrics(Collector):
         yield GaugeMetricFamily(
             "storsync_last_event_id", "Id of the newest event.", value=metrics.last_event_id
         )
+        yield from _per_repository(metrics.per_repository)
         info = GaugeMetricFamily("storsync_build_info", "The running version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
+
+
+def _per_repository(repositories: list[RepositoryMetrics]) -> Iterator[GaugeMetricFamily]:
+    """Per repository (API.md section 7, Operations), labelled by id and name. Sums over
+    the sessions in the history (``retention_days``), so they may fall when it is pruned."""
+    labels = ["repository", "name"]
+    family = functools.partial(GaugeMetricFamily, labels=labels)
+    success = family(
+        "storsync_repository_last_success_timestamp_seconds",
+        "When its last session completed (absent: never).",
+    )
+    sessions = GaugeMetricFamily(
+        "storsync_repository_sessions",
+        "Its sessions in the history, by state (the result of those that ended).",
+        labels=[*labels, "state"],
+    )
+    files = GaugeMetricFamily(
+        "storsync_repository_files",
+        "Files its sessions in the history wrote, by direction.",
+        labels=[*labels, "direction"],
+    )
+    moved = GaugeMetricFamily(
+        "storsync_repository_bytes",
+        "Bytes its sessions in the history transferred, by direction.",
+        labels=[*labels, "direction"],
+    )
+    conflicts = family("storsync_repository_open_conflicts", "Its conflicts waiting for a person.")
+    halted = family("storsync_repository_halted", "1 while a halted session waits for approval.")
+    for r in repositories:
+        key = [r.id, r.name]
+        if r.last_success_ns is not None:
+            success.add_metric(key, r.last_success_ns / 1e9)
+        for state in SessionState:
+            sessions.add_metric([*key, state.value], r.totals.sessions_by_state.get(state, 0))
+        files.add_metric([*key, "push"], r.totals.files_pushed)
+        files.add_metric([*key, "pull"], r.totals.files_pulled)
+        moved.add_metric([*key, "push"], r.totals.bytes_pushed)
+        moved.add_metric([*key, "pull"], r.totals.bytes_pulled)
+        conflicts.add_metric(key, r.open_conflicts)
+        halted.add_metric(key, int(r.halted))
+    yield from (success, sessions, files, moved, conflicts, halted)
 
 
 def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
@@ -79,6 +122,9 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
                     flush=True,
                 )
             await run_in_threadpool(current.start)
+            tls = settings.tls_cert is not None or settings.tls_self_signed
+            listening = f"{'https' if tls else 'http'}://{settings.host}:{settings.port}"
+            log.info("%s", await run_in_threadpool(current.summary, listening))
         # What exists now (modules, routes, schemas) lives as long as the process: kept
         # out of the collector's full passes, which otherwise stall every request in
         # flight for tens of milliseconds while a sync publishes its events.

@@ -80,6 +80,19 @@ def self_signed(data_dir: Path, host: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _log_to_stderr(level: str) -> None:
+    """storsync's own lines (sessions started and ended, the start-up summary) beside
+    uvicorn's, which configures only its own loggers."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactTokens())
+    logger = logging.getLogger("storsync")
+    logger.addHandler(handler)
+    found = logging.getLevelName(level.upper())  # "trace", uvicorn's own, is DEBUG here
+    logger.setLevel(found if isinstance(found, int) else logging.DEBUG)
+    logger.propagate = False
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
@@ -91,6 +104,7 @@ def serve(settings: Settings) -> None:
         cert, key = self_signed(settings.data_dir, settings.host)
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactTokens())
+    _log_to_stderr(settings.log_level)
     app = create_app(settings)
 
     class Server(uvicorn.Server):

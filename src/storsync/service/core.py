@@ -9,6 +9,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from storsync import __version__
 from storsync.clock import Clock, SystemClock
 from storsync.config import Settings
 from storsync.model import SessionState
@@ -26,10 +27,23 @@ from storsync.service.vault import Vault
 from storsync.service.watches import Watches
 from storsync.state.catalog import Catalog
 from storsync.state.protocol import open_base_store
+from storsync.state.records import RepositoryTotals
 from storsync.storage.registry import kind_of
 
 HOUSEKEEPING_INTERVAL_S = 3600.0
 log = logging.getLogger("storsync.service")
+
+
+@dataclass(frozen=True)
+class RepositoryMetrics:
+    """One repository's figures (API.md section 7, Operations)."""
+
+    id: str
+    name: str
+    last_success_ns: int | None
+    totals: RepositoryTotals
+    open_conflicts: int
+    halted: bool
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class Metrics:
     workers_running: int
     repositories: int
     last_event_id: int
+    per_repository: list[RepositoryMetrics]
 
 
 @dataclass
@@ -168,11 +183,38 @@ class Service:
         self.catalog.events.last_id()
 
     def metrics(self) -> Metrics:
+        repositories = self.catalog.repositories.all()
+        totals = self.catalog.sessions.totals_by_repository()
+        conflicts = self.catalog.conflicts.open_counts()
+        halted = self.sessions.waiting_halts()
         return Metrics(
             sessions_by_state=self.catalog.sessions.count_by_state(),
             workers_running=self.sessions.running(),
-            repositories=len(self.catalog.repositories.all()),
+            repositories=len(repositories),
             last_event_id=self.bus.last_id,
+            per_repository=[
+                RepositoryMetrics(
+                    r.id,
+                    r.name,
+                    r.last_success_ns,
+                    totals.get(r.id, RepositoryTotals()),
+                    conflicts.get(r.id, 0),
+                    r.id in halted,
+                )
+                for r in repositories
+            ],
+        )
+
+    def summary(self, listening: str) -> str:
+        """The start-up line: where its data is, what it keeps, where it listens."""
+        repositories = self.catalog.repositories.all()
+        scheduled = sum(r.settings.schedule is not None for r in repositories)
+        watched = sum(r.settings.watch for r in repositories)
+        return (
+            f"storsync {__version__} listening on {listening}; data directory "
+            f"{self.settings.data_dir}, database {self.catalog.database.shown()}; "
+            f"repositories: {len(repositories)} ({scheduled} scheduled, {watched} watched); "
+            f"sessions running: {self.sessions.running()}"
         )
 
     def bwlimit(self) -> int | None:

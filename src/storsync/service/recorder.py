@@ -7,6 +7,7 @@ of its session), so a session's events are published in the order its worker sen
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from storsync.clock import Clock
 from storsync.model import EventType, LogKind, Phase, PhaseState, SessionState, Trigger
@@ -30,6 +31,8 @@ from storsync.state.records import (
     Session,
     SessionTotals,
 )
+
+log = logging.getLogger("storsync.service")
 
 SHUTDOWN_MESSAGE = "stopped because the service shut down; it carries on at the next start"
 # Log items of a finished session's errors, conflicts and skipped paths beyond this many
@@ -163,3 +166,25 @@ class Recorder:
 
     def announce_end(self, session: Session) -> None:
         self.bus.about(EventType.ending(session.state), session)
+        _log_end(session)
+
+
+def _log_end(s: Session) -> None:
+    """One line per session end: its result, what it did and how long it took; a failure
+    as a warning with its error."""
+    took = (
+        ""
+        if s.started_ns is None or s.ended_ns is None
+        else (f" in {(s.ended_ns - s.started_ns) / 1e9:.1f} s")
+    )
+    line = (
+        f"session {s.id} of repository {s.repository_id} {s.state.value}{took}: "
+        f"pushed {s.pushed}, pulled {s.pulled}, deleted {s.deleted_local} local and "
+        f"{s.deleted_remote} remote, {s.conflicts} conflicts, {s.errors} errors"
+    )
+    if s.state is SessionState.FAILED:
+        log.warning("%s; %s", line, s.error)
+    elif s.error:
+        log.info("%s; %s", line, s.error)
+    else:
+        log.info("%s", line)

@@ -311,6 +311,13 @@ class SessionManager:
             self._not_started(session, f"the session's worker process could not be started: {exc}")
             return
         started = self.store.start(session.id, now_ns=self.clock.now_ns())
+        log.info(
+            "session %s of repository %s (%s) started by %s",
+            session.id,
+            repository.id,
+            repository.name,
+            session.trigger.value,
+        )
         self.recorder.expect(started)
         self.bus.about(EventType.SESSION_STARTED, started)
         self._runs[repository.id] = run

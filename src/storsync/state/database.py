@@ -41,5 +41,9 @@ class Database:
 
         upgrade(self.engine)
 
+    def shown(self) -> str:
+        """The URL as a log may show it: any password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def close(self) -> None:
         self.engine.dispose()

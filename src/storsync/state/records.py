@@ -153,6 +153,17 @@ class SessionQuery:
     limit: int = 100
 
 
+@dataclass
+class RepositoryTotals:
+    """What a repository's sessions in the history did, for the metrics."""
+
+    sessions_by_state: dict[SessionState, int] = field(default_factory=dict)
+    files_pushed: int = 0
+    files_pulled: int = 0
+    bytes_pushed: int = 0
+    bytes_pulled: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Version:
     """One version of a conflicting file as the session that found it scanned it."""

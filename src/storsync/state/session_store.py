@@ -28,7 +28,13 @@ from storsync.model import (
 )
 from storsync.state import schema
 from storsync.state.recent import Recent
-from storsync.state.records import HaltOutcome, Session, SessionQuery, SessionTotals
+from storsync.state.records import (
+    HaltOutcome,
+    RepositoryTotals,
+    Session,
+    SessionQuery,
+    SessionTotals,
+)
 
 _S = schema.sessions
 _L = schema.log_items
@@ -218,6 +224,29 @@ class SessionStore:
         """The newest session of each repository that has one, by repository id."""
         with self.engine.connect() as conn:
             return {s.repository_id: s for s in map(_session, conn.execute(_LATEST))}
+
+    def totals_by_repository(self) -> dict[str, RepositoryTotals]:
+        """Per repository: its sessions by state, and the files and bytes they moved each
+        way (as far as the history reaches)."""
+        query = sa.select(
+            _S.c.repository_id,
+            _S.c.state,
+            sa.func.count(),
+            sa.func.sum(_S.c.pushed),
+            sa.func.sum(_S.c.pulled),
+            sa.func.sum(_S.c.push_bytes_done),
+            sa.func.sum(_S.c.pull_bytes_done),
+        ).group_by(_S.c.repository_id, _S.c.state)
+        found: dict[str, RepositoryTotals] = {}
+        with self.engine.connect() as conn:
+            for rid, state, n, pushed, pulled, up, down in conn.execute(query):
+                totals = found.setdefault(rid, RepositoryTotals())
+                totals.sessions_by_state[SessionState(state)] = int(n)
+                totals.files_pushed += int(pushed or 0)
+                totals.files_pulled += int(pulled or 0)
+                totals.bytes_pushed += int(up or 0)
+                totals.bytes_pulled += int(down or 0)
+        return found
 
     def count_by_state(self) -> dict[SessionState, int]:
         query = sa.select(_S.c.state, sa.func.count()).group_by(_S.c.state)
