@@ -6,7 +6,8 @@
 - SIGTERM with watches active ends the service in good order; after SIGTERM or SIGKILL,
   what changed while it was down is synchronized when it starts again (the watch's first
   session), and the watch goes on;
-- a repository deleted, or its watch turned off, is no longer watched.
+- a repository deleted, or its watch turned off, is no longer watched; a watch starts
+  nothing while a halt waits.
 """
 
 from __future__ import annotations
@@ -149,3 +150,26 @@ def test_a_repository_no_longer_watched_starts_nothing(tmp_path: Path) -> None:
         assert answer.status_code == 200, answer.text
         wait_for(lambda: "a.txt" in tree(Path(paused["remote"])), "the resumed watch's session")
         assert tree(Path(off["remote"])) == {}
+
+
+def test_a_watch_starts_nothing_while_a_halt_waits(tmp_path: Path) -> None:
+    with in_process(tmp_path, None) as (_, api):
+        repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        rid, local = repository["id"], Path(repository["localPath"])
+        for i in range(10):
+            write(local, f"f{i}.txt", f"file {i}")
+        wait_for(lambda: len(tree(Path(repository["remote"]))) == 10, "the first files")
+        _settled(api, rid)
+        for i in range(6):  # 60% deleted: the watch's session halts
+            (local / f"f{i}.txt").unlink()
+        wait_for(lambda: sessions_of(api, rid, "halted"), "the halt")
+        halted = len(sessions_of(api, rid))
+        write(local, "new.txt", "made while the halt waits")
+        with pytest.raises(AssertionError):
+            wait_for(lambda: len(sessions_of(api, rid)) > halted, "a session", timeout=2)
+        [halt] = sessions_of(api, rid, "halted")
+        assert api.post(f"/api/v1/sessions/{halt['id']}/reject").status_code == 200
+        assert api.post(f"/api/v1/repositories/{rid}/resume").status_code == 200
+        # Resumed, the watch starts again with a session; the deletions halt again (the
+        # guard still holds), and the new file waits with them.
+        wait_for(lambda: len(sessions_of(api, rid)) > halted, "the resumed watch's session")
