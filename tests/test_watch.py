@@ -84,6 +84,25 @@ def test_a_burst_of_a_thousand_files_starts_a_few_sessions(tmp_path: Path) -> No
         assert len(_sessions(api, rid)) - before <= 4
 
 
+@pytest.mark.slow
+def test_a_file_written_to_without_pause_still_starts_a_session_within_30_s(
+    tmp_path: Path,
+) -> None:
+    with in_process(tmp_path, None) as (_, api):
+        repository, local, remote = _watched(api)
+        rid = repository["id"]
+        _settled(api, rid)
+        before = len(_sessions(api, rid))
+        began = time.monotonic()
+        while len(_sessions(api, rid)) == before:  # never quiet for 0.3 s
+            assert time.monotonic() - began < 31, "no session within 30 s"
+            with (local / "log.txt").open("a") as log:  # each write a closed file
+                log.write("a line\n")
+            time.sleep(0.1)
+        assert time.monotonic() - began > 25  # it did wait for quiet, up to the cap
+        wait_for(lambda: "log.txt" in tree(remote), "the file on the remote")
+
+
 def test_storsync_own_downloads_start_nothing_but_an_edit_to_one_does(tmp_path: Path) -> None:
     with in_process(tmp_path, None) as (_, api):
         repository, local, remote = _watched(api)
