@@ -56,8 +56,10 @@ LABELS = sorted(
 )
 # Bodies valid for the schema that the service may still refuse with a 400, for reasons
 # a JSON schema cannot say: paths that must be absolute and exist as directories, remote
-# URLs, bucket names, a user name and password that must match an account.
+# URLs, bucket names, a user name and password that must match an account, and integers
+# written as floats (`4096.0` is an integer to JSON Schema; the strict settings refuse it).
 SEMANTIC_400 = {
+    "PATCH /api/v1/settings",
     "POST /api/v1/repositories",
     "PATCH /api/v1/repositories/{repository_id}",
     "POST /v6/BackupRepositories",

@@ -622,11 +622,15 @@ def test_a_reader_behind_the_ring_gets_gap_then_every_missed_event(
                     elif received[-1][1] == last:
                         break
         kinds = [kind for kind, _, _ in received]
-        assert kinds.count("gap") == 1, kinds[:50]
-        where = kinds.index("gap")
+        # One gap, or more on a loaded machine (the server may find the reader behind
+        # again while it is still publishing); each says where the reader was.
+        gaps = [where for where, kind in enumerate(kinds) if kind == "gap"]
+        assert gaps, kinds[:50]
         ids = [i for kind, i, _ in received if kind != "gap"]
         assert ids == list(range(first, first + total + 1))  # every one, in order, once
-        assert json.loads(received[where][2]["data"]) == {"after": received[where - 1][1]}
+        for where in gaps:
+            after = {"after": received[where - 1][1]}
+            assert json.loads(received[where][2]["data"]) == after
         paths = [json.loads(e["data"])["data"]["path"] for k, _, e in received if k != "gap"]
         numbers = [int(path.split("/")[0]) for path in paths]
         assert numbers == list(range(total + 1))
