@@ -19,14 +19,17 @@ from typing import Any
 
 T0 = time.perf_counter()
 
+import importlib  # noqa: E402
+
 from storsync import cli  # noqa: E402
-from storsync.cli import sync as cli_sync  # noqa: E402
 from storsync.runner import execute as execute_mod  # noqa: E402
 from storsync.runner import session as session_mod  # noqa: E402
 from storsync.runner import transfers as transfers_mod  # noqa: E402
 from storsync.state import sqlite_base  # noqa: E402
 from storsync.storage import local  # noqa: E402
 
+# The module, not the click command of the same name that storsync.cli exports.
+cli_sync = importlib.import_module("storsync.cli.sync")
 IMPORTED = time.perf_counter()
 TOTALS: dict[str, float] = defaultdict(float)
 COUNTS: dict[str, int] = defaultdict(int)
