@@ -142,3 +142,31 @@ def test_logout_ends_the_saved_sign_in(served: tuple[Api, str], tmp_path: Path) 
     after = _cli(served, "repos", env=env)
     assert after.returncode == 2 and "not logged in" in after.stderr
     assert _cli(served, "logout", env=env).stdout == "not logged in\n"
+
+
+def test_following_a_session_after_a_restart(tmp_path: Path) -> None:
+    # The client follows from the first event; after a restart the server's first answer
+    # is a gap notice (its memory holds none of the old events), which the client once
+    # took for an event and crashed on (KeyError: 'data').
+    root = tmp_path / "root"
+    root.mkdir()
+    server = ServerProcess(service_env(tmp_path / "data", root, None), tmp_path / "server.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            api = Api(client, root, "server")
+            repository, local, remote = _established(api, files=3)
+        server.stop()
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            api = Api(client, root, "server")
+            write(local, "after.txt", "after the restart")
+            result = _cli((api, server.url), "trigger", repository["id"], "--wait")
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.split()[1] == "completed"
+            done = api.get(f"/api/v1/sessions?repositoryId={repository['id']}").json()["items"]
+            watched = _cli((api, server.url), "watch", done[0]["id"])
+            assert watched.returncode == 0, watched.stderr
+        assert tree(remote)["after.txt"] == b"after the restart"
+    finally:
+        server.stop()

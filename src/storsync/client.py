@@ -109,7 +109,10 @@ class Client:
         self.token, self._refresh = answer["access_token"], answer["refresh_token"]
 
     def events(self, **params: Any) -> Iterator[dict[str, Any]]:
-        """The server's event stream (SSE), one event at a time, until it ends."""
+        """The server's event stream (SSE), one event at a time, until it ends. A ``gap``
+        notice (the server replays from its store what this reader missed, as after a
+        restart) is not an event; an ``error`` event (the token expired or was revoked)
+        ends the stream with its message."""
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
         try:
             with self._http.stream(
@@ -118,9 +121,19 @@ class Client:
                 if response.status_code != 200:
                     response.read()
                     _result(response)
+                kind = None
                 for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        yield json.loads(line[6:])
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        data = json.loads(line[6:])
+                        if kind == "error":
+                            message = data.get("error", {}).get("message", "an error")
+                            raise StorsyncError(f"the server ended the event stream: {message}")
+                        if kind != "gap":
+                            yield data
+                    elif not line:
+                        kind = None
         except httpx.HTTPError as exc:
             raise StorsyncError(f"lost the server at {self.server}: {exc}") from None
 
