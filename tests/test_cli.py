@@ -155,3 +155,24 @@ def test_trash_days_zero_keeps_no_trash_as_no_trash_does(pair: Pair) -> None:
     write(pair.local, "a.txt", "three")
     assert pair.cli("--json").returncode == 0
     assert trash(pair.remote) == {"a.txt": [b"two, replacing one"]}
+
+
+@pytest.mark.parametrize(
+    ("local", "remote"),
+    [("a", "a/sub"), ("n/inner", "n"), ("same", "same"), ("a", "file://{tmp}/a/deeper")],
+)
+def test_overlapping_roots_are_bad_usage(tmp_path: Path, local: str, remote: str) -> None:
+    (tmp_path / local).mkdir(parents=True, exist_ok=True)
+    write(tmp_path / local, "f.txt", "stays where it is")
+    target = remote.format(tmp=tmp_path) if "://" in remote else str(tmp_path / remote)
+    result = run_cli("sync", str(tmp_path / local), target)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "overlap" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["f.txt"]
+
+
+def test_a_symbolic_link_does_not_hide_an_overlap(tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    result = run_cli("sync", str(tmp_path / "real"), str(tmp_path / "link" / "sub"))
+    assert result.returncode == 2 and "overlap" in result.stderr, result.stderr

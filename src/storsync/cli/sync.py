@@ -26,6 +26,7 @@ from storsync.model import (
     StopSignal,
     SyncSettings,
 )
+from storsync.paths import overlapping
 from storsync.runner.job import SyncJob
 from storsync.runner.observer import NoObserver
 from storsync.runner.progress import Snapshot
@@ -33,7 +34,7 @@ from storsync.runner.report import Report
 from storsync.runner.run import run_job
 from storsync.runner.watching import WatchTimes, keep_job_synchronized
 from storsync.state.protocol import sqlite_url
-from storsync.storage.registry import RemoteSpec, location, remote_spec
+from storsync.storage.registry import RemoteSpec, kind_of, location, remote_spec
 
 
 def _default_state_dir(local_url: str, remote_url: str) -> Path:
@@ -179,6 +180,7 @@ def sync(
         bwlimit_bps=bwlimit,
     )
     spec = remote_spec(remote, {"endpoint": s3_endpoint or "", "region": s3_region or ""})
+    _refuse_overlap(local_dir, spec)
     job = _job(local_dir, spec, state_dir, settings)
     if watch:
         if dry_run:
@@ -290,6 +292,17 @@ def _progress_bar(*, enabled: bool) -> Iterator[_ProgressBar | None]:
         console=None,
     ) as bar:
         yield _ProgressBar(bar)
+
+
+def _refuse_overlap(local_dir: Path, spec: RemoteSpec) -> None:
+    """A remote folder inside the local one (or the reverse) is bad usage, as the service
+    refuses it: each run would copy the tree into itself one level deeper."""
+    directory = kind_of(spec.url).directory(spec.url)
+    if directory is not None and overlapping(local_dir.resolve(), directory.resolve()):
+        raise UsageError(
+            f"the local directory {str(local_dir)!r} and the remote directory "
+            f"{str(directory)!r} overlap: one lies inside the other"
+        )
 
 
 def summary_line(report: Report) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from storsync.engine.filters import PathFilter
 from storsync.errors import Conflict, Forbidden, InvalidRequest, UsageError
+from storsync.paths import overlapping
 from storsync.service import scheduling
 from storsync.state.records import RepositorySettings
 from storsync.state.repository_store import RepositoryStore
@@ -76,11 +77,11 @@ class RepositoryChecks:
         directory = kind.directory(remote_url)
         if directory is not None:
             remote_dir = self._local_path(str(directory), "remote", trusted=trusted)
-            if _overlap(local, remote_dir):
+            if overlapping(local, remote_dir):
                 raise InvalidRequest("the local path and the remote directory overlap")
             remote_url = remote_dir.as_uri()
         for other in self.store.all():
-            if other.id != exclude_id and _overlap(local, other.local_root):
+            if other.id != exclude_id and overlapping(local, other.local_root):
                 raise Conflict(
                     f"the local path overlaps that of repository {other.name!r} ({other.id})"
                 )
@@ -124,7 +125,3 @@ def _check_settings(settings: RepositorySettings) -> None:
         PathFilter(settings.excludes).excluded("probe")
     except Exception as exc:  # pathspec raises several kinds for a bad pattern
         raise InvalidRequest(f"an exclude pattern is invalid: {exc}") from None
-
-
-def _overlap(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
