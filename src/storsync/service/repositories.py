@@ -208,6 +208,8 @@ class Repositories:
         It is given by whoever starts the server, so the allowed roots do not apply.
         """
         current = self.store.default()
+        if current is None:  # a repository may have taken the name meanwhile
+            spec = replace(spec, name=self._free_name(spec.name))
         values = self._values(spec, trusted=True, exclude_id=current.id if current else None)
         if current is None:
             created = self.store.create(values, now_ns=self.clock.now_ns())
@@ -228,6 +230,14 @@ class Repositories:
             updated = self.store.update(current.id, values, now_ns=self.clock.now_ns())
         assert updated is not None
         return updated
+
+    def _free_name(self, name: str) -> str:
+        taken = {r.name for r in self.store.all()}
+        found, n = name, 1
+        while found in taken:
+            n += 1
+            found = f"{name} ({n})"
+        return found
 
     def upgrade_sealed_options(self) -> None:
         """Repositories made before options were stored apart keep them sealed with their

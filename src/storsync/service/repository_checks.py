@@ -81,6 +81,8 @@ class RepositoryChecks:
                 raise InvalidRequest("the local path and the remote directory overlap")
             remote_url = remote_dir.as_uri()
         for other in self.store.all():
+            if other.id != exclude_id and other.name == name:
+                raise Conflict(f"a repository is named {name!r} already ({other.id})")
             if other.id != exclude_id and overlapping(local, other.local_root):
                 raise Conflict(
                     f"the local path overlaps that of repository {other.name!r} ({other.id})"

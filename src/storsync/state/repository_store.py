@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from storsync.errors import Conflict
 from storsync.model import ConflictPolicy, Mode, Schedule
 from storsync.state import schema
 from storsync.state.records import Repository, RepositoryFields, RepositorySettings
@@ -67,6 +69,16 @@ def _repository(row: sa.Row[Any]) -> Repository:
         last_success_ns=row.last_success_ns,
         last_failure_ns=row.last_failure_ns,
     )
+
+
+@contextlib.contextmanager
+def _unique_name(name: str) -> Iterator[None]:
+    """The unique index's answer to a name taken meanwhile (two requests at once), as the
+    service's check would have given it."""
+    try:
+        yield
+    except sa.exc.IntegrityError:
+        raise Conflict(f"a repository is named {name!r} already") from None
 
 
 def _schedule(raw: str | None) -> Schedule | None:
@@ -160,7 +172,7 @@ class RepositoryStore:
 
     def create(self, values: RepositoryValues, *, now_ns: int) -> Repository:
         new_id = str(uuid.uuid4())
-        with self.engine.begin() as conn:
+        with _unique_name(values.name), self.engine.begin() as conn:
             conn.execute(
                 _R.insert().values(
                     id=new_id, created_ns=now_ns, updated_ns=now_ns, **_columns(values)
@@ -173,7 +185,7 @@ class RepositoryStore:
     def update(
         self, repository_id: str, values: RepositoryValues, *, now_ns: int
     ) -> Repository | None:
-        with self.engine.begin() as conn:
+        with _unique_name(values.name), self.engine.begin() as conn:
             conn.execute(
                 _R.update()
                 .where(_R.c.id == repository_id)

@@ -64,6 +64,8 @@ repositories = Table(
     Column("last_failure_ns", BigInteger),
     # Added by 0010_bandwidth: the repository's own bandwidth limit (NULL: none).
     Column("bwlimit_bps", BigInteger),
+    # 0011_unique_names: one repository per name (the clients name them by it).
+    Index("ux_repositories_name", "name", unique=True),
 )
 
 # The service's settings changed through the API (0010_bandwidth), by name, as JSON: they
