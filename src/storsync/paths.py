@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
-from pathlib import Path
 
 OWN_DIR = ".storsync"
 MAX_NAME_BYTES = 255
@@ -62,9 +61,3 @@ def conflict_name(path: str, stamp: str, side: str) -> str:
         stem, dot, ext = name, "", ""
     renamed = f"{stem}.conflict-{stamp}-{side}{dot}{ext}"
     return posixpath.join(head, renamed) if head else renamed
-
-
-def overlapping(a: Path, b: Path) -> bool:
-    """Whether two absolute folders are the same or one lies inside the other: a pair of
-    such roots would copy its tree into itself one level deeper at every session."""
-    return a == b or a in b.parents or b in a.parents

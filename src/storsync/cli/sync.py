@@ -26,7 +26,6 @@ from storsync.model import (
     StopSignal,
     SyncSettings,
 )
-from storsync.paths import overlapping
 from storsync.runner.job import SyncJob
 from storsync.runner.observer import NoObserver
 from storsync.runner.progress import Snapshot
@@ -34,7 +33,7 @@ from storsync.runner.report import Report
 from storsync.runner.run import run_job
 from storsync.runner.watching import WatchTimes, keep_job_synchronized
 from storsync.state.protocol import sqlite_url
-from storsync.storage.registry import RemoteSpec, kind_of, location, remote_spec
+from storsync.storage.registry import RemoteSpec, kind_of, location, overlapping, remote_spec
 
 
 def _default_state_dir(local_url: str, remote_url: str) -> Path:

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from storsync.engine.filters import PathFilter
 from storsync.errors import Conflict, Forbidden, InvalidRequest, UsageError
-from storsync.paths import overlapping
 from storsync.service import scheduling
 from storsync.state.records import RepositorySettings
 from storsync.state.repository_store import RepositoryStore
 from storsync.storage import endpoints
-from storsync.storage.registry import kind_of, split_fields
+from storsync.storage.registry import kind_of, overlapping, split_fields
 
 if TYPE_CHECKING:
     from storsync.service.repositories import RepositorySpec

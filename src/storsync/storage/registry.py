@@ -238,3 +238,10 @@ def _bucket_and_prefix(remote: str) -> tuple[str, str]:
     if prefix and (reason := refusal(prefix)):
         raise UsageError(f"invalid S3 prefix {prefix!r}: {reason}")
     return bucket, prefix
+
+
+def overlapping(a: Path, b: Path) -> bool:
+    """Whether two absolute folders (a local root, a directory remote, another local root)
+    are the same or one lies inside the other: such a pair would copy its tree into itself
+    one level deeper at every session."""
+    return a == b or a in b.parents or b in a.parents
