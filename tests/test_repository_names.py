@@ -58,7 +58,8 @@ def test_names_given_twice_before_are_renamed_by_the_migration(tmp_path: Path) -
         command.upgrade(config, "0010_bandwidth")
     engine.dispose()
     with sqlite3.connect(database) as conn:
-        for i, name in enumerate(["music", "music", "music (2)", "music", "books"]):
+        # Two of the command line's pairs, which have no name, beside the named ones.
+        for i, name in enumerate(["music", "music", "music (2)", "music", "books", "", ""]):
             conn.execute(
                 "INSERT INTO repositories (id, local_url, remote_url, created_ns, name) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -71,11 +72,11 @@ def test_names_given_twice_before_are_renamed_by_the_migration(tmp_path: Path) -
         "STORSYNC_DATABASE_URL": f"sqlite:///{database}",
     }
     service = Service.open(load_settings({}, env))
-    try:
+    service.close()  # opening it migrated the database
+    with sqlite3.connect(database) as conn:
         # (beside the service's own default repository, made at its start)
-        names = {r.id: r.name for r in service.catalog.repositories.all() if r.id[:3] == "id-"}
-    finally:
-        service.close()
+        rows = conn.execute("SELECT id, name FROM repositories WHERE id LIKE 'id-%'")
+        names = dict(rows.fetchall())
     # Each name keeps its oldest; a name that was unique ("music (2)") stays.
     assert names == {
         "id-0": "music",
@@ -83,6 +84,8 @@ def test_names_given_twice_before_are_renamed_by_the_migration(tmp_path: Path) -
         "id-2": "music (2)",
         "id-3": "music (4)",
         "id-4": "books",
+        "id-5": "",
+        "id-6": "",
     }
 
 

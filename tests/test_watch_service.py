@@ -70,6 +70,7 @@ def test_a_change_made_while_a_session_runs_is_carried_by_the_next(tmp_path: Pat
         repository = api.new_repository(watch=True, watchDelaySeconds=3)
         rid = repository["id"]
         local, remote = Path(repository["localPath"]), Path(repository["remote"])
+        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
         _settled(api, rid)
         expected = make_files(local, FILES, seed=3)
         assert server.process is not None

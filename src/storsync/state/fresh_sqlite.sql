@@ -175,5 +175,5 @@ CREATE TABLE service_settings (
 	PRIMARY KEY (name)
 );
 
-CREATE UNIQUE INDEX ux_repositories_name ON repositories (name);
+CREATE UNIQUE INDEX ux_repositories_name ON repositories (name) WHERE name != '';
 

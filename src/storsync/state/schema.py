@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -64,8 +65,15 @@ repositories = Table(
     Column("last_failure_ns", BigInteger),
     # Added by 0010_bandwidth: the repository's own bandwidth limit (NULL: none).
     Column("bwlimit_bps", BigInteger),
-    # 0011_unique_names: one repository per name (the clients name them by it).
-    Index("ux_repositories_name", "name", unique=True),
+    # 0011_unique_names: one repository per name (the clients name them by it); the
+    # command line's pairs have none ("") and are told apart by their URLs.
+    Index(
+        "ux_repositories_name",
+        "name",
+        unique=True,
+        sqlite_where=text("name != ''"),
+        postgresql_where=text("name != ''"),
+    ),
 )
 
 # The service's settings changed through the API (0010_bandwidth), by name, as JSON: they

@@ -21,7 +21,7 @@ def upgrade() -> None:
     taken = {name for _, name in rows}
     kept: set[str] = set()
     for repository_id, name in rows:
-        if name not in kept:
+        if name == "" or name not in kept:
             kept.add(name)
             continue
         n = 2
@@ -32,7 +32,15 @@ def upgrade() -> None:
             sa.text("UPDATE repositories SET name = :name WHERE id = :id"),
             {"name": f"{name} ({n})", "id": repository_id},
         )
-    op.create_index("ux_repositories_name", "repositories", ["name"], unique=True)
+    unnamed = sa.text("name != ''")  # the command line's pairs, told apart by their URLs
+    op.create_index(
+        "ux_repositories_name",
+        "repositories",
+        ["name"],
+        unique=True,
+        sqlite_where=unnamed,
+        postgresql_where=unnamed,
+    )
 
 
 def downgrade() -> None:
