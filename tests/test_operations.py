@@ -95,7 +95,10 @@ def test_the_log_has_a_line_per_session_and_a_start_up_summary(tmp_path: Path) -
     assert summary.group(1) == server.url
     assert f"database sqlite:///{tmp_path / 'data' / 'storsync.db'}" in log
     assert "repositories: 1 (0 scheduled, 0 watched)" in log  # the default one, at start
-    started = f"session {done['id']} of repository {good['id']} (good) started by api"
+    started = (
+        f"session {done['id']} of repository {good['id']} (good) started by api, "
+        "looking at everything"
+    )
     assert started in log
     ended = re.search(
         rf"INFO storsync\.service: session {done['id']} of repository {good['id']} "

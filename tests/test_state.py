@@ -139,6 +139,25 @@ def test_hostile_paths_are_distinct_keys(open_store: Callable[[], BaseStore]) ->
     assert sorted(open_store().load_base(repo)) == sorted(set(paths) - {"A", "cafe\u0301", "dir"})
 
 
+def test_the_base_under_some_paths_is_read_alone(open_store: Callable[[], BaseStore]) -> None:
+    """A session of a few paths reads the base at them and under them, byte-wise (``d-``
+    and ``d0`` sort between ``d`` and ``d/`` in some collations, not in bytes), and
+    counts the whole base for its deletion guard."""
+    store = open_store()
+    repo = store.repository_id("file:///a", "file:///b", now_ns=1)
+    other = store.repository_id("file:///a", "file:///c", now_ns=1)
+    paths = ["d", "d-x", "d0", "d/a", "d/sub/b", "dé/c", "e/f", "e/g", "é/h", "x%/_y"]
+    store.commit_base(repo, [(p, entry(i)) for i, p in enumerate(paths)], [])
+    store.commit_base(other, [("d/a", entry(99))], [])
+    got = store.load_base_under(repo, ["d", "e/f", "é", "x%", "missing"])
+    assert sorted(got) == sorted(["d", "d/a", "d/sub/b", "e/f", "é/h", "x%/_y"])
+    assert got["d/a"] == entry(3)
+    many = [f"n{i}" for i in range(450)] + ["e"]  # more than one statement's worth
+    assert sorted(open_store().load_base_under(repo, many)) == ["e/f", "e/g"]
+    assert store.load_base_under(repo, []) == {}
+    assert (store.base_count(repo), store.base_count(other), store.base_count("none")) == (10, 1, 0)
+
+
 def longest_path(seed: int) -> str:
     """4096 bytes of incompressible UTF-8 in components of at most 255 bytes: what a deep
     local tree or a hostile remote can hand the store (storsync.paths.refusal)."""

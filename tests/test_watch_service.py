@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from storsync.model import Scope
 from tests.api_support import Api, ServerProcess, service_env
 from tests.conftest import tree, write
 from tests.session_support import (
@@ -174,3 +175,31 @@ def test_a_watch_starts_nothing_while_a_halt_waits(tmp_path: Path) -> None:
         # Resumed, the watch starts again with a session; the deletions halt again (the
         # guard still holds), and the new file waits with them.
         wait_for(lambda: len(sessions_of(api, rid)) > halted, "the resumed watch's session")
+
+
+def test_a_watch_session_looks_at_what_was_named_and_a_schedule_at_the_remote(
+    tmp_path: Path,
+) -> None:
+    """A watch's session carries the local change its notifications named, and not a
+    remote change made beside it (it lists neither side whole: SYNC.md promise 9); the
+    schedule's next session, a remote check, finds that one."""
+    with in_process(tmp_path, None) as (service, api):
+        repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        rid = repository["id"]
+        local, remote = Path(repository["localPath"]), Path(repository["remote"])
+        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
+        _settled(api, rid)
+        write(remote, "remote.txt", "made on the remote")
+        write(local, "local.txt", "made locally")
+        wait_for(lambda: "local.txt" in tree(remote), "the watch's session")
+        _settled(api, rid)
+        assert "remote.txt" not in tree(local)
+        assert service.watches.scope_of_fire(rid) == Scope(frozenset(), remote_whole=True)
+        answer = api.request(
+            "PATCH", f"/api/v1/repositories/{rid}", json={"schedule": {"intervalSeconds": 10}}
+        )
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: "remote.txt" in tree(local), "the remote check", timeout=40)
+        carrier = _settled(api, rid)[0]
+        assert (carrier["trigger"], carrier["state"]) == ("schedule", "completed")
+        assert tree(local) == tree(remote)

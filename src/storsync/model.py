@@ -4,10 +4,13 @@ the settings of a synchronization, the lifecycles every layer reports, and the s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 from storsync.errors import Stopped
+from storsync.paths import outermost
 
 
 class Side(StrEnum):
@@ -238,6 +241,54 @@ class SyncSettings:
     @property
     def trash(self) -> bool:
         return self.trash_days > 0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one session looks at. SYNC.md promise 9 lets a session a watch or a remote
+    check started look at less than everything, never a session a person asked for.
+
+    ``paths`` None: every path of both sides (a full session). Otherwise only the named
+    paths and what lies under them, on both sides and in the base; with
+    ``remote_whole``, the remote is listed whole and every path where it differs from
+    the base is looked at too (a remote check: the local side's own changes come from
+    its notifications). More than ``MAX_PATHS`` named paths make a full session: past
+    that, one listing costs less than many small ones.
+    """
+
+    paths: frozenset[str] | None = None
+    remote_whole: bool = False
+
+    MAX_PATHS: ClassVar[int] = 256
+
+    @classmethod
+    def named(cls, paths: Iterable[str], *, remote_whole: bool = False) -> Scope:
+        tops = outermost(paths)
+        if len(tops) > cls.MAX_PATHS:
+            return EVERYTHING
+        return cls(frozenset(tops), remote_whole)
+
+    @property
+    def whole(self) -> bool:
+        return self.paths is None
+
+    def __str__(self) -> str:
+        """What it looks at, for a log line."""
+        if self.paths is None:
+            return "everything"
+        named = f"{len(self.paths)} named path{'' if len(self.paths) == 1 else 's'}"
+        return f"the whole remote and {named}" if self.remote_whole else named
+
+    def joined(self, other: Scope) -> Scope:
+        """What one session must look at to carry both."""
+        if self.paths is None or other.paths is None:
+            return EVERYTHING
+        return Scope.named(
+            self.paths | other.paths, remote_whole=self.remote_whole or other.remote_whole
+        )
+
+
+EVERYTHING = Scope()  # a full session's
 
 
 class StopSignal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
+from collections.abc import Iterable, Set
 
 OWN_DIR = ".storsync"
 MAX_NAME_BYTES = 255
@@ -51,6 +52,21 @@ def parents(path: str) -> list[str]:
     """The directories a path implies, nearest last: ``a/b/c`` -> ``['a', 'a/b']``."""
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def outermost(paths: Iterable[str]) -> list[str]:
+    """The paths none of the others lies under, in order: ``a``, ``a/b``, ``c`` -> ``a``, ``c``."""
+    kept: list[str] = []
+    # By components, so that what lies under a path comes right after it.
+    for path in sorted(set(paths), key=lambda p: p.split("/")):
+        if not kept or not path.startswith(kept[-1] + "/"):
+            kept.append(path)
+    return kept
+
+
+def within(path: str, tops: Set[str]) -> bool:
+    """Whether ``path`` is one of ``tops`` or lies under one of them."""
+    return path in tops or any(folder in tops for folder in parents(path))
 
 
 def conflict_name(path: str, stamp: str, side: str) -> str:

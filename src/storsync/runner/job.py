@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storsync.errors import UsageError
-from storsync.model import ConflictPolicy, Mode, SyncSettings
+from storsync.model import EVERYTHING, ConflictPolicy, Mode, Scope, SyncSettings
+from storsync.paths import is_own, normalize, refusal
 from storsync.storage.registry import RemoteSpec
 
 FORMAT = 1
@@ -38,6 +39,8 @@ class SyncJob:
     halts: bool = False
     # The halted session whose listed deletions this one carries (an approval).
     approves: str | None = None
+    # What the session looks at: everything, unless a watch or a remote check started it.
+    scope: Scope = EVERYTHING
 
     def to_json(self) -> str:
         s, r = self.settings, self.remote
@@ -68,6 +71,10 @@ class SyncJob:
                 "session_id": self.session_id,
                 "halts": self.halts,
                 "approves": self.approves,
+                "scope": {
+                    "paths": None if self.scope.paths is None else sorted(self.scope.paths),
+                    "remote_whole": self.scope.remote_whole,
+                },
             },
             separators=(",", ":"),
         )
@@ -94,6 +101,7 @@ class SyncJob:
                 session_id=_get(raw, "session_id", str, optional=True),
                 halts=_get(raw, "halts", bool),
                 approves=_get(raw, "approves", str, optional=True),
+                scope=_scope(_get(raw, "scope", dict)),
             )
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise UsageError(f"not a sync job: {exc}") from None
@@ -112,6 +120,17 @@ def _settings(raw: Mapping[str, Any]) -> SyncSettings:
         trash_days=float(_number(raw, "trash_days")),
         bwlimit_bps=_get(raw, "bwlimit_bps", int, optional=True),
     )
+
+
+def _scope(raw: Mapping[str, Any]) -> Scope:
+    paths = _get(raw, "paths", list, optional=True)
+    remote_whole = _get(raw, "remote_whole", bool)
+    if paths is None:
+        return EVERYTHING
+    for path in _strings_list(paths):
+        if refusal(path) or normalize(path) != path or is_own(path):
+            raise ValueError(f"the scope names {path!r}, which is not a path of a pair")
+    return Scope.named(paths, remote_whole=remote_whole)
 
 
 def _get(raw: Mapping[str, Any], name: str, kind: type[T], *, optional: bool = False) -> T:
@@ -141,5 +160,5 @@ def _strings(raw: dict[str, Any]) -> dict[str, str]:
 
 def _strings_list(raw: list[Any]) -> list[str]:
     if not all(isinstance(v, str) for v in raw):
-        raise TypeError("an exclude pattern is not a string")
+        raise TypeError("a list holds something other than a string")
     return raw

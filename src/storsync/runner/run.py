@@ -62,5 +62,6 @@ def run_job(
             halts=job.halts,
             approves=job.approves,
             throttle=throttle or Throttle(job.settings.bwlimit_bps, clock),
+            scope=job.scope,
         )
         return session.run()

@@ -1,17 +1,24 @@
 """The scan stage: both sides listed once, in parallel, and filtered; what a side skipped
 or cannot hold is taken out of the session; an object's mtime and bit are filled in from
-the base while its ETag is the base's (a listing does not give them)."""
+the base while its ETag is the base's (a listing does not give them).
+
+A session of a few paths (``Scope``: a watch's, a remote check's) lists both sides and
+reads the base at those paths only, so that all three cover the same paths: a path left
+out of one and not of the others would read as deleted.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from storsync.engine.compare import stamp_matches
 from storsync.engine.filters import PathFilter
-from storsync.model import BaseEntry, Entry, Side, Skipped
-from storsync.paths import normalize, parents
+from storsync.model import BaseEntry, Entry, Scope, Side, Skipped
+from storsync.paths import normalize, outermost, parents, within
 from storsync.runner.context import SessionContext
 
 
@@ -20,17 +27,88 @@ class Scanned:
     local: dict[str, Entry]
     remote: dict[str, Entry]
     base: dict[str, BaseEntry]
+    # What the deletion guard measures against: how many files each side and the base
+    # hold in all. A session of a few paths takes a side it did not list whole as the
+    # whole base (None: the map's own size).
+    local_total: int | None = None
+    remote_total: int | None = None
+    base_total: int | None = None
 
     def side(self, side: Side) -> dict[str, Entry]:
         return self.local if side is Side.LOCAL else self.remote
 
+    def totals(self) -> tuple[int, int, int]:
+        """The local, remote and base totals."""
+        return (
+            len(self.local) if self.local_total is None else self.local_total,
+            len(self.remote) if self.remote_total is None else self.remote_total,
+            len(self.base) if self.base_total is None else self.base_total,
+        )
 
-def scan_both(ctx: SessionContext, base: dict[str, BaseEntry], excluded: PathFilter) -> Scanned:
-    """Both sides as the session will decide them, and the base of the paths it covers."""
+
+def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter) -> Scanned:
+    """What the session decides over: everything, or the paths of its scope. A local
+    side that cannot tell ``A`` from ``a`` always looks at everything, since the remote
+    spellings of a name are told apart only in a whole listing."""
+    store, repository_id = ctx.store, ctx.repository_id
+    if scope.paths is None or not ctx.local.caps.case_sensitive:
+        return _settle(ctx, _both(ctx, store.load_base(repository_id), excluded), excluded)
+    total = store.base_count(repository_id)
+    if scope.remote_whole:
+        return _settle(ctx, _remote_first(ctx, scope.paths, total, excluded), excluded)
+    tops = outermost(scope.paths)
+    base = store.load_base_under(repository_id, tops)
+    scanned = _both(ctx, base, excluded, tops)
+    scanned.local_total = scanned.remote_total = scanned.base_total = total
+    return _settle(ctx, scanned, excluded)
+
+
+def _remote_first(
+    ctx: SessionContext, named: frozenset[str], total: int, excluded: PathFilter
+) -> Scanned:
+    """A remote check: the remote listed whole, then the local side where the remote
+    differs from the base, or where notifications named a path."""
+    base = ctx.store.load_base(ctx.repository_id)
+    remote = _scan(ctx, Side.REMOTE, excluded)
+    if not ctx.remote.caps.listing_metadata:
+        _fill_from_base(Side.REMOTE, remote, base)
+    caps = ctx.remote.caps
+    differing = {
+        path
+        for path, entry in remote.items()
+        if (known := base.get(path)) is None or not stamp_matches(entry, known, Side.REMOTE, caps)
+    }
+    differing.update(p for p in base if p not in remote and not excluded.excluded(p))
+    tops = outermost(named | differing)
+    if len(tops) > Scope.MAX_PATHS:
+        return Scanned(_scan(ctx, Side.LOCAL, excluded), remote, base)
+    wanted = set(tops)
+    return Scanned(
+        _scan(ctx, Side.LOCAL, excluded, tops),
+        {p: e for p, e in remote.items() if within(p, wanted)},
+        {p: b for p, b in base.items() if within(p, wanted)},
+        local_total=total,
+        remote_total=len(remote),
+        base_total=total,
+    )
+
+
+def _both(
+    ctx: SessionContext,
+    base: dict[str, BaseEntry],
+    excluded: PathFilter,
+    tops: Sequence[str] | None = None,
+) -> Scanned:
+    """Both sides listed in parallel, whole or at ``tops``."""
     with ThreadPoolExecutor(1) as pool:
-        remote = pool.submit(_scan, ctx, Side.REMOTE, excluded)
-        local = _scan(ctx, Side.LOCAL, excluded)
-        scanned = Scanned(local, remote.result(), base)
+        remote = pool.submit(_scan, ctx, Side.REMOTE, excluded, tops)
+        local = _scan(ctx, Side.LOCAL, excluded, tops)
+        return Scanned(local, remote.result(), base)
+
+
+def _settle(ctx: SessionContext, scanned: Scanned, excluded: PathFilter) -> Scanned:
+    """Take out of the session what it must leave alone; fill in what listings lack."""
+    base = scanned.base
     if excluded:
         scanned.base = {p: b for p, b in base.items() if not excluded.excluded(p)}
     _refuse_case_collisions(ctx, scanned)
@@ -41,10 +119,13 @@ def scan_both(ctx: SessionContext, base: dict[str, BaseEntry], excluded: PathFil
     return scanned
 
 
-def _scan(ctx: SessionContext, side: Side, excluded: PathFilter) -> dict[str, Entry]:
+def _scan(
+    ctx: SessionContext, side: Side, excluded: PathFilter, tops: Sequence[str] | None = None
+) -> dict[str, Entry]:
     skipped: list[Skipped] = []
     storage = ctx.storage(side)
-    found = ctx.retry(storage.scan, lambda p, r: skipped.append(Skipped(side, p, r)), ctx.stop)
+    scan = storage.scan if tops is None else functools.partial(storage.scan_under, tops)
+    found = ctx.retry(scan, lambda p, r: skipped.append(Skipped(side, p, r)), ctx.stop)
     ctx.report.skipped.extend(skipped)  # one call: atomic under the GIL
     if excluded:
         found = {p: e for p, e in found.items() if not excluded.excluded(p)}

@@ -13,10 +13,12 @@ from storsync.engine.filters import PathFilter
 from storsync.engine.reconcile import Options, Plan, check_safety, reconcile
 from storsync.errors import DeletionGuard, Stopped, StorsyncError, UsageError
 from storsync.model import (
+    EVERYTHING,
     Entry,
     Halt,
     PlanAction,
     PlanItem,
+    Scope,
     SessionState,
     Side,
     StopSignal,
@@ -31,7 +33,7 @@ from storsync.runner.markers import check_markers, write_markers
 from storsync.runner.observer import NoObserver, ProgressTicker, SessionObserver
 from storsync.runner.progress import Progress
 from storsync.runner.report import Report
-from storsync.runner.scan import Scanned, scan_both
+from storsync.runner.scan import Scanned, scan_scope
 from storsync.state.protocol import BaseStore
 from storsync.storage.base import Storage
 
@@ -55,6 +57,7 @@ class SyncSession:
         halts: bool = False,
         approves: str | None = None,
         throttle: Throttle | None = None,
+        scope: Scope | None = None,
     ) -> None:
         clock = clock or SystemClock()
         self._observed = observer is not None
@@ -72,6 +75,7 @@ class SyncSession:
         )
         self.halts = halts
         self.approves = approves
+        self.scope = scope or EVERYTHING
         self._stamp_ns = clock.now_ns()
         self.stamp = utc_stamp(self._stamp_ns)
         if settings.trash:
@@ -123,14 +127,13 @@ class SyncSession:
         ctx = self.ctx
         for storage in (ctx.local, ctx.remote):
             storage.start_session()
-        base = ctx.store.load_base(ctx.repository_id)
-        check_markers(ctx, established=bool(base))
+        check_markers(ctx, established=ctx.store.base_count(ctx.repository_id) > 0)
         if ctx.log_session is not None and not ctx.settings.dry_run:
             # Decisions on conflicts change local files only (not the base): the scan
             # below sees them as local changes, which the plan takes to the remote.
             conflicts.carry_out(ctx, ctx.store.resolutions(ctx.log_session))
         with self._before_changes():
-            plan = self._plan(scan_both(ctx, base, PathFilter(ctx.settings.excludes)))
+            plan = self._plan(scan_scope(ctx, self.scope, PathFilter(ctx.settings.excludes)))
             ctx.stop.check()
         if ctx.settings.dry_run:
             ctx.report.plan = plan
@@ -179,12 +182,13 @@ class SyncSession:
         if self.approves is not None:
             self._carry_approval(plan)
         elif not settings.force:
+            local_total, remote_total, base_total = scanned.totals()
             try:
                 check_safety(
                     plan,
-                    local_count=len(scanned.local),
-                    remote_count=len(scanned.remote),
-                    base_count=len(scanned.base),
+                    local_count=local_total,
+                    remote_count=remote_total,
+                    base_count=base_total,
                     max_delete_percent=settings.max_delete_percent,
                 )
             except DeletionGuard as guard:

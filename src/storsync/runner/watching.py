@@ -14,6 +14,7 @@ just downloaded is a change like any other. ``keep_synchronized`` is the loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from storsync.clock import Clock, SystemClock
 from storsync.engine.filters import PathFilter
-from storsync.model import BaseEntry, Entry, StopSignal
+from storsync.model import EVERYTHING, BaseEntry, Entry, Scope, StopSignal
 from storsync.runner.job import SyncJob
 from storsync.runner.report import Report
 from storsync.runner.run import run_job
@@ -34,6 +35,9 @@ from storsync.storage.registry import location
 log = logging.getLogger("storsync.watch")
 # How long one wait for notifications lasts at most: a stop is seen within this.
 POLL_S = 0.5
+LOCAL_CHANGES = "local changes"
+LOCAL_CHANGES_GOING_ON = "local changes still going on"
+REMOTE_CHECK = "remote check"
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,14 @@ class Cadence:
             return "rescan after lost notifications"
         if self._first is not None and self._last is not None:
             if now - self._last >= self.times.delay_s:
-                return "local changes"
+                return LOCAL_CHANGES
             if now - self._first >= self.times.max_wait_s:
-                return "local changes still going on"
+                return LOCAL_CHANGES_GOING_ON
         if now >= self._rescan:
             return "periodic rescan"
         remote_s = self.times.remote_s
         if remote_s is not None and now - self._session >= remote_s:
-            return "remote check"
+            return REMOTE_CHECK
         return None
 
     def next_look(self, now: float) -> float:
@@ -137,36 +141,52 @@ def keep_synchronized(
     cadence: Cadence,
     own: OwnWrites,
     *,
-    synchronize: Callable[[str], None],
+    synchronize: Callable[[str, Scope], None],
     busy: Callable[[], bool],
     stop: StopSignal,
     clock: Clock,
     first: str | None = None,
 ) -> None:
-    """Watch and synchronize until ``stop`` is set. ``synchronize(why)`` starts (or runs)
-    a session; while ``busy()`` says one runs, the paths named meanwhile wait for its end,
-    when the base tells storsync's own writes apart. ``first``: synchronize at once,
-    once the watches are in place (so nothing written meanwhile goes unnoticed)."""
+    """Watch and synchronize until ``stop`` is set. ``synchronize(why, scope)`` starts (or
+    runs) a session that looks at ``scope``: the paths named since the last one, the
+    remote whole besides on a remote check; everything on a rescan. While ``busy()`` says
+    one runs, the paths named meanwhile wait for its end, when the base tells storsync's
+    own writes apart. ``first``: synchronize everything at once, once the watches are in
+    place (so nothing written meanwhile goes unnoticed)."""
     started = watcher.start()
     if started.limited is not None:
         log.warning("%s: %s", watcher.root, started.limited)
     if first is not None:
         cadence.ran(clock.monotonic())
-        synchronize(first)
+        synchronize(first, EVERYTHING)
     pending: set[str] = set()
+    named: set[str] = set()  # changed by someone else since the last session started
     while not stop.requested:
         now = clock.monotonic()
         hints = watcher.poll(min(POLL_S, cadence.next_look(now) - now))
         _take(hints, cadence, pending, watcher)
         now = clock.monotonic()
         if pending and not busy():
-            if own.foreign(pending):
+            foreign = own.foreign(pending)
+            if foreign:
                 cadence.changed(now)
+                named.update(foreign)
             pending.clear()
         why = cadence.due(now)
         if why is not None and not busy() and not stop.requested:
             cadence.ran(now)
-            synchronize(why)
+            synchronize(why, _scope(why, named))
+            named.clear()
+
+
+def _scope(why: str, named: set[str]) -> Scope:
+    """What a session started for ``why`` looks at (SYNC.md promise 9: notifications may
+    narrow a session; the rescans they cannot replace look at everything)."""
+    if why in (LOCAL_CHANGES, LOCAL_CHANGES_GOING_ON):
+        return Scope.named(named)
+    if why == REMOTE_CHECK:
+        return Scope.named(named, remote_whole=True)
+    return EVERYTHING
 
 
 def _take(hints: Hints, cadence: Cadence, pending: set[str], watcher: LocalWatcher) -> None:
@@ -203,9 +223,9 @@ def keep_job_synchronized(
             PathFilter(job.settings.excludes),
         )
 
-        def synchronize(why: str) -> None:
+        def synchronize(why: str, scope: Scope) -> None:
             with quiet():
-                report = run_job(job, stop=stop, clock=clock)
+                report = run_job(dataclasses.replace(job, scope=scope), stop=stop, clock=clock)
             reported(why, report)
 
         keep_synchronized(

@@ -108,10 +108,14 @@ class Service:
             roots=settings.roots,
             allow_private_endpoints=settings.allow_private_endpoints,
         )
-        scheduler = Scheduler(
-            catalog.repositories, catalog.fires, sessions.carry, clock, sessions.waiting_halts
-        )
         watches = Watches(catalog.repositories, sessions, open_base_store(settings.database), clock)
+        scheduler = Scheduler(
+            catalog.repositories,
+            catalog.fires,
+            lambda rid, trigger: sessions.carry(rid, trigger, watches.scope_of_fire(rid)),
+            clock,
+            sessions.waiting_halts,
+        )
 
         def changed() -> None:
             scheduler.poke()

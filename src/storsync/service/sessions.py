@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from storsync.clock import Clock
 from storsync.errors import Conflict, StorsyncError, UnknownObject
-from storsync.model import EventType, LogKind, SessionState, Trigger
+from storsync.model import EVERYTHING, EventType, LogKind, Scope, SessionState, Trigger
 from storsync.runner.job import SyncJob
 from storsync.service.bandwidth import Bandwidth, shares
 from storsync.service.events import EventBus
@@ -81,6 +81,10 @@ class SessionManager:
         self.recorder = Recorder(catalog, bus, clock)
         self._lock = threading.RLock()
         self._runs: dict[str, WorkerProcess] = {}  # by repository id
+        # What each queued session of a watch or a remote check must look at, by session
+        # id; a queued session not here (any other, or one queued before a restart)
+        # looks at everything.
+        self._scopes: dict[str, Scope] = {}
         self._closing = False
 
     # -- reads ------------------------------------------------------------------------
@@ -160,24 +164,32 @@ class SessionManager:
 
     # -- use cases --------------------------------------------------------------------
 
-    def trigger(self, repository_id: str, *, trigger: Trigger) -> Session:
-        """The session that will carry this request: started, or the one waiting."""
+    def trigger(
+        self, repository_id: str, *, trigger: Trigger, scope: Scope = EVERYTHING
+    ) -> Session:
+        """The session that will carry this request: started, or the one waiting (which
+        then looks at what both requests need: ``scope``)."""
         with self._lock:
             if self.catalog.repositories.get(repository_id) is None:
                 raise UnknownObject(f"no repository with id {repository_id!r}")
             waiting = self.store.search(_waiting(repository_id))
             if waiting:
+                joined = self._scopes.pop(waiting[0].id, EVERYTHING).joined(scope)
+                if not joined.whole:
+                    self._scopes[waiting[0].id] = joined
                 return waiting[0]
             session = self._queue(repository_id, trigger)
+            if not scope.whole:
+                self._scopes[session.id] = scope
             if repository_id not in self._runs and not self._closing:
                 self._start(session)
         return self.get(session.id)
 
-    def carry(self, repository_id: str, trigger: Trigger) -> str | None:
+    def carry(self, repository_id: str, trigger: Trigger, scope: Scope = EVERYTHING) -> str | None:
         """The session that carries a fire of the scheduler or the watcher (None: the
         repository is gone)."""
         try:
-            return self.trigger(repository_id, trigger=trigger).id
+            return self.trigger(repository_id, trigger=trigger, scope=scope).id
         except UnknownObject:
             return None
 
@@ -185,6 +197,7 @@ class SessionManager:
         with self._lock:
             session = self.get(session_id)
             if session.state is SessionState.QUEUED:
+                self._scopes.pop(session_id, None)
                 self.store.request_stop(session_id)
                 stopped = SessionTotals(SessionState.STOPPED, "stopped before it started")
                 self.recorder.announce_end(self.recorder.end(session, stopped))
@@ -205,6 +218,7 @@ class SessionManager:
             repository_id = halted.repository_id
             waiting = self.store.search(_waiting(repository_id))
             if waiting:
+                self._scopes.pop(waiting[0].id, None)  # a plan's deletions may be anywhere
                 carrier = self.store.carry_approval(waiting[0].id, halted.id)
             else:
                 carrier = self._queue(repository_id, Trigger.APPROVAL, approves=halted.id)
@@ -220,7 +234,10 @@ class SessionManager:
         with self._lock:
             waiting = self.store.search(_waiting(repository_id))
             if waiting:
-                return self.get(waiting[0].id) if carry(waiting[0].id) else None
+                if not carry(waiting[0].id):
+                    return None
+                self._scopes.pop(waiting[0].id, None)  # it must see what the decision does
+                return self.get(waiting[0].id)
             session = self._queue(repository_id, Trigger.RESOLVE)
             if not carry(session.id):
                 self._not_started(session, "another decision on the conflict came first")
@@ -312,11 +329,12 @@ class SessionManager:
             return
         started = self.store.start(session.id, now_ns=self.clock.now_ns())
         log.info(
-            "session %s of repository %s (%s) started by %s",
+            "session %s of repository %s (%s) started by %s, looking at %s",
             session.id,
             repository.id,
             repository.name,
             session.trigger.value,
+            job.scope,
         )
         self.recorder.expect(started)
         self.bus.about(EventType.SESSION_STARTED, started)
@@ -329,6 +347,7 @@ class SessionManager:
         )
 
     def _not_started(self, session: Session, error: str) -> None:
+        self._scopes.pop(session.id, None)
         ended = self.recorder.end(session, SessionTotals(SessionState.FAILED, error))
         self.recorder.announce_end(ended)
 
@@ -352,6 +371,7 @@ class SessionManager:
             session_id=session.id,
             halts=True,
             approves=session.approves,
+            scope=self._scopes.pop(session.id, EVERYTHING),
         )
 
     def _after(self, session_id: str, repository_id: str, death: str | None) -> None:

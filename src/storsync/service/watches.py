@@ -5,7 +5,12 @@ quiet period, and a full rescan runs at least hourly (storsync.runner.watching).
 A watch starts nothing while the repository's session runs (what was named meanwhile is
 judged when it ends, against the base it committed, so storsync's own writes start
 nothing), while a halt waits, while it backs off after failures, or while it is paused.
-Its remote is checked by its schedule (and by the hourly rescan).
+Its remote is checked by its schedule (and by the hourly rescan): a session that lists
+the remote whole and looks at the local side only where the remote changed.
+
+A session a watch starts looks only at the paths the notifications named (their scope:
+storsync.model.Scope); the first one, and those after lost notifications and the hourly
+rescans, look at everything.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 from storsync.clock import Clock
 from storsync.engine.filters import PathFilter
-from storsync.model import BaseEntry, StopSignal, Trigger
+from storsync.model import EVERYTHING, BaseEntry, Scope, StopSignal, Trigger
 from storsync.runner.watching import Cadence, OwnWrites, WatchTimes, keep_synchronized
 from storsync.service import scheduling
 from storsync.service.sessions import SessionManager
@@ -27,6 +32,7 @@ from storsync.storage.local import LocalStorage
 from storsync.storage.local_watch import LocalWatcher
 
 log = logging.getLogger("storsync.service")
+REMOTE_CHECK = Scope(frozenset(), remote_whole=True)
 
 
 @dataclass
@@ -80,6 +86,12 @@ class Watches:
         with self._lock:
             return {rid for rid, one in self._watching.items() if one.thread.is_alive()}
 
+    def scope_of_fire(self, repository_id: str) -> Scope:
+        """What a session a schedule starts looks at: where the local root is watched, the
+        remote whole and the local side only where the remote differs from the base (its
+        notifications and hourly rescans see to the rest); everything otherwise."""
+        return REMOTE_CHECK if repository_id in self.watched() else EVERYTHING
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -121,7 +133,7 @@ class Watches:
                 watcher,
                 Cadence(times, self.clock.monotonic()),
                 own,
-                synchronize=lambda why: self._synchronize(rid, why),
+                synchronize=lambda why, scope: self._synchronize(rid, why, scope),
                 busy=lambda: self._held(rid),
                 stop=stop,
                 clock=self.clock,
@@ -134,8 +146,8 @@ class Watches:
         finally:
             watcher.close()
 
-    def _synchronize(self, repository_id: str, why: str) -> None:
-        session_id = self.sessions.carry(repository_id, Trigger.WATCH)
+    def _synchronize(self, repository_id: str, why: str, scope: Scope) -> None:
+        session_id = self.sessions.carry(repository_id, Trigger.WATCH, scope)
         log.info("repository %s: %s: session %s", repository_id, why, session_id)
 
     def _held(self, repository_id: str) -> bool:

@@ -29,6 +29,14 @@ class BaseStore(Protocol):
 
     def load_base(self, repository_id: str) -> dict[str, BaseEntry]: ...
 
+    def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
+        """The base of the paths at ``tops`` and under them (a session of a few paths)."""
+        ...
+
+    def base_count(self, repository_id: str) -> int:
+        """How many paths the base records."""
+        ...
+
     def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
         """What the base recorded for one path (a watcher telling storsync's own writes
         apart)."""

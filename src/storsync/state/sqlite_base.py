@@ -119,6 +119,28 @@ class SqliteBaseStore:
         rows = self._conn.execute(_SELECT, (repository_id,))
         return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
 
+    def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
+        found: dict[str, BaseEntry] = {}
+        for at in range(0, len(tops), 200):  # within SQLite's parameter limit
+            chunk = tops[at : at + 200]
+            ranges, values = [], []
+            for top in chunk:
+                ranges.append("path = ? OR (path >= ? AND path < ?)")
+                values += [top, *below(top)]
+            rows = self._conn.execute(
+                f"{_SELECT} AND ({' OR '.join(ranges)})", (repository_id, *values)
+            )
+            found.update(
+                (path, BaseEntry(size, h, bool(x), *rest)) for path, size, h, x, *rest in rows
+            )
+        return found
+
+    def base_count(self, repository_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM base WHERE repository_id = ?", (repository_id,)
+        )
+        return int(row.fetchone()[0])
+
     def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
         row = self._conn.execute(_ONE, (repository_id, sha256(path.encode()).hexdigest()))
         found = row.fetchone()

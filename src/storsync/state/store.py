@@ -56,6 +56,38 @@ class StateStore:
             rows = conn.execute(query)
             return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
 
+    def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
+        table = schema.base
+        columns = [table.c.path, *(table.c[name] for name in BASE_COLUMNS)]
+        path = self._bytewise(table.c.path)
+        found: dict[str, BaseEntry] = {}
+        with self.engine.connect() as conn:
+            for at in range(0, len(tops), 200):  # within any database's parameter limit
+                chunk = tops[at : at + 200]
+                ranges = [
+                    sa.or_(path == top, sa.and_(path >= below(top)[0], path < below(top)[1]))
+                    for top in chunk
+                ]
+                query = sa.select(*columns).where(
+                    table.c.repository_id == repository_id, sa.or_(*ranges)
+                )
+                found.update(
+                    (p, BaseEntry(size, h, bool(x), *rest))
+                    for p, size, h, x, *rest in conn.execute(query)
+                )
+        return found
+
+    def base_count(self, repository_id: str) -> int:
+        table = schema.base
+        query = sa.select(sa.func.count()).where(table.c.repository_id == repository_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def _bytewise(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        """``column`` compared as bytes whatever the database's collation (PostgreSQL's
+        may not be)."""
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
     def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
         table = schema.base
         query = sa.select(*(table.c[name] for name in BASE_COLUMNS)).where(
@@ -71,10 +103,7 @@ class StateStore:
     def base_has_below(self, repository_id: str, folder: str) -> bool:
         table = schema.base
         low, high = below(folder)
-        # Compared as bytes whatever the database's collation (PostgreSQL's may not be).
-        path = (
-            table.c.path.collate("C") if self.engine.dialect.name == "postgresql" else table.c.path
-        )
+        path = self._bytewise(table.c.path)
         query = (
             sa.select(sa.literal(1))
             .where(table.c.repository_id == repository_id, path >= low, path < high)

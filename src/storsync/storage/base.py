@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from storsync.model import Capabilities, Entry, StopSignal
+from storsync.paths import within
 
 # Called with (path, reason) for every name a scan refuses or skips: a log item.
 SkipReport = Callable[[str, str], None]
@@ -85,6 +86,15 @@ class Storage(ABC):
         Checks ``stop`` between entries (or pages of a listing): a stop asked for during
         the scan raises Stopped there.
         """
+
+    def scan_under(
+        self, tops: Sequence[str], skip: SkipReport, stop: StopSignal
+    ) -> dict[str, Entry]:
+        """The files at ``tops`` and under them (``tops``: keys none of which lies under
+        another), as ``scan`` would list them. This one scans everything and keeps what
+        is asked; a storage that can look at a few paths alone does so."""
+        wanted = set(tops)
+        return {p: e for p, e in self.scan(skip, stop).items() if within(p, wanted)}
 
     @abstractmethod
     def stat(self, path: str) -> Entry | None:

@@ -19,7 +19,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from storsync.clock import Clock, SystemClock
@@ -162,11 +162,71 @@ class LocalStorage(Storage):
 
     def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
-        folded: dict[str, str] | None = None if self.caps.case_sensitive else {}
+        self._native.clear()
+        if self.root.is_dir():
+            self._walk([("", str(self.root))], found, skip, stop)
+        return found
+
+    def scan_under(
+        self, tops: Sequence[str], skip: SkipReport, stop: StopSignal
+    ) -> dict[str, Entry]:
+        # Where a name on disk may differ from its key (another Unicode form, another
+        # case), only a walk of its whole directory finds it: then everything is walked.
+        if not self.caps.case_sensitive or not all(t.isascii() and t.isprintable() for t in tops):
+            return super().scan_under(tops, skip, stop)
+        found: dict[str, Entry] = {}
         self._native.clear()
         if not self.root.is_dir():
             return found
-        stack = [("", str(self.root))]
+        stack: list[tuple[str, str]] = []
+        for top in tops:
+            self._look_at(top, found, stack, skip)
+        self._walk(stack, found, skip, stop)
+        return found
+
+    def _look_at(
+        self, top: str, found: dict[str, Entry], stack: list[tuple[str, str]], skip: SkipReport
+    ) -> None:
+        """The file at ``top``, or its directory onto ``stack``: reached as the walk would
+        reach it, through directories only (a link on the way is skipped as the walk
+        skips it, so nothing under it reads as deleted)."""
+        parts = top.split("/")
+        if OWN_DIR in parts:
+            return
+        for depth in range(1, len(parts) + 1):
+            rel = "/".join(parts[:depth])
+            full = os.path.join(self.root, rel)
+            try:
+                st = os.lstat(full)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            except OSError as exc:
+                skip(rel, f"cannot read: {exc.strerror}")
+                return
+            if stat.S_ISLNK(st.st_mode):
+                skip(rel, "symbolic link skipped")
+                return
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if depth == len(parts) and stat.S_ISREG(st.st_mode):
+                if len(rel) > MAX_PATH_BYTES and refusal(rel):
+                    skip(rel, f"path longer than {MAX_PATH_BYTES} bytes")
+                else:
+                    found[rel] = entry_of(st)
+            elif depth == len(parts):
+                skip(rel, "special file skipped (FIFO, socket or device)")
+            return  # a file where a directory of ``top`` was: nothing lies under it
+        stack.append((top + "/", os.path.join(self.root, top)))
+
+    def _walk(
+        self,
+        stack: list[tuple[str, str]],
+        found: dict[str, Entry],
+        skip: SkipReport,
+        stop: StopSignal,
+    ) -> None:
+        """Every file in the directories on ``stack`` (key prefix, path) and below."""
+        folded: dict[str, str] | None = None if self.caps.case_sensitive else {}
         while stack:
             prefix, directory = stack.pop()
             try:
@@ -216,7 +276,6 @@ class LocalStorage(Storage):
                     except FileNotFoundError:
                         continue
                     found[key] = entry_of(st)
-        return found
 
     def stat(self, path: str) -> Entry | None:
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,13 +150,32 @@ class S3Storage(Storage):
 
     def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
+        self._list("", found, skip, stop)
+        return found
+
+    def scan_under(
+        self, tops: Sequence[str], skip: SkipReport, stop: StopSignal
+    ) -> dict[str, Entry]:
+        """One listing per path, by its key as a prefix. A key spelled otherwise (not in
+        NFC) is not among them: the next whole listing finds it and holds its twin back;
+        till then writes stay conditional, so the twin is never overwritten."""
+        found: dict[str, Entry] = {}
+        for top in tops:
+            self._list(top, found, skip, stop)
+        return found
+
+    def _list(self, top: str, found: dict[str, Entry], skip: SkipReport, stop: StopSignal) -> None:
+        """The objects at ``top`` and under it ("": all of them) into ``found``."""
         start = len(self.prefix) + 1 if self.prefix else 0
-        listing = {"Bucket": self.settings.bucket, "Prefix": self._key("")}
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(top)}
+        under = f"{top}/"
         with self._bucket.calling(self.url):
             for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
                 stop.check()  # per page, not per key: the round trip is what takes time
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][start:]
+                    if top and rel != top and not rel.startswith(under):
+                        continue  # ``top`` as a prefix also lists its longer siblings
                     if is_own(rel):
                         continue
                     if rel.endswith("/"):
@@ -171,7 +190,6 @@ class S3Storage(Storage):
                         continue
                     mtime = _ns(obj["LastModified"])
                     found[rel] = Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
-        return found
 
     def stat(self, path: str) -> Entry | None:
         from botocore.exceptions import ClientError
