@@ -270,3 +270,27 @@ def test_watch_with_dry_run_is_bad_usage(tmp_path: Path) -> None:
     (tmp_path / "l").mkdir()
     result = run_cli("sync", str(tmp_path / "l"), str(tmp_path / "r"), "--watch", "--dry-run")
     assert result.returncode == 2 and "--watch and --dry-run" in result.stderr
+
+
+MOUNTS = r"""22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:35 / /mnt/nas rw,relatime shared:20 - nfs4 nas:/export rw,vers=4.2
+41 40 0:36 / /mnt/nas/local\040disk rw shared:21 - xfs /dev/sdb1 rw
+42 22 0:37 / /home/u/remote rw,nosuid shared:22 - fuse.sshfs u@host:/srv rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/srv/data", None),
+        ("/mnt/nas", "nfs4"),
+        ("/mnt/nas/photos/2024", "nfs4"),
+        ("/mnt/nas/local disk/x", None),  # a local disk mounted inside the share
+        ("/mnt/nasty", None),  # a longer name is not under /mnt/nas
+        ("/home/u/remote/x", "fuse.sshfs"),
+    ],
+)
+def test_a_remote_on_a_network_file_system_is_not_trusted_to_notify(
+    path: str, kind: str | None
+) -> None:
+    assert local_watch.network_file_system(Path(path), MOUNTS) == kind

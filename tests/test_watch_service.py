@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from storsync.model import Scope
+from storsync.service import watches
+from storsync.service.watches import NOTHING, REMOTE_CHECK
 from tests.api_support import Api, ServerProcess, service_env
 from tests.conftest import tree, write
 from tests.session_support import (
@@ -177,12 +178,35 @@ def test_a_watch_starts_nothing_while_a_halt_waits(tmp_path: Path) -> None:
         wait_for(lambda: len(sessions_of(api, rid)) > halted, "the resumed watch's session")
 
 
-def test_a_watch_session_looks_at_what_was_named_and_a_schedule_at_the_remote(
-    tmp_path: Path,
+def test_a_directory_remote_is_watched_too(tmp_path: Path) -> None:
+    """Changes on a directory remote start sessions as local ones do; storsync's own
+    writes on either side start none; the schedule's sessions then look at nothing."""
+    with in_process(tmp_path, None) as (service, api):
+        repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        rid = repository["id"]
+        local, remote = Path(repository["localPath"]), Path(repository["remote"])
+        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
+        _settled(api, rid)
+        wait_for(lambda: service.watches.scope_of_fire(rid) == NOTHING, "the remote's watch")
+        write(remote, "remote.txt", "made on the remote")
+        wait_for(lambda: "remote.txt" in tree(local), "the remote change")
+        write(local, "local.txt", "made locally")
+        wait_for(lambda: "local.txt" in tree(remote), "the local change")
+        count = len(_settled(api, rid))
+        with pytest.raises(AssertionError):  # its own writes start nothing more
+            wait_for(lambda: len(sessions_of(api, rid)) > count, "another session", timeout=2)
+        assert {s["trigger"] for s in sessions_of(api, rid)} == {"watch"}
+        assert tree(local) == tree(remote)
+
+
+def test_a_remote_on_a_network_file_system_is_checked_by_the_schedule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A watch's session carries the local change its notifications named, and not a
-    remote change made beside it (it lists neither side whole: SYNC.md promise 9); the
-    schedule's next session, a remote check, finds that one."""
+    remote change made beside it on a remote it cannot watch (it lists neither side
+    whole: SYNC.md promise 9); the schedule's next session, a remote check, finds it."""
+    # No network file system can be had here: the mount table says the remote is one.
+    monkeypatch.setattr(watches, "network_file_system", lambda path: "nfs4")
     with in_process(tmp_path, None) as (service, api):
         repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
         rid = repository["id"]
@@ -194,7 +218,7 @@ def test_a_watch_session_looks_at_what_was_named_and_a_schedule_at_the_remote(
         wait_for(lambda: "local.txt" in tree(remote), "the watch's session")
         _settled(api, rid)
         assert "remote.txt" not in tree(local)
-        assert service.watches.scope_of_fire(rid) == Scope(frozenset(), remote_whole=True)
+        assert service.watches.scope_of_fire(rid) == REMOTE_CHECK
         answer = api.request(
             "PATCH", f"/api/v1/repositories/{rid}", json={"schedule": {"intervalSeconds": 10}}
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import posixpath
+import re
 import unicodedata
 from collections.abc import Iterable, Set
 
 OWN_DIR = ".storsync"
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def refusal(raw: str, *, max_name_bytes: int = MAX_NAME_BYTES) -> str | None:
@@ -28,7 +30,7 @@ def refusal(raw: str, *, max_name_bytes: int = MAX_NAME_BYTES) -> str | None:
         return "name is not valid UTF-8"
     if len(encoded) > MAX_PATH_BYTES:
         return f"path longer than {MAX_PATH_BYTES} bytes"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+    if _CONTROL.search(raw):
         return "name contains a control character"
     for part in raw.split("/"):
         if part in ("", ".", ".."):

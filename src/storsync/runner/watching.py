@@ -17,13 +17,13 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from storsync.clock import Clock, SystemClock
 from storsync.engine.filters import PathFilter
-from storsync.model import EVERYTHING, BaseEntry, Entry, Scope, StopSignal
+from storsync.model import EVERYTHING, BaseEntry, Entry, Scope, Side, StopSignal
 from storsync.runner.job import SyncJob
 from storsync.runner.report import Report
 from storsync.runner.run import run_job
@@ -105,8 +105,8 @@ class Cadence:
 
 class OwnWrites:
     """Which of the paths notifications named someone else changed: a file that is not
-    the version the base recorded on the local side, a synchronized file (or folder of
-    them) that is gone; never storsync's own downloads, deletions and emptied folders."""
+    the version the base recorded on its side, a synchronized file (or folder of them)
+    that is gone; never storsync's own writes, deletions and emptied folders."""
 
     def __init__(
         self,
@@ -114,11 +114,13 @@ class OwnWrites:
         recorded: Callable[[str], BaseEntry | None],
         recorded_below: Callable[[str], bool],
         excluded: PathFilter,
+        side: Side = Side.LOCAL,
     ) -> None:
         self.stat = stat
         self.recorded = recorded
         self.recorded_below = recorded_below
         self.excluded = excluded
+        self.side = side
 
     def foreign(self, paths: Iterable[str]) -> list[str]:
         return [p for p in paths if not self.excluded.excluded(p) and self._foreign(p)]
@@ -128,18 +130,29 @@ class OwnWrites:
         base = self.recorded(path)
         if now is None:
             return base is not None or self.recorded_below(path)
-        return base is None or (now.size, now.mtime_ns, now.inode, now.executable) != (
-            base.size,
-            base.local_mtime_ns,
-            base.local_inode,
-            base.executable,
+        if base is None:
+            return True
+        then = base.stamp(self.side)
+        return (now.size, now.mtime_ns, now.inode, now.executable) != (
+            then.size,
+            then.mtime_ns,
+            then.inode,
+            then.executable,
         )
 
 
+@dataclass(frozen=True)
+class Watched:
+    """One watched root of a pair (the local one; a directory remote's too) and how to
+    tell storsync's own writes there apart."""
+
+    watcher: LocalWatcher
+    own: OwnWrites
+
+
 def keep_synchronized(
-    watcher: LocalWatcher,
+    watched: Sequence[Watched],
     cadence: Cadence,
-    own: OwnWrites,
     *,
     synchronize: Callable[[str, Scope], None],
     busy: Callable[[], bool],
@@ -152,26 +165,30 @@ def keep_synchronized(
     remote whole besides on a remote check; everything on a rescan. While ``busy()`` says
     one runs, the paths named meanwhile wait for its end, when the base tells storsync's
     own writes apart. ``first``: synchronize everything at once, once the watches are in
-    place (so nothing written meanwhile goes unnoticed)."""
-    started = watcher.start()
-    if started.limited is not None:
-        log.warning("%s: %s", watcher.root, started.limited)
+    place (so nothing written meanwhile goes unnoticed). The first of ``watched`` waits
+    for notifications; the others (a directory remote) are read in passing."""
+    for one in watched:
+        started = one.watcher.start()
+        if started.limited is not None:
+            log.warning("%s: %s", one.watcher.root, started.limited)
     if first is not None:
         cadence.ran(clock.monotonic())
         synchronize(first, EVERYTHING)
-    pending: set[str] = set()
+    pending: list[set[str]] = [set() for _ in watched]
     named: set[str] = set()  # changed by someone else since the last session started
     while not stop.requested:
         now = clock.monotonic()
-        hints = watcher.poll(min(POLL_S, cadence.next_look(now) - now))
-        _take(hints, cadence, pending, watcher)
+        wait = min(POLL_S, cadence.next_look(now) - now)
+        for i, one in enumerate(watched):
+            _take(one.watcher.poll(wait if i == 0 else 0.0), cadence, pending[i], one.watcher)
         now = clock.monotonic()
-        if pending and not busy():
-            foreign = own.foreign(pending)
-            if foreign:
-                cadence.changed(now)
-                named.update(foreign)
-            pending.clear()
+        if not busy():
+            for one, paths in zip(watched, pending, strict=True):
+                foreign = one.own.foreign(paths) if paths else []
+                if foreign:
+                    cadence.changed(now)
+                    named.update(foreign)
+                paths.clear()
         why = cadence.due(now)
         if why is not None and not busy() and not stop.requested:
             cadence.ran(now)
@@ -229,9 +246,8 @@ def keep_job_synchronized(
             reported(why, report)
 
         keep_synchronized(
-            watcher,
+            [Watched(watcher, own)],
             Cadence(times, clock.monotonic()),
-            own,
             synchronize=synchronize,
             busy=lambda: False,
             stop=stop,

@@ -18,21 +18,24 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from storsync.clock import Clock
 from storsync.engine.filters import PathFilter
-from storsync.model import EVERYTHING, BaseEntry, Scope, StopSignal, Trigger
-from storsync.runner.watching import Cadence, OwnWrites, WatchTimes, keep_synchronized
+from storsync.model import EVERYTHING, BaseEntry, Scope, Side, StopSignal, Trigger
+from storsync.runner.watching import Cadence, OwnWrites, Watched, WatchTimes, keep_synchronized
 from storsync.service import scheduling
 from storsync.service.sessions import SessionManager
 from storsync.state.protocol import BaseStore
 from storsync.state.records import Repository
 from storsync.state.repository_store import RepositoryStore
 from storsync.storage.local import LocalStorage
-from storsync.storage.local_watch import LocalWatcher
+from storsync.storage.local_watch import LocalWatcher, network_file_system
+from storsync.storage.registry import kind_of
 
 log = logging.getLogger("storsync.service")
 REMOTE_CHECK = Scope(frozenset(), remote_whole=True)
+NOTHING = Scope(frozenset())
 
 
 @dataclass
@@ -40,6 +43,7 @@ class _Watching:
     repository: Repository
     stop: StopSignal
     thread: threading.Thread
+    remote_watched: bool = False  # a directory remote's notifications are its check
 
 
 class Watches:
@@ -89,8 +93,13 @@ class Watches:
     def scope_of_fire(self, repository_id: str) -> Scope:
         """What a session a schedule starts looks at: where the local root is watched, the
         remote whole and the local side only where the remote differs from the base (its
-        notifications and hourly rescans see to the rest); everything otherwise."""
-        return REMOTE_CHECK if repository_id in self.watched() else EVERYTHING
+        notifications and hourly rescans see to the rest); nothing where the remote is
+        watched too (the watch starts sessions for both sides); everything otherwise."""
+        with self._lock:
+            one = self._watching.get(repository_id)
+            if one is None or not one.thread.is_alive():
+                return EVERYTHING
+            return NOTHING if one.remote_watched else REMOTE_CHECK
 
     def close(self) -> None:
         with self._lock:
@@ -117,22 +126,19 @@ class Watches:
     def _watch(self, repository: Repository, stop: StopSignal) -> None:
         rid = repository.id
         try:
-            watcher = LocalWatcher(repository.local_root)
+            watched = self._watched(repository)
         except OSError as exc:
             log.warning("repository %s: cannot watch %s: %s", rid, repository.local_root, exc)
             return
         try:
-            own = OwnWrites(
-                LocalStorage(repository.local_root, clock=self.clock).stat,
-                lambda path: self._recorded(rid, path),
-                lambda folder: self._recorded_below(rid, folder),
-                PathFilter(repository.settings.excludes),
-            )
+            with self._lock:
+                one = self._watching.get(rid)
+                if one is not None and one.stop is stop:
+                    one.remote_watched = len(watched) > 1
             times = WatchTimes(delay_s=repository.settings.watch_delay_s)
             keep_synchronized(
-                watcher,
+                watched,
                 Cadence(times, self.clock.monotonic()),
-                own,
                 synchronize=lambda why, scope: self._synchronize(rid, why, scope),
                 busy=lambda: self._held(rid),
                 stop=stop,
@@ -144,7 +150,43 @@ class Watches:
         except Exception:  # a watch that fails leaves the schedule and triggers working
             log.exception("repository %s: its watch failed; it is not watched any more", rid)
         finally:
-            watcher.close()
+            for each in watched:
+                each.watcher.close()
+
+    def _watched(self, repository: Repository) -> list[Watched]:
+        """The local root; and a directory remote, unless it lies on a network file
+        system (whose changes made elsewhere no notification tells): its notifications
+        are then its remote check."""
+        watched = [self._root(repository, Side.LOCAL, repository.local_root)]
+        remote = kind_of(repository.remote_url).directory(repository.remote_url)
+        if remote is not None:
+            network = network_file_system(remote)
+            if network is None:
+                try:
+                    # Made as the session the watch starts with would make it.
+                    remote.mkdir(parents=True, exist_ok=True)
+                    watched.append(self._root(repository, Side.REMOTE, remote))
+                except OSError as exc:
+                    log.warning("repository %s: cannot watch %s: %s", repository.id, remote, exc)
+            else:
+                log.info(
+                    "repository %s: its remote %s is on %s, so its schedule checks it",
+                    repository.id,
+                    remote,
+                    network,
+                )
+        return watched
+
+    def _root(self, repository: Repository, side: Side, root: Path) -> Watched:
+        rid = repository.id
+        own = OwnWrites(
+            LocalStorage(root, clock=self.clock).stat,
+            lambda path: self._recorded(rid, path),
+            lambda folder: self._recorded_below(rid, folder),
+            PathFilter(repository.settings.excludes),
+            side,
+        )
+        return Watched(LocalWatcher(root), own)
 
     def _synchronize(self, repository_id: str, why: str, scope: Scope) -> None:
         session_id = self.sessions.carry(repository_id, Trigger.WATCH, scope)
@@ -176,4 +218,4 @@ def _watched_as(repository: Repository | None) -> tuple[object, ...] | None:
     if repository is None:
         return None
     s = repository.settings
-    return (repository.local_url, s.watch_delay_s, s.excludes)
+    return (repository.local_url, repository.remote_url, s.watch_delay_s, s.excludes)

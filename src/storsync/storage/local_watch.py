@@ -34,6 +34,38 @@ _MASK = (
 )
 
 
+# File systems whose changes made by other machines inotify never hears of.
+_REMOTE_FILE_SYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "lustre", "gpfs"}
+)
+
+
+def network_file_system(path: Path, mountinfo: str | None = None) -> str | None:
+    """The type of the network file system ``path`` lies on (a FUSE one counts: sshfs,
+    rclone mount), or None where its notifications see every change. ``mountinfo``: the
+    text of /proc/self/mountinfo (read when None)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best, kind = "", None
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if len(fields) < 5 or not tail:
+            continue
+        # Mount points escape spaces and the like as octal: ``\040``.
+        point = fields[4].encode().decode("unicode_escape")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, tail.split()[0]
+    if kind is not None and (kind in _REMOTE_FILE_SYSTEMS or kind.startswith("fuse.")):
+        return kind
+    return None
+
+
 @dataclass
 class Hints:
     """What the notifications of a while said: the paths they named (relative, NFC), and

@@ -45,7 +45,7 @@ def make_client(settings: S3Settings) -> Any:
     # A listing has one timestamp per key, which botocore parses with dateutil: 60% of
     # the client CPU of listing 10,000 keys here (1.3 s), more than the XML itself.
     parsers = botocore_session.get_component("response_parser_factory")
-    parsers.set_parser_defaults(timestamp_parser=_timestamp)
+    parsers.set_parser_defaults(timestamp_parser=timestamp)
 
     config = Config(
         # Every object body sent (a PUT, a part) carries Content-MD5, a signed header the
@@ -61,7 +61,7 @@ def make_client(settings: S3Settings) -> Any:
         response_checksum_validation="when_required",
     )
     try:
-        return boto3.session.Session(botocore_session=botocore_session).client(
+        client = boto3.session.Session(botocore_session=botocore_session).client(
             "s3",
             endpoint_url=settings.endpoint,
             region_name=settings.region or "us-east-1",
@@ -71,9 +71,13 @@ def make_client(settings: S3Settings) -> Any:
         )
     except ValueError as exc:
         raise UsageError(f"invalid S3 endpoint {settings.endpoint!r}: {exc}") from None
+    from storsync.storage import s3_listing
+
+    s3_listing.install(client)
+    return client
 
 
-def _timestamp(value: str) -> datetime:
+def timestamp(value: str) -> datetime:
     """A timestamp of an S3 answer: ISO 8601 in XML bodies, parsed without dateutil."""
     try:
         when = datetime.fromisoformat(value)
