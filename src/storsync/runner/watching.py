@@ -182,7 +182,7 @@ def keep_synchronized(
         for i, one in enumerate(watched):
             _take(one.watcher.poll(wait if i == 0 else 0.0), cadence, pending[i], one.watcher)
         now = clock.monotonic()
-        if not busy():
+        if any(pending) and not busy():  # busy() reads the database: only when needed
             for one, paths in zip(watched, pending, strict=True):
                 foreign = one.own.foreign(paths) if paths else []
                 if foreign:

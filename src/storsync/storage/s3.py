@@ -1,4 +1,4 @@
-"""An S3-compatible object store (AWS, SeaweedFS, MinIO, ...) through boto3.
+"""An S3-compatible object store (AWS, SeaweedFS, MinIO, ...) through botocore.
 
 Each file is the object ``<prefix>/<path>`` with its bytes as they are; storsync keeps the
 file's mtime (ns), executable bit and BLAKE3 hash as user metadata, since a listing gives
