@@ -108,9 +108,13 @@ def test_storsync_own_downloads_start_nothing_but_an_edit_to_one_does(tmp_path: 
         repository, local, remote = _watched(api)
         rid = repository["id"]
         _settled(api, rid)
+        # The directory remote is watched too: its change starts the session that
+        # downloads the file into the watched folder.
         write(remote, "from-remote.txt", "pulled by a session")
-        pulled = api.sync(rid)  # a manual session downloads it into the watched folder
-        assert pulled["pulled"] == 1, pulled
+        wait_for(lambda: "from-remote.txt" in tree(local), "the download")
+        _settled(api, rid)
+        pulled = _sessions(api, rid)[0]
+        assert (pulled["trigger"], pulled["pulled"]) == ("watch", 1), pulled
         time.sleep(2)  # several quiet periods
         _settled(api, rid)
         assert _sessions(api, rid)[0]["id"] == pulled["id"]  # nothing started since

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from storsync.service import watches
+from storsync.service import sessions, watches
 from storsync.service.watches import NOTHING, REMOTE_CHECK
 from tests.api_support import Api, ServerProcess, service_env
 from tests.conftest import tree, write
@@ -178,9 +178,17 @@ def test_a_watch_starts_nothing_while_a_halt_waits(tmp_path: Path) -> None:
         wait_for(lambda: len(sessions_of(api, rid)) > halted, "the resumed watch's session")
 
 
-def test_a_directory_remote_is_watched_too(tmp_path: Path) -> None:
+def test_a_directory_remote_is_watched_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Changes on a directory remote start sessions as local ones do; storsync's own
-    writes on either side start none; the schedule's sessions then look at nothing."""
+    writes on either side start none; the schedule's sessions then look at nothing, and
+    start no worker for it."""
+    spawned: list[str] = []
+    spawn = sessions.WorkerProcess.spawn
+    monkeypatch.setattr(
+        sessions.WorkerProcess,
+        "spawn",
+        lambda session_id, *args: spawned.append(session_id) or spawn(session_id, *args),
+    )
     with in_process(tmp_path, None) as (service, api):
         repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
         rid = repository["id"]
@@ -197,6 +205,18 @@ def test_a_directory_remote_is_watched_too(tmp_path: Path) -> None:
             wait_for(lambda: len(sessions_of(api, rid)) > count, "another session", timeout=2)
         assert {s["trigger"] for s in sessions_of(api, rid)} == {"watch"}
         assert tree(local) == tree(remote)
+        answer = api.request(
+            "PATCH", f"/api/v1/repositories/{rid}", json={"schedule": {"intervalSeconds": 10}}
+        )
+        assert answer.status_code == 200, answer.text
+
+        def scheduled() -> dict[str, Any] | None:
+            done = [s for s in sessions_of(api, rid, "completed") if s["trigger"] == "schedule"]
+            return done[0] if done else None
+
+        fired = wait_for(scheduled, "the schedule's session", timeout=40)
+        assert fired["id"] not in spawned and len(spawned) == count
+        assert fired["pushed"] == fired["pulled"] == 0
 
 
 def test_a_remote_on_a_network_file_system_is_checked_by_the_schedule(

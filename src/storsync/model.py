@@ -272,6 +272,11 @@ class Scope:
     def whole(self) -> bool:
         return self.paths is None
 
+    @property
+    def empty(self) -> bool:
+        """Whether it looks at no path at all (nothing named, no remote listing)."""
+        return self.paths is not None and not self.paths and not self.remote_whole
+
     def __str__(self) -> str:
         """What it looks at, for a log line."""
         if self.paths is None:

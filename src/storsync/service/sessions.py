@@ -17,7 +17,16 @@ from dataclasses import dataclass
 
 from storsync.clock import Clock
 from storsync.errors import Conflict, StorsyncError, UnknownObject
-from storsync.model import EVERYTHING, EventType, LogKind, Scope, SessionState, Trigger
+from storsync.model import (
+    EVERYTHING,
+    EventType,
+    LogKind,
+    Phase,
+    PhaseState,
+    Scope,
+    SessionState,
+    Trigger,
+)
 from storsync.runner.job import SyncJob
 from storsync.service.bandwidth import Bandwidth, shares
 from storsync.service.events import EventBus
@@ -321,6 +330,9 @@ class SessionManager:
         except StorsyncError as exc:
             self._not_started(session, exc.message)
             return
+        if job.scope.empty:
+            self._look_at_nothing(session, repository)
+            return
         setup = WorkerSetup(self.options.niceness, self.vault.export_key())
         try:
             run = WorkerProcess.spawn(session.id, setup, job)
@@ -345,6 +357,24 @@ class SessionManager:
             lambda report: self.recorder.record(session.id, report, closing=self._closing),
             lambda death: self._after(session.id, repository.id, death),
         )
+
+    def _look_at_nothing(self, session: Session, repository: Repository) -> None:
+        """A session with nothing to look at (a schedule's, where the remote's own
+        notifications are its check) ends at once as a quiet no-op ends, without a
+        worker: starting one would be most of what it costs."""
+        started = self.store.start(session.id, now_ns=self.clock.now_ns())
+        log.info(
+            "session %s of repository %s (%s) started by %s, looking at nothing",
+            session.id,
+            repository.id,
+            repository.name,
+            session.trigger.value,
+        )
+        self.bus.about(EventType.SESSION_STARTED, started)
+        for phase in Phase:
+            started = self.store.set_phase(session.id, phase, PhaseState.COMPLETED)
+        ended = self.recorder.end(started, SessionTotals(SessionState.COMPLETED))
+        self.recorder.announce_end(ended)
 
     def _not_started(self, session: Session, error: str) -> None:
         self._scopes.pop(session.id, None)
