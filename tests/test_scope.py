@@ -85,6 +85,8 @@ def test_scopes_join_and_grow_into_everything() -> None:
     assert Scope.named(["d", "d/x"]).paths == frozenset({"d"})
     assert Scope.named(f"f{i}" for i in range(Scope.MAX_PATHS + 1)).whole
     assert not Scope.named(f"f{i}" for i in range(Scope.MAX_PATHS)).whole
+    # A name the scans refuse is reported (and left alone) by a whole scan only.
+    assert Scope.named(["ok", "new\nline"]).whole and Scope.named(["a/.storsync/x"]).whole
 
 
 def test_a_job_carries_its_scope_and_refuses_a_path_that_is_not_one(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from storsync.errors import Stopped
-from storsync.paths import outermost
+from storsync.paths import is_own, outermost, refusal
 
 
 class Side(StrEnum):
@@ -263,8 +263,10 @@ class Scope:
 
     @classmethod
     def named(cls, paths: Iterable[str], *, remote_whole: bool = False) -> Scope:
+        """Everything past ``MAX_PATHS``, or when a name is one a scan refuses (only a
+        whole scan reports it, as a log item, and leaves it alone)."""
         tops = outermost(paths)
-        if len(tops) > cls.MAX_PATHS:
+        if len(tops) > cls.MAX_PATHS or any(refusal(p) or is_own(p) for p in tops):
             return EVERYTHING
         return cls(frozenset(tops), remote_whole)
 
