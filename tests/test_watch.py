@@ -30,7 +30,10 @@ from tests.test_service_lifecycle import in_process
 
 
 def _watched(api: Api, **settings: Any) -> tuple[dict[str, Any], Path, Path]:
+    """A watched repository, once its watch is in place: the session it starts with (the
+    watch's first act once its notifications are set up) exists."""
     repository = api.new_repository(watch=True, watchDelaySeconds=0.3, **settings)
+    wait_for(lambda: _sessions(api, repository["id"]), "the session the watch starts with")
     return repository, Path(repository["localPath"]), Path(repository["remote"])
 
 

@@ -152,16 +152,18 @@ class Recorder:
         repository counts a failure, or is reset by a finish (a stop is neither)."""
         now = self.clock.now_ns()
         failed = totals.state is SessionState.FAILED
+        # The repository first: whoever sees the session ended sees its repository's last
+        # success (or failure) too, never the one before.
+        if failed or totals.state in (SessionState.COMPLETED, SessionState.PARTIAL):
+            self.catalog.repositories.record_outcome(
+                session.repository_id, failed=failed, now_ns=now
+            )
         ending = PhaseState.FAILED if failed else PhaseState.STOPPED
         phases = {p: ending for p in Phase if session.phase_state(p) is PhaseState.RUNNING}
         ended = self.catalog.sessions.end(session.id, totals, now_ns=now, phases=phases)
         # Decisions on conflicts it did not carry out (it failed, stopped, or never
         # started): open again for anyone to decide.
         self.catalog.conflicts.release(session.id)
-        if failed or totals.state in (SessionState.COMPLETED, SessionState.PARTIAL):
-            self.catalog.repositories.record_outcome(
-                session.repository_id, failed=failed, now_ns=now
-            )
         return ended
 
     def announce_end(self, session: Session) -> None:
