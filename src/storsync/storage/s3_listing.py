@@ -27,12 +27,11 @@ EVENT = "before-parse.s3"
 def install(client: Any) -> None:
     from botocore import handlers
 
-    events = client.meta.events
     botocore_check = getattr(handlers, "_handle_200_error", None)
-    if botocore_check is None:  # another botocore: its check stays, and reads pages twice
-        events.register(f"{EVENT}.ListObjectsV2", _take_contents)
+    if botocore_check is None:  # another botocore: its own parsing stays, whole
         return
     # This client's own copy of the session's handlers: other clients keep theirs.
+    events = client.meta.events
     events.unregister(f"{EVENT}.*", botocore_check)
     events.register_first(f"{EVENT}.*", functools.partial(_before_parse, botocore_check))
 
@@ -58,18 +57,6 @@ def _before_parse(
     if root.tag == "Error":
         response_dict["status_code"] = 500
         return
-    _take(root, response_dict, customized_response_dict)
-
-
-def _take_contents(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
-) -> None:
-    if response_dict.get("status_code") != 200:
-        return  # an error: botocore's own parser says what it was
-    try:
-        root = ElementTree.fromstring(response_dict["body"])
-    except ElementTree.ParseError:
-        return  # botocore parses it again, and fails as it would have
     _take(root, response_dict, customized_response_dict)
 
 
