@@ -237,6 +237,21 @@ def test_a_scoped_session_guards_against_the_whole_base(
     assert len(scan(remote)) == 90
 
 
+def test_a_remote_check_that_finds_the_remote_empty_changes_nothing(
+    synced: tuple[Path, Path, str], store: SqliteBaseStore
+) -> None:
+    """SYNC.md's empty-side guard holds for a remote check too: a remote found empty
+    (unmounted, the wrong prefix) deletes nothing locally, however few files it had."""
+    local, remote, repo = synced
+    for folder in remote.glob("d*"):  # its files gone, its .storsync marker kept
+        shutil.rmtree(folder)
+    scope = Scope.named([], remote_whole=True)
+    ran = session(LocalStorage(local), LocalStorage(remote), store, repo, scope)
+    assert ran.report.state is SessionState.FAILED
+    assert "remote side is empty" in (ran.report.message or "")
+    assert len(scan(local)) == 100
+
+
 # -- the promise on random histories ----------------------------------------------------
 
 

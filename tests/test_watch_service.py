@@ -56,6 +56,15 @@ def _served(tmp: Path) -> Iterator[tuple[ServerProcess, Api]]:
             wait_gone(worker)
 
 
+def _watched(api: Api) -> tuple[dict[str, Any], Path, Path]:
+    """A watched repository (0.3 s quiet period), once the session its watch starts
+    with has ended."""
+    repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+    wait_for(lambda: sessions_of(api, repository["id"]), "the session the watch starts with")
+    _settled(api, repository["id"])
+    return repository, Path(repository["localPath"]), Path(repository["remote"])
+
+
 def _settled(api: Api, rid: str) -> list[dict[str, Any]]:
     """The repository's sessions (newest first) once none is queued or running."""
     wait_for(
@@ -190,11 +199,8 @@ def test_a_directory_remote_is_watched_too(tmp_path: Path, monkeypatch: pytest.M
         lambda session_id, *args: spawned.append(session_id) or spawn(session_id, *args),
     )
     with in_process(tmp_path, None) as (service, api):
-        repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        repository, local, remote = _watched(api)
         rid = repository["id"]
-        local, remote = Path(repository["localPath"]), Path(repository["remote"])
-        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
-        _settled(api, rid)
         wait_for(lambda: service.watches.scope_of_fire(rid) == NOTHING, "the remote's watch")
         write(remote, "remote.txt", "made on the remote")
         wait_for(lambda: "remote.txt" in tree(local), "the remote change")
@@ -228,11 +234,8 @@ def test_a_remote_on_a_network_file_system_is_checked_by_the_schedule(
     # No network file system can be had here: the mount table says the remote is one.
     monkeypatch.setattr(watches, "network_file_system", lambda path: "nfs4")
     with in_process(tmp_path, None) as (service, api):
-        repository = api.new_repository(watch=True, watchDelaySeconds=0.3)
+        repository, local, remote = _watched(api)
         rid = repository["id"]
-        local, remote = Path(repository["localPath"]), Path(repository["remote"])
-        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
-        _settled(api, rid)
         write(remote, "remote.txt", "made on the remote")
         write(local, "local.txt", "made locally")
         wait_for(lambda: "local.txt" in tree(remote), "the watch's session")
