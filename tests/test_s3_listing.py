@@ -125,3 +125,79 @@ def test_other_operations_keep_botocores_check() -> None:
     response, customized = before_parse("CompleteMultipartUpload", 200, b"<Error/>")
     assert response["checked"] == ["CompleteMultipartUpload"]
     assert response["status_code"] == 200 and customized == {}  # botocore's to change
+
+
+# -- digests ----------------------------------------------------------------------------
+
+PAGE = (
+    b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<IsTruncated>true</IsTruncated><ContinuationToken>%s</ContinuationToken>"
+    b"<Contents><Key>k</Key><Size>1</Size></Contents>"
+    b"<Contents><Key>l</Key><Size>2</Size></Contents>"
+    b"<NextContinuationToken>%s</NextContinuationToken></ListBucketResult>"
+)
+
+
+def digest_of(*pages: bytes, keys: bool = True) -> tuple[str, list[bytes]]:
+    with s3_listing.digesting(keys=keys) as digest:
+        parsed = [before_parse("ListObjectsV2", 200, page)[0]["body"] for page in pages]
+    return digest.hexdigest(), parsed
+
+
+def test_a_digest_is_the_pages_less_their_opaque_tokens() -> None:
+    """AWS's continuation tokens differ from one listing of the same keys to the next:
+    they are no part of the digest; every other byte is, page by page."""
+    one, parsed = digest_of(PAGE % (b"t1", b"t2"), PAGE % (b"t2", b"t3"))
+    assert [b"NextContinuationToken>t2<" in parsed[0], b"t3" in parsed[1]] == [True, True]
+    other_tokens, _ = digest_of(PAGE % (b"x1", b"x2"), PAGE % (b"x2", b"x3"))
+    assert other_tokens == one
+    size_changed, _ = digest_of(PAGE % (b"t1", b"t2"), PAGE.replace(b">2<", b">3<") % (b"", b""))
+    assert size_changed != one
+    assert digest_of(PAGE % (b"t1", b"t2"))[0] != one  # a page fewer
+    assert digest_of(PAGE % (b"t1", b"t2"), PAGE % (b"t2", b"t3"), keys=False)[0] == one
+
+
+def test_a_probe_hands_botocore_no_keys_but_its_paging() -> None:
+    _, [parsed] = digest_of(PAGE % (b"t1", b"t2"), keys=False)
+    assert b"Contents" not in parsed and b"<NextContinuationToken>t2<" in parsed
+    _, customized = before_parse("ListObjectsV2", 200, PAGE % (b"t1", b"t2"))
+    assert len(customized["Contents"]) == 2  # outside a digesting block: the keys parsed
+
+
+def s3_storage(s3_server: SeaweedS3, prefix: str) -> Any:
+    from storsync.storage.s3 import S3Storage
+
+    return S3Storage(
+        S3Settings(
+            bucket=s3_server.bucket,
+            prefix=prefix,
+            endpoint=s3_server.endpoint,
+            region=s3_server.region,
+            access_key_id=s3_server.access_key,
+            secret_access_key=s3_server.secret_key,
+        )
+    )
+
+
+def test_a_listing_digest_changes_with_any_object_and_only_then(
+    s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storsync.model import StopSignal
+
+    prefix = f"digest-{os.getpid()}"
+    plain = s3_server.boto3_client()
+    for key in HOSTILE:
+        plain.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{key}", Body=b"same")
+    storage = s3_storage(s3_server, prefix)
+    found, digest = storage.scan_digested(lambda p, r: None, StopSignal())
+    assert found == storage.scan(lambda p, r: None, StopSignal()) and len(found) > 5
+    parsed: list[int] = []
+    obj = s3_listing._object
+    monkeypatch.setattr(s3_listing, "_object", lambda *a: parsed.append(1) or obj(*a))
+    assert storage.listing_digest(StopSignal()) == digest
+    assert parsed == []  # the probe parsed no key
+    # Rewritten with the same size: a new ETag and time, a new digest.
+    plain.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/a&b", Body=b"SAME")
+    changed = storage.listing_digest(StopSignal())
+    assert changed != digest
+    assert storage.scan_digested(lambda p, r: None, StopSignal())[1] == changed

@@ -8,6 +8,7 @@ its scope waits for a later session).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,11 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storsync.errors import UsageError
-from storsync.model import EVERYTHING, Scope, SessionState, StopSignal, SyncSettings
+from storsync.model import EVERYTHING, Entry, Scope, SessionState, StopSignal, SyncSettings
 from storsync.paths import outermost, within
 from storsync.runner.job import SyncJob
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
+from storsync.storage.base import SkipReport
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
 from storsync.storage.registry import RemoteSpec
@@ -252,6 +254,75 @@ def test_a_remote_check_that_finds_the_remote_empty_changes_nothing(
     assert len(scan(local)) == 100
 
 
+class Digesting(LocalStorage):
+    """A directory remote that digests its listings as S3's does (every byte of what it
+    lists), and counts the whole listings it reads."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read_whole = 0
+
+    def scan_digested(self, skip: SkipReport, stop: StopSignal) -> tuple[dict[str, Entry], str]:
+        self.read_whole += 1
+        found = self.scan(skip, stop)
+        return found, digest_of(found)
+
+    def listing_digest(self, stop: StopSignal) -> str:
+        return digest_of(self.scan(lambda p, r: None, stop))
+
+
+def digest_of(found: dict[str, Entry]) -> str:
+    return hashlib.sha256(repr(sorted(found.items())).encode()).hexdigest()
+
+
+def test_a_remote_check_reads_an_unchanged_listing_no_more(
+    synced: tuple[Path, Path, str], store: SqliteBaseStore
+) -> None:
+    """The first check that finds the remote equal to the base saves its listing's
+    digest; the next one that gets the same digest reads none of its keys; a write to
+    the base forgets the digest, and a change on the remote is found as before."""
+    local, remote_root, repo = synced
+    remote = Digesting(remote_root)
+    check = Scope.named([], remote_whole=True)
+    clock = T0
+
+    def checked(scope: Scope = check) -> SyncSession:
+        nonlocal clock
+        clock += 10**9
+        ran = session(LocalStorage(local), remote, store, repo, scope, clock_ns=clock)
+        assert ran.report.state is SessionState.COMPLETED, ran.report.message
+        return ran
+
+    checked()
+    assert (remote.read_whole, store.listing_digest(repo) != "") == (1, True)
+    (local / "d1/f1").write_bytes(b"named")
+    assert checked(Scope.named(["d1/f1"], remote_whole=True)).report.pushed == 1
+    assert (remote.read_whole, store.listing_digest(repo)) == (1, "")  # the upload forgot it
+    checked()
+    checked()
+    assert remote.read_whole == 2  # once after the upload, which saved the digest again
+    (remote_root / "d2/f2").write_bytes(b"2.X")  # the same size
+    assert checked().report.pulled == 1
+    assert (local / "d2/f2").read_bytes() == b"2.X"
+    assert remote.read_whole == 3
+
+
+def test_a_digest_saved_under_other_filters_is_not_trusted(
+    synced: tuple[Path, Path, str], store: SqliteBaseStore
+) -> None:
+    """A file a pattern kept out when the digest was saved is found once the pattern is
+    gone, though the listing is the same."""
+    local, remote_root, repo = synced
+    remote = Digesting(remote_root)
+    tree(remote_root, {"x/new.tmp": b"remote"})
+    check = Scope.named([], remote_whole=True)
+    filtered = SyncSettings(transfers=2, excludes=("*.tmp",))
+    ran = session(LocalStorage(local), remote, store, repo, check, filtered, T0 + 10**9)
+    assert (ran.report.pulled, store.listing_digest(repo) != "") == (0, True)
+    ran = session(LocalStorage(local), remote, store, repo, check, clock_ns=T0 + 2 * 10**9)
+    assert ran.report.pulled == 1 and (local / "x/new.tmp").read_bytes() == b"remote"
+
+
 # -- the promise on random histories ----------------------------------------------------
 
 
@@ -262,8 +333,8 @@ def test_a_session_scoped_to_what_changed_leaves_nothing_for_a_full_one(
 ) -> None:
     """Each round: both sides edited at random; a session scoped to the paths the local
     side's notifications would name, with the remote listed whole (a remote check) or,
-    when only the local side changed, not at all (a watch); then a full session must
-    find nothing to do."""
+    when only the local side changed, maybe not at all (a watch); then a full session
+    must find nothing to do. The remote digests its listings as S3 does."""
     pair = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
     roots = (pair / "local", pair / "remote")
     for root in roots:
@@ -276,10 +347,17 @@ def test_a_session_scoped_to_what_changed_leaves_nothing_for_a_full_one(
             editors[0].edit()
         settings_ = SyncSettings(transfers=2, force=True, checksum=data.draw(st.booleans()))
         clock = T0
-        session(*sides(roots), db, repo, settings_=settings_, clock_ns=clock)
+        session(
+            LocalStorage(roots[0]),
+            LocalStorage(roots[1]),
+            db,
+            repo,
+            settings_=settings_,
+            clock_ns=clock,
+        )
         for _ in range(data.draw(st.integers(1, 3))):
             before = scan(roots[0])
-            for _ in range(data.draw(st.integers(1, 4))):
+            for _ in range(data.draw(st.integers(0, 4))):
                 editors[0].edit()
             remote_edits = data.draw(st.integers(0, 2))
             for _ in range(remote_edits):
@@ -287,9 +365,18 @@ def test_a_session_scoped_to_what_changed_leaves_nothing_for_a_full_one(
             after = scan(roots[0])
             named = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
             clock += 10**9
-            scope = Scope.named(named, remote_whole=remote_edits > 0)
-            ran = session(*sides(roots), db, repo, scope, settings_, clock)
+            # A remote check also when only the local side changed: the one after it may
+            # trust the listing's digest it saved.
+            checked = remote_edits > 0 or data.draw(st.booleans())
+            scope = Scope.named(named, remote_whole=checked)
+            local = LocalStorage(roots[0])
+            ran = session(local, Digesting(roots[1]), db, repo, scope, settings_, clock)
             assert ran.report.state is SessionState.COMPLETED, ran.report.message
+            if data.draw(st.booleans()):  # a check with nothing named: it saves the digest
+                clock += 10**9
+                nothing = Scope.named([], remote_whole=True)
+                ran = session(local, Digesting(roots[1]), db, repo, nothing, settings_, clock)
+                assert ran.report.state is SessionState.COMPLETED, ran.report.message
             watched = FaultyStorage(LocalStorage(roots[0])), FaultyStorage(LocalStorage(roots[1]))
             clock += 10**9
             again = session(*watched, db, repo, settings_=settings_, clock_ns=clock)
@@ -297,7 +384,3 @@ def test_a_session_scoped_to_what_changed_leaves_nothing_for_a_full_one(
     finally:
         db.close()
         shutil.rmtree(pair)
-
-
-def sides(roots: tuple[Path, Path]) -> tuple[LocalStorage, LocalStorage]:
-    return LocalStorage(roots[0]), LocalStorage(roots[1])

@@ -158,6 +158,27 @@ def test_the_base_under_some_paths_is_read_alone(open_store: Callable[[], BaseSt
     assert (store.base_count(repo), store.base_count(other), store.base_count("none")) == (10, 1, 0)
 
 
+def test_a_listing_digest_lasts_until_the_base_changes(
+    open_store: Callable[[], BaseStore],
+) -> None:
+    """A remote listing's digest vouches for the base it was compared with: any write to
+    the base forgets it, in the same transaction; another repository's write does not."""
+    store = open_store()
+    repo = store.repository_id("file:///a", "file:///b", now_ns=1)
+    other = store.repository_id("file:///a", "file:///c", now_ns=1)
+    assert store.listing_digest(repo) == ""
+    store.save_listing_digest(repo, "d1", 1)
+    store.save_listing_digest(repo, "d2", 2)
+    store.save_listing_digest(other, "o1", 2)
+    store.commit_base(repo, [], [])  # nothing written: nothing forgotten
+    assert (open_store().listing_digest(repo), store.listing_digest(other)) == ("d2", "o1")
+    store.commit_base(repo, [("f", entry(1))], [])
+    assert (store.listing_digest(repo), store.listing_digest(other)) == ("", "o1")
+    store.save_listing_digest(repo, "d3", 3)
+    store.commit_base(repo, [], ["f"])
+    assert store.listing_digest(repo) == ""
+
+
 def longest_path(seed: int) -> str:
     """4096 bytes of incompressible UTF-8 in components of at most 255 bytes: what a deep
     local tree or a hostile remote can hand the store (storsync.paths.refusal)."""

@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +24,13 @@ from typing import Any
 import httpx
 import pytest
 
+from storsync.errors import UsageError
+from storsync.model import Scope, Trigger
 from storsync.service import sessions, watches
 from storsync.service.watches import NOTHING, REMOTE_CHECK
 from tests.api_support import Api, ServerProcess, service_env
 from tests.conftest import tree, write
+from tests.s3_server import SeaweedS3
 from tests.session_support import (
     held_mid_push,
     make_files,
@@ -250,3 +255,64 @@ def test_a_remote_on_a_network_file_system_is_checked_by_the_schedule(
         carrier = _settled(api, rid)[0]
         assert (carrier["trigger"], carrier["state"]) == ("schedule", "completed")
         assert tree(local) == tree(remote)
+
+
+def test_a_quiet_s3_remote_is_checked_without_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: SeaweedS3
+) -> None:
+    """The first remote check of a watched S3 repository reads the listing and saves its
+    digest; the next, the same listing probed by the service, looks at nothing and starts
+    no worker; a change made on the remote changes the digest, and a worker's check
+    carries it."""
+    spawned: list[str] = []
+    spawn = sessions.WorkerProcess.spawn
+    monkeypatch.setattr(
+        sessions.WorkerProcess,
+        "spawn",
+        lambda session_id, *args: spawned.append(session_id) or spawn(session_id, *args),
+    )
+    prefix = f"probe-{uuid.uuid4().hex[:12]}"
+    with in_process(tmp_path, None) as (service, api):
+        # Written before the watch starts: the session it starts with carries them, and
+        # no notification of them comes after.
+        local = api.root / prefix
+        make_files(local, 20, seed=3)
+        repository = api.new_repository(
+            localPath=str(local),
+            remote=f"s3://{s3_server.bucket}/{prefix}",
+            remoteCredentials={
+                "accessKeyId": s3_server.access_key,
+                "secretAccessKey": s3_server.secret_key,
+                "endpoint": s3_server.endpoint,
+                "region": s3_server.region,
+            },
+            watch=True,
+            watchDelaySeconds=0.3,
+        )
+        rid = repository["id"]
+        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
+        assert _settled(api, rid)[0]["pushed"] == 20
+
+        def fire() -> tuple[Scope, dict[str, Any]]:
+            scope = service.watches.scope_of_fire(rid)
+            session_id = service.sessions.carry(rid, Trigger.SCHEDULE, scope)
+            assert session_id is not None
+            return scope, api.wait(session_id)
+
+        assert fire()[0] == REMOTE_CHECK  # no digest saved yet: a worker reads it whole
+        untrusted = dataclasses.replace(
+            service.sessions.remote_spec(service.catalog.repositories.get(rid)),
+            private_endpoint_allowed=False,
+        )
+        with pytest.raises(UsageError, match="only a worker"):  # the worker pins its host
+            service.sessions.open_remote(untrusted)
+        workers = len(spawned)
+        scope, quiet = fire()
+        assert (scope, quiet["state"], len(spawned)) == (NOTHING, "completed", workers)
+        path, data = sorted(tree(local).items())[0]
+        changed = bytes(b ^ 1 for b in data)  # the same size
+        s3 = s3_server.boto3_client()
+        s3.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{path}", Body=changed)
+        scope, checked = fire()
+        assert (scope, checked["state"], checked["pulled"]) == (REMOTE_CHECK, "completed", 1)
+        assert len(spawned) == workers + 1 and tree(local)[path] == changed

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from storsync.engine.compare import stamp_matches
 from storsync.engine.filters import PathFilter
-from storsync.model import BaseEntry, Entry, Scope, Side, Skipped
+from storsync.model import BaseEntry, Entry, Scope, Side, Skipped, StopSignal
 from storsync.paths import normalize, outermost, parents, within
 from storsync.runner.context import SessionContext
+from storsync.storage.base import SkipReport, Storage
 
 
 @dataclass
@@ -56,20 +58,36 @@ def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter) -> Scann
     total = store.base_count(repository_id)
     if scope.remote_whole:
         return _settle(ctx, _remote_first(ctx, scope.paths, total, excluded), excluded)
-    tops = outermost(scope.paths)
-    base = store.load_base_under(repository_id, tops)
+    return _settle(ctx, _named(ctx, scope.paths, total, excluded), excluded)
+
+
+def _named(ctx: SessionContext, named: frozenset[str], total: int, excluded: PathFilter) -> Scanned:
+    """Both sides and the base at the named paths alone."""
+    if not named:
+        return Scanned({}, {}, {}, local_total=total, remote_total=total, base_total=total)
+    tops = outermost(named)
+    base = ctx.store.load_base_under(ctx.repository_id, tops)
     scanned = _both(ctx, base, excluded, tops)
     scanned.local_total = scanned.remote_total = scanned.base_total = total
-    return _settle(ctx, scanned, excluded)
+    return scanned
 
 
 def _remote_first(
     ctx: SessionContext, named: frozenset[str], total: int, excluded: PathFilter
 ) -> Scanned:
     """A remote check: the remote listed whole, then the local side where the remote
-    differs from the base, or where notifications named a path."""
+    differs from the base, or where notifications named a path.
+
+    A listing whose digest is the one saved when the remote was last found equal to the
+    base (a digest no write to the base has forgotten since) is equal to it still: the
+    check then reads none of its keys, nor the base, and looks at the named paths alone.
+    """
+    saved = ctx.store.listing_digest(ctx.repository_id)
+    if ctx.retry(listing_unchanged, saved, ctx.remote, excluded.patterns, ctx.stop):
+        return _named(ctx, named, total, excluded)
     base = ctx.store.load_base(ctx.repository_id)
-    remote = _scan(ctx, Side.REMOTE, excluded)
+    refused = len(ctx.report.skipped)
+    remote, digest = _scan_digested(ctx, excluded)
     if not ctx.remote.caps.listing_metadata:
         _fill_from_base(Side.REMOTE, remote, base)
     caps = ctx.remote.caps
@@ -79,6 +97,11 @@ def _remote_first(
         if (known := base.get(path)) is None or not stamp_matches(entry, known, Side.REMOTE, caps)
     }
     differing.update(p for p in base if p not in remote and not excluded.excluded(p))
+    if digest and not differing and len(ctx.report.skipped) == refused:
+        # Equal, and nothing left out that a later check should report again.
+        now_ns = ctx.clock.now_ns()
+        salted = _salted(digest, excluded.patterns)
+        ctx.store.save_listing_digest(ctx.repository_id, salted, now_ns)
     tops = outermost(named | differing)
     if len(tops) > Scope.MAX_PATHS:
         return Scanned(_scan(ctx, Side.LOCAL, excluded), remote, base)
@@ -122,14 +145,55 @@ def _settle(ctx: SessionContext, scanned: Scanned, excluded: PathFilter) -> Scan
 def _scan(
     ctx: SessionContext, side: Side, excluded: PathFilter, tops: Sequence[str] | None = None
 ) -> dict[str, Entry]:
-    skipped: list[Skipped] = []
     storage = ctx.storage(side)
     scan = storage.scan if tops is None else functools.partial(storage.scan_under, tops)
+    return _listed(ctx, side, excluded, scan)
+
+
+def _scan_digested(ctx: SessionContext, excluded: PathFilter) -> tuple[dict[str, Entry], str]:
+    """The remote listed whole, with the digest of its listing ("": it makes none)."""
+    digests: list[str] = []
+
+    def scan(skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
+        found, digest = ctx.remote.scan_digested(skip, stop)
+        digests.append(digest)  # the last try's: an earlier one raised
+        return found
+
+    found = _listed(ctx, Side.REMOTE, excluded, scan)
+    return found, digests[-1]
+
+
+def _listed(
+    ctx: SessionContext,
+    side: Side,
+    excluded: PathFilter,
+    scan: Callable[[SkipReport, StopSignal], dict[str, Entry]],
+) -> dict[str, Entry]:
+    skipped: list[Skipped] = []
     found = ctx.retry(scan, lambda p, r: skipped.append(Skipped(side, p, r)), ctx.stop)
     ctx.report.skipped.extend(skipped)  # one call: atomic under the GIL
     if excluded:
         found = {p: e for p, e in found.items() if not excluded.excluded(p)}
     return found
+
+
+def listing_unchanged(
+    saved: str, remote: Storage, excludes: Sequence[str], stop: StopSignal
+) -> bool:
+    """Whether the remote's listing is the one whose digest (``saved``, the store's
+    ``listing_digest``) a check found equal to the base, under these exclude patterns: a
+    probe of the listing, a fraction of the cost of reading it."""
+    return bool(saved) and _salted(remote.listing_digest(stop), excludes) == saved
+
+
+def _salted(digest: str, excludes: Sequence[str]) -> str:
+    """A listing's digest bound to the patterns it was compared under: a pattern changed
+    since may take in a file the last check left out."""
+    if not digest:
+        return ""
+    salted = hashlib.blake2b(digest.encode(), digest_size=20)
+    salted.update("\0".join(excludes).encode())
+    return salted.hexdigest()
 
 
 def _refuse_case_collisions(ctx: SessionContext, scanned: Scanned) -> None:

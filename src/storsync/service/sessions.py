@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from storsync.clock import Clock
-from storsync.errors import Conflict, StorsyncError, UnknownObject
+from storsync.errors import Conflict, StorsyncError, UnknownObject, UsageError
 from storsync.model import (
     EVERYTHING,
     EventType,
@@ -44,7 +44,8 @@ from storsync.state.records import (
     SessionQuery,
     SessionTotals,
 )
-from storsync.storage.registry import RemoteSpec, kind_of
+from storsync.storage.base import Storage
+from storsync.storage.registry import RemoteSpec, kind_of, open_remote
 
 log = logging.getLogger("storsync.service")
 
@@ -381,17 +382,34 @@ class SessionManager:
         ended = self.recorder.end(session, SessionTotals(SessionState.FAILED, error))
         self.recorder.announce_end(ended)
 
-    def _job(self, repository: Repository, session: Session) -> SyncJob:
+    def remote_spec(self, repository: Repository) -> RemoteSpec:
+        """The repository's remote as its sessions' jobs carry it."""
         sealed = self.catalog.repositories.credentials(repository.id)
-        if sealed is not None:
-            self.vault.unseal(sealed)  # a key that changed fails here, before any start
         endpoint = kind_of(repository.remote_url).endpoint(repository.remote_options)
         trusted = self.options.allow_private_endpoints or (
             endpoint is not None and endpoint == self.options.trusted_endpoint
         )
+        return RemoteSpec(repository.remote_url, repository.remote_options, sealed, trusted)
+
+    def open_remote(self, spec: RemoteSpec) -> Storage:
+        """The remote of ``spec`` opened in this process (a probe of its listing); only a
+        remote whose endpoint is trusted: the check of any other pins the resolution of
+        its host for the whole process, which is a worker's to do."""
+        if not spec.private_endpoint_allowed:
+            raise UsageError("only a worker opens a remote whose endpoint is not trusted")
+        credentials = (
+            None if spec.sealed_credentials is None else self.vault.unseal(spec.sealed_credentials)
+        )
+        return open_remote(spec, credentials, clock=self.clock)
+
+    def _job(self, repository: Repository, session: Session) -> SyncJob:
+        remote = self.remote_spec(repository)
+        if remote.sealed_credentials is not None:
+            # A key that changed fails here, before any start.
+            self.vault.unseal(remote.sealed_credentials)
         return SyncJob(
             local_root=repository.local_root,
-            remote=RemoteSpec(repository.remote_url, repository.remote_options, sealed, trusted),
+            remote=remote,
             settings=dataclasses.replace(
                 repository.settings.sync_settings(self.options.transfers),
                 bwlimit_bps=self._share(repository),

@@ -22,16 +22,19 @@ from pathlib import Path
 
 from storsync.clock import Clock
 from storsync.engine.filters import PathFilter
+from storsync.errors import StorsyncError
 from storsync.model import EVERYTHING, BaseEntry, Scope, Side, StopSignal, Trigger
+from storsync.runner.scan import listing_unchanged
 from storsync.runner.watching import Cadence, OwnWrites, Watched, WatchTimes, keep_synchronized
 from storsync.service import scheduling
 from storsync.service.sessions import SessionManager
 from storsync.state.protocol import BaseStore
 from storsync.state.records import Repository
 from storsync.state.repository_store import RepositoryStore
+from storsync.storage.base import Storage
 from storsync.storage.local import LocalStorage
 from storsync.storage.local_watch import LocalWatcher, network_file_system
-from storsync.storage.registry import kind_of
+from storsync.storage.registry import RemoteSpec, kind_of
 
 log = logging.getLogger("storsync.service")
 REMOTE_CHECK = Scope(frozenset(), remote_whole=True)
@@ -44,6 +47,9 @@ class _Watching:
     stop: StopSignal
     thread: threading.Thread
     remote_watched: bool = False  # a directory remote's notifications are its check
+    # The remote as the schedule's probes open it (by the scheduler's thread alone), with
+    # the spec it was opened for: credentials changed since reopen it.
+    probed: tuple[RemoteSpec, Storage] | None = None
 
 
 class Watches:
@@ -99,7 +105,38 @@ class Watches:
             one = self._watching.get(repository_id)
             if one is None or not one.thread.is_alive():
                 return EVERYTHING
-            return NOTHING if one.remote_watched else REMOTE_CHECK
+            if one.remote_watched:
+                return NOTHING
+        return NOTHING if self._remote_unchanged(one) else REMOTE_CHECK
+
+    def _remote_unchanged(self, one: _Watching) -> bool:
+        """Whether the remote's listing is the one a remote check last found equal to the
+        base: probed here, a session then looks at nothing and starts no worker (whose
+        start, with an S3 client's, would be most of what the check costs). Anything
+        amiss (no digest, a trusted endpoint no more, an unreachable remote) is for a
+        worker to meet, and to report."""
+        rid = one.repository.id
+        with self._base_lock:
+            saved = self._base.listing_digest(rid)
+        repository = self.repositories.get(rid)
+        if not saved or repository is None:
+            return False
+        try:
+            spec = self.sessions.remote_spec(repository)
+            if one.probed is None or one.probed[0] != spec:
+                self._forget_probe(one)
+                one.probed = spec, self.sessions.open_remote(spec)
+            probed = one.probed[1]
+            return listing_unchanged(saved, probed, repository.settings.excludes, one.stop)
+        except StorsyncError as exc:
+            log.debug("repository %s: its remote probed for a worker: %s", rid, exc.message)
+            return False
+
+    @staticmethod
+    def _forget_probe(one: _Watching) -> None:
+        if one.probed is not None:
+            one.probed[1].close()
+            one.probed = None
 
     def close(self) -> None:
         with self._lock:

@@ -177,3 +177,10 @@ CREATE TABLE service_settings (
 
 CREATE UNIQUE INDEX ux_repositories_name ON repositories (name) WHERE name != '';
 
+CREATE TABLE remote_listings (
+	repository_id VARCHAR(36) NOT NULL, 
+	digest VARCHAR(64) NOT NULL, 
+	recorded_ns BIGINT NOT NULL, 
+	PRIMARY KEY (repository_id)
+);
+

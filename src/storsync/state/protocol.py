@@ -52,7 +52,17 @@ class BaseStore(Protocol):
         records: Iterable[tuple[str, BaseEntry]],
         forgotten: Iterable[str],
     ) -> None:
-        """Record verified paths and forget removed ones, in one transaction."""
+        """Record verified paths and forget removed ones, in one transaction, which also
+        forgets the remote listing's digest: it vouched for the base as it was."""
+        ...
+
+    def listing_digest(self, repository_id: str) -> str:
+        """The digest of the remote listing last found equal to the base ("": none, or
+        the base has changed since)."""
+        ...
+
+    def save_listing_digest(self, repository_id: str, digest: str, now_ns: int) -> None:
+        """The remote listing, as this digest, was found equal to the base."""
         ...
 
     def record_items(

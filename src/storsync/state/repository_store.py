@@ -222,6 +222,8 @@ class RepositoryStore:
             conn.execute(plan.delete().where(plan.c.session_id.in_(sessions)))
             conn.execute(_S.delete().where(_S.c.repository_id == repository_id))
             conn.execute(schema.base.delete().where(schema.base.c.repository_id == repository_id))
+            listing = schema.remote_listings
+            conn.execute(listing.delete().where(listing.c.repository_id == repository_id))
             fires = schema.schedule_fires
             conn.execute(fires.delete().where(fires.c.repository_id == repository_id))
             found = schema.conflicts

@@ -147,6 +147,18 @@ schedule_fires = Table(
     Column("session_id", String(36)),
 )
 
+# The digest of a repository's remote listing when a remote check last found it equal to
+# the base (0012_remote_listings): the next check that gets the same digest knows the
+# remote unchanged without reading its keys. Every write to the base deletes the row in
+# the same transaction, so a digest never vouches for a base it was not taken against.
+remote_listings = Table(
+    "remote_listings",
+    metadata,
+    Column("repository_id", String(36), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("recorded_ns", BigInteger, nullable=False),
+)
+
 # Keyed by the path's SHA-256 (storsync.state.keys.path_key; 0003_base_path_key): a path
 # may be 4,096 bytes, more than a PostgreSQL btree entry may hold. The path is not indexed.
 base = Table(

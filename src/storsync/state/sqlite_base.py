@@ -46,9 +46,11 @@ _UPSERT = (
     + ", ".join(f"{name} = excluded.{name}" for name in BASE_COLUMNS)
 )
 
+_FORGET_LISTING = "DELETE FROM remote_listings WHERE repository_id = ?"
+
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0011_unique_names"
+_FRESH_REVISION = "0012_remote_listings"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
@@ -174,8 +176,24 @@ class SqliteBaseStore:
         gone.sort(key=_key)
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(_FORGET_LISTING, (repository_id,))
             self._conn.executemany(_DELETE, gone)
             self._conn.executemany(_UPSERT, rows)
+
+    def listing_digest(self, repository_id: str) -> str:
+        row = self._conn.execute(
+            "SELECT digest FROM remote_listings WHERE repository_id = ?", (repository_id,)
+        ).fetchone()
+        return "" if row is None else str(row[0])
+
+    def save_listing_digest(self, repository_id: str, digest: str, now_ns: int) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO remote_listings (repository_id, digest, recorded_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT (repository_id) DO UPDATE SET "
+                "digest = excluded.digest, recorded_ns = excluded.recorded_ns",
+                (repository_id, digest, now_ns),
+            )
 
     def record_items(
         self, session_id: str, kind: str, ts_ns: int, items: Sequence[tuple[str, int | None]]

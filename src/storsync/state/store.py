@@ -137,10 +137,28 @@ class StateStore:
         delete = table.delete().where(
             table.c.repository_id == repository_id, table.c.path_key == sa.bindparam("k")
         )
+        listing = schema.remote_listings
         with self.engine.begin() as conn:
+            conn.execute(listing.delete().where(listing.c.repository_id == repository_id))
             conn.execute(delete, gone)
             if rows:
                 conn.execute(table.insert(), rows)
+
+    def listing_digest(self, repository_id: str) -> str:
+        listing = schema.remote_listings
+        query = sa.select(listing.c.digest).where(listing.c.repository_id == repository_id)
+        with self.engine.connect() as conn:
+            return str(conn.execute(query).scalar_one_or_none() or "")
+
+    def save_listing_digest(self, repository_id: str, digest: str, now_ns: int) -> None:
+        listing = schema.remote_listings
+        with self.engine.begin() as conn:
+            conn.execute(listing.delete().where(listing.c.repository_id == repository_id))
+            conn.execute(
+                listing.insert().values(
+                    repository_id=repository_id, digest=digest, recorded_ns=now_ns
+                )
+            )
 
     # -- a halted plan ----------------------------------------------------------------
 

@@ -96,6 +96,16 @@ class Storage(ABC):
         wanted = set(tops)
         return {p: e for p, e in self.scan(skip, stop).items() if within(p, wanted)}
 
+    def scan_digested(self, skip: SkipReport, stop: StopSignal) -> tuple[dict[str, Entry], str]:
+        """``scan``, and a digest of the listing as it came ("": this storage makes none);
+        a storage that makes one makes the same for the same listing."""
+        return self.scan(skip, stop), ""
+
+    def listing_digest(self, stop: StopSignal) -> str:
+        """The digest ``scan_digested`` would give now, at a fraction of its cost ("":
+        none)."""
+        return ""
+
     @abstractmethod
     def stat(self, path: str) -> Entry | None:
         """The file at ``path`` now, or None when there is no file there."""

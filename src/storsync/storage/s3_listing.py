@@ -10,18 +10,74 @@ dictionaries botocore would have made; botocore parses the rest of the page, so 
 errors and the decoding of url-encoded keys (an after-call handler, which sees these
 ``Contents`` as its own) stay botocore's. Every other operation goes through botocore's
 own check, unchanged.
+
+A listing may also be digested (``digesting``): every page's bytes, the continuation
+tokens cut out (AWS's are opaque and differ from one listing to the next), go into one
+hash, so that a remote check can tell a listing identical to the last one without
+parsing it; a probe (``keys=False``) cuts the ``Contents`` out before botocore parses
+the page, which leaves it the few fields that page on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
 
 from storsync.storage.s3_client import timestamp
 
 EVENT = "before-parse.s3"
+_TOKENS = (b"ContinuationToken", b"NextContinuationToken")
+
+
+@dataclass
+class Digest:
+    """The hash of a listing's pages, as they came."""
+
+    keys: bool
+    _hash: Any = field(default_factory=lambda: hashlib.blake2b(digest_size=20))
+
+    def hexdigest(self) -> str:
+        return str(self._hash.hexdigest())
+
+    def page(self, body: bytes) -> bytes:
+        """Take one page into the hash; the body botocore is to parse (its tokens page)."""
+        hashed = body
+        for tag in _TOKENS:
+            hashed = _cut(hashed, b"<" + tag + b">", b"</" + tag + b">")
+        self._hash.update(hashed)
+        return body if self.keys else _cut(body, b"<Contents>", b"</Contents>", last=True)
+
+
+# The digest of the listing under way in this thread, if one is asked for: the handler
+# is the client's, shared by every thread that lists.
+_DIGEST: ContextVar[Digest | None] = ContextVar("s3_listing_digest", default=None)
+
+
+@contextlib.contextmanager
+def digesting(*, keys: bool) -> Iterator[Digest]:
+    """Digest the listings made in this block; without ``keys``, parse none of their keys."""
+    digest = Digest(keys)
+    token = _DIGEST.set(digest)
+    try:
+        yield digest
+    finally:
+        _DIGEST.reset(token)
+
+
+def _cut(body: bytes, start: bytes, end: bytes, *, last: bool = False) -> bytes:
+    """``body`` without what lies from the first ``start`` to the (first or last) ``end``:
+    in XML text a tag's name cannot appear unescaped, so a find is exact."""
+    i = body.find(start)
+    if i < 0:
+        return body
+    j = body.rfind(end) if last else body.find(end, i)
+    return body if j < 0 else body[:i] + body[j + len(end) :]
 
 
 def install(client: Any) -> None:
@@ -48,6 +104,9 @@ def _before_parse(
         return
     if response_dict.get("status_code") != 200 or not response_dict.get("body"):
         return
+    digest = _DIGEST.get()
+    if digest is not None:
+        response_dict["body"] = digest.page(response_dict["body"])
     try:
         root = ElementTree.fromstring(response_dict["body"])
     except ElementTree.ParseError:
@@ -79,13 +138,13 @@ def _object(element: ElementTree.Element, cut: int) -> dict[str, Any]:
     """One ``Contents`` as botocore gives it: the fields storsync reads typed as botocore
     types them, any other as text."""
     found: dict[str, Any] = {}
-    for field in element:
-        name, text = field.tag[cut:], field.text or ""
+    for child in element:
+        name, text = child.tag[cut:], child.text or ""
         if name == "Size":
             found[name] = int(text)
         elif name == "LastModified":
             found[name] = timestamp(text)
-        elif len(field):
+        elif len(child):
             continue  # Owner, RestoreStatus: structures storsync never reads
         else:
             found[name] = text
