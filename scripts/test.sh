@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a fresh machine, then runs every check:
-# ruff (lint and format), mypy strict on src/, and the whole pytest suite.
+# ruff (lint and format), mypy strict on src/, and the whole pytest suite. The browser
+# tests drive Debian's chromium (scripts/chromium.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/chromium.sh
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from storsync import __version__
-from storsync.api import errors, native, notifications, plm, veeam
+from storsync.api import dashboard, errors, native, notifications, plm, veeam
 from storsync.api.security import Viewer
 from storsync.config import Settings
 from storsync.model import SessionState
@@ -164,6 +164,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(plm.router)
     app.include_router(veeam.router)
     app.include_router(notifications.router)
+    app.include_router(dashboard.router)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics(request: Request, _: Viewer) -> Response:

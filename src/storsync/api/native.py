@@ -50,6 +50,7 @@ from storsync.api.security import (
     Svc,
     Viewer,
     bearer_scheme,
+    caller_secret,
     read_session,
     service_of,
 )
@@ -446,9 +447,12 @@ async def list_events(
         start = _last_event_id(request.headers.get("last-event-id"))
         if start is None:
             start = hub.last_id if since is None else since
-        assert credentials is not None  # else Viewer refused the request
+        secret = caller_secret(request, credentials)
+        stream = sse_stream(
+            hub, start, wanted, service_of(request), secret, cookie=credentials is None
+        )
         return StreamingResponse(
-            sse_stream(hub, start, wanted, service_of(request), credentials.credentials),
+            stream,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

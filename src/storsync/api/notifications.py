@@ -214,7 +214,13 @@ def sse_line(event: Event) -> str:
 
 
 async def sse_stream(
-    hub: EventHub, after_id: int, wanted: EventFilter, service: Service, bearer: str
+    hub: EventHub,
+    after_id: int,
+    wanted: EventFilter,
+    service: Service,
+    bearer: str,
+    *,
+    cookie: bool = False,
 ) -> AsyncIterator[str]:
     """The stream, until the hub closes or the token is refused (then an ``error`` event
     in the native error shape ends it)."""
@@ -223,7 +229,7 @@ async def sse_stream(
     batches = hub.follow(after_id, wanted)
     # The token is checked side by side with the wait for a batch, so also while no
     # batch comes; the next batch is asked for only once this one is sent.
-    refused = asyncio.ensure_future(until_refused(service, bearer))
+    refused = asyncio.ensure_future(until_refused(service, bearer, cookie=cookie))
     following: asyncio.Future[Batch] | None = None
     try:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Callable
 from typing import Annotated
@@ -11,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from storsync.api import browser
 from storsync.errors import Forbidden, Unauthorized
 from storsync.service.core import Service
 from storsync.state.records import Role, Session, Token, TokenKind, User
@@ -43,22 +45,34 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
-async def until_refused(service: Service, bearer: str) -> str:
+def caller_secret(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The secret a request was let in with (a stream checks it again as it goes)."""
+    if credentials is not None:
+        return credentials.credentials
+    secret = browser.cookie_secret(request)
+    assert secret is not None  # else the role's dependency refused the request
+    return secret
+
+
+async def until_refused(service: Service, bearer: str, *, cookie: bool = False) -> str:
     """Wait while ``bearer`` stays valid, checking it every RECHECK_S, from the cache when
     it answers; then why it is not any more (revoked, expired, its user deleted). No role
     check: the streams need a viewer's at most, which every role includes."""
     while True:
         await asyncio.sleep(RECHECK_S)
-        if service.accounts.recently_verified(bearer) is not None:
+        if service.accounts.recently_verified(bearer, cookie=cookie) is not None:
             continue
         try:
-            await run_in_threadpool(service.accounts.authenticate, bearer)
+            await run_in_threadpool(
+                functools.partial(service.accounts.authenticate, bearer, cookie=cookie)
+            )
         except Unauthorized as refused:
             return refused.message
 
 
 def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object]:
-    """A dependency giving the caller's token, refusing a missing or weak one."""
+    """A dependency giving the caller's token, refusing a missing or weak one: a bearer
+    token, else the dashboard's session cookie (with its CSRF token to change state)."""
 
     async def check(
         request: Request,
@@ -73,9 +87,17 @@ def requires(role: Role, *, anonymous_plm: bool = False) -> Callable[..., object
         ):
             return Token("", ANONYMOUS, TokenKind.ACCESS, "anonymous loopback", 0, None, False)
         given = credentials.credentials if credentials else None
-        token = service.accounts.recently_verified(given)
+        cookie = given is None and browser.cookie_secret(request) is not None
+        if cookie:
+            given = browser.cookie_secret(request)
+            assert given is not None
+            browser.check_state_change(request, given, request.headers.get(browser.CSRF_HEADER))
+        accounts = service.accounts
+        token = accounts.recently_verified(given, cookie=cookie)
         if token is None:
-            token = await run_in_threadpool(service.accounts.authenticate, given)
+            token = await run_in_threadpool(
+                functools.partial(accounts.authenticate, given, cookie=cookie)
+            )
         if not token.user.role.allows(role):
             raise Forbidden(
                 f"this needs the {role.value} role; {token.user.name} is {token.user.role.value}"

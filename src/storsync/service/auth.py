@@ -182,6 +182,25 @@ class Accounts:
     def login(self, name: str, password: str) -> TokenPair:
         """A new sign-in; refused while the name is locked out, even with the right
         password (else a guesser would learn it by the answer)."""
+        user = self._verified(name, password)
+        return self._issue(user, sign_in=secrets.token_hex(16))
+
+    def sign_in_browser(self, name: str, password: str) -> str:
+        """A person's sign-in to the dashboard: the secret of one token, for the session
+        cookie alone, valid ``refresh_ttl_s``, checked as ``login`` checks."""
+        user = self._verified(name, password)
+        now, secret = self.clock.now_ns(), _new_token()
+        self.store.add_token(
+            user_id=user.id,
+            kind=TokenKind.BROWSER,
+            digest=digest(secret),
+            label="dashboard",
+            now_ns=now,
+            expires_ns=now + self.refresh_ttl_s * 10**9,
+        )
+        return secret
+
+    def _verified(self, name: str, password: str) -> User:
         self.throttle.admit(name)
         found = self.store.user_with_hash(name)
         try:
@@ -191,7 +210,7 @@ class Accounts:
         if found is None:
             raise Unauthorized("the user name or password is wrong")
         self.throttle.succeeded(name)
-        return self._issue(found[0], sign_in=secrets.token_hex(16))
+        return found[0]
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """A new pair of the same sign-in for a valid refresh token, which is used up."""
@@ -247,22 +266,24 @@ class Accounts:
     def api_keys(self, user: User) -> list[Token]:
         return self.store.list_tokens(user.id, TokenKind.API_KEY)
 
-    def recently_verified(self, bearer: str | None) -> Token | None:
+    def recently_verified(self, bearer: str | None, *, cookie: bool = False) -> Token | None:
         """The caller's token if the store read it a few seconds ago and it is still live,
         without I/O (for the event loop); None sends the caller the full way
         (``authenticate``), which gives the error for an unknown or dead one."""
         if not bearer:
             return None
         token = self.store.cached_token(digest(bearer))
-        if token is None or token.kind is TokenKind.REFRESH or not self._live(token):
+        if token is None or not _fits(token, cookie) or not self._live(token):
             return None
         return token
 
-    def authenticate(self, bearer: str | None) -> Token:
+    def authenticate(self, bearer: str | None, *, cookie: bool = False) -> Token:
+        """The token of a request: given as a bearer token, or (``cookie``) a dashboard
+        sign-in's from its session cookie; neither is accepted the other way."""
         if not bearer:
             raise Unauthorized("this request needs an access token (Authorization: Bearer ...)")
         token = self.store.find_token(digest(bearer))
-        if token is None or token.kind is TokenKind.REFRESH:
+        if token is None or not _fits(token, cookie):
             raise Unauthorized("the access token is not valid")
         if not self._live(token):
             raise Unauthorized("the access token has expired or was revoked; sign in again")
@@ -302,6 +323,14 @@ class Accounts:
 
     def prune(self) -> None:
         self.store.prune_tokens(expired_before_ns=self.clock.now_ns())
+
+
+def _fits(token: Token, cookie: bool) -> bool:
+    """A refresh token is no access token; a dashboard sign-in's comes only in its
+    cookie, and a cookie holds nothing else."""
+    if cookie:
+        return token.kind is TokenKind.BROWSER
+    return token.kind not in (TokenKind.REFRESH, TokenKind.BROWSER)
 
 
 def _new_token() -> str:

@@ -186,6 +186,10 @@ class Service:
         """Raises when the database does not answer."""
         self.catalog.events.last_id()
 
+    def open_conflicts(self) -> dict[str, int]:
+        """Open conflicts by repository (none: absent)."""
+        return self.catalog.conflicts.open_counts()
+
     def metrics(self) -> Metrics:
         repositories = self.catalog.repositories.all()
         totals = self.catalog.sessions.totals_by_repository()

@@ -45,6 +45,8 @@ class TokenKind(enum.StrEnum):
     ACCESS = "access"
     REFRESH = "refresh"
     API_KEY = "api-key"
+    # A person signed in to the dashboard: accepted from the session cookie alone.
+    BROWSER = "browser"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,91 @@
+// The dashboard's only script: actions through the API with the page's CSRF token, and
+// live states from the server's event stream (no polling). Every text it writes goes in
+// through textContent: a name is never markup.
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
+const notice = document.getElementById("notice");
+
+function tell(message) {
+  if (!notice) return;
+  notice.textContent = message;
+  notice.hidden = !message;
+}
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  button.disabled = true;
+  try {
+    const answer = await fetch(button.dataset.action, {
+      method: "POST",
+      headers: { "X-CSRF-Token": csrf || "" },
+      credentials: "same-origin",
+    });
+    const body = await answer.json().catch(() => ({}));
+    if (!answer.ok) {
+      tell(body?.error?.message || `the server answered ${answer.status}`);
+    } else if (body && body.id && body.repositoryId) {
+      tell("");
+      follow(body);
+      if (!document.querySelector(`[data-repository="${CSS.escape(body.repositoryId)}"]`)) {
+        window.location.reload();
+      }
+    } else {
+      window.location.reload();
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
+function counts(session) {
+  const push = session.push || {}, pull = session.pull || {};
+  const files = (push.filesDone || 0) + (pull.filesDone || 0);
+  const planned = (push.filesPlanned || 0) + (pull.filesPlanned || 0);
+  return planned ? `${files} of ${planned} files` : "";
+}
+
+function follow(session) {
+  const row = document.querySelector(`[data-repository="${CSS.escape(session.repositoryId)}"]`);
+  if (row) {
+    const state = row.querySelector(".state");
+    if (state) {
+      state.textContent = session.state;
+      state.dataset.session = session.id;
+      if (state.tagName === "A") state.href = `/sessions/${encodeURIComponent(session.id)}`;
+    }
+    const bar = row.querySelector("progress");
+    const active = session.state === "queued" || session.state === "running";
+    if (bar) {
+      bar.hidden = !active;
+      bar.value = session.progressPercent || 0;
+    }
+    const figures = row.querySelector(".counts");
+    if (figures) figures.textContent = counts(session);
+    const error = row.querySelector(".error");
+    if (error) error.textContent = session.error || "";
+  }
+  for (const cell of document.querySelectorAll(`[data-session="${CSS.escape(session.id)}"]`)) {
+    if (!row || !row.contains(cell)) cell.textContent = session.state;
+  }
+  const detail = document.querySelector(`[data-session-detail="${CSS.escape(session.id)}"]`);
+  if (detail) {
+    const bar = detail.querySelector("progress");
+    if (bar) bar.value = session.progressPercent || 0;
+    const figures = detail.querySelector(".counts");
+    if (figures) figures.textContent = counts(session);
+  }
+}
+
+if (csrf && window.EventSource) {
+  const stream = new EventSource("/api/v1/events");
+  const types = ["session.queued", "session.started", "session.progress", "session.finished",
+    "session.failed", "session.stopped", "session.halted"];
+  for (const type of types) {
+    stream.addEventListener(type, (message) => {
+      const event = JSON.parse(message.data);
+      if (event.data && event.data.session) follow(event.data.session);
+    });
+  }
+}

@@ -1,0 +1,167 @@
+"""The dashboard in a real browser (API.md section 8): Playwright driving Debian's
+`chromium` (scripts/test.sh installs it) against a real `storsync serve` on loopback.
+
+Each test signs in through the page as a person would, finds what it needs by the
+accessible names the contract lists, and checks what the page shows against the API. The
+screenshots under docs/screenshots/ are made here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, Request, expect
+
+from tests.api_support import ADMIN_PASSWORD, Api, ServerProcess, service_env
+from tests.conftest import write
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+HOSTILE = "<img src=x onerror=\"document.title='owned'\">"
+
+
+def chromium() -> str:
+    found = os.environ.get("STORSYNC_CHROMIUM") or shutil.which("chromium")
+    if found is None:
+        pytest.fail(
+            "no chromium to drive: scripts/test.sh installs Debian's `chromium` "
+            "(apt-get install -y chromium), or set STORSYNC_CHROMIUM"
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """pytest-playwright's launch, on the machine's chromium (no browser download)."""
+    return {"executable_path": chromium(), "args": ["--no-sandbox"]}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Api]]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    root = tmp / "root"
+    root.mkdir()
+    server = ServerProcess(service_env(tmp / "data", root, None), tmp / "server.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield server, Api(client, root, "server")
+    finally:
+        server.stop()
+
+
+def sign_in(page: Page, url: str, user: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    page.goto(f"{url}/")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def outside(requests: list[str], url: str) -> list[str]:
+    return [r for r in requests if not (r.startswith(f"{url}/") or r == url)]
+
+
+def test_signing_in_and_a_wrong_password(page: Page, served: tuple[ServerProcess, Api]) -> None:
+    server, _ = served
+    sign_in(page, server.url, password="not it")
+    expect(page.get_by_role("alert")).to_contain_text("the user name or password is wrong")
+    sign_in(page, server.url)
+    expect(page.get_by_role("heading", name="Repositories")).to_be_visible()
+
+
+def test_sync_now_shows_the_session_live_and_requests_nothing_outside(
+    page: Page, served: tuple[ServerProcess, Api]
+) -> None:
+    server, api = served
+    repository = api.new_repository(name=f"photos-{uuid.uuid4().hex[:6]}")
+    for i in range(30):
+        write(Path(repository["localPath"]), f"album/{i:02d}.jpg", os.urandom(2000))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    sign_in(page, server.url)
+    row = page.get_by_role("row", name=re.compile(re.escape(repository["name"])))
+    row.get_by_role("button", name="Sync now").click()
+    state = row.locator(".state")
+    expect(state).to_have_text("completed", timeout=30_000)
+    expect(row.locator(".counts")).to_have_text("30 of 30 files")
+    newest = api.get(f"/api/v1/repositories/{repository['id']}").json()["lastSessionId"]
+    assert api.get(f"/api/v1/sessions/{newest}").json()["pushed"] == 30
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "repositories.png", full_page=True)
+    state.click()
+    expect(page.get_by_role("heading", name=re.compile("Session"))).to_be_visible()
+    expect(page.locator("dd.state")).to_have_text("completed")
+    page.screenshot(path=SCREENSHOTS / "session.png", full_page=True)
+    page.get_by_role("link", name="Sessions").click()
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+    page.screenshot(path=SCREENSHOTS / "sessions.png", full_page=True)
+    assert outside(requests, server.url) == []
+
+
+def test_a_failing_repository_shows_its_reason(
+    page: Page, served: tuple[ServerProcess, Api]
+) -> None:
+    server, api = served
+    repository = api.new_repository(name=f"broken-{uuid.uuid4().hex[:6]}")
+    remote = Path(repository["remote"])
+    remote.parent.mkdir(parents=True, exist_ok=True)
+    remote.write_text("a file where the remote folder should be")
+    failed = api.sync(repository["id"])
+    assert failed["state"] == "failed" and failed["error"]
+    sign_in(page, server.url)
+    row = page.get_by_role("row", name=re.compile(re.escape(repository["name"])))
+    expect(row.locator(".state")).to_have_text("failed")
+    expect(row.locator(".error")).to_have_text(failed["error"])
+
+
+def test_a_viewer_gets_no_button(page: Page, served: tuple[ServerProcess, Api]) -> None:
+    server, api = served
+    name = f"viewer-{uuid.uuid4().hex[:6]}"
+    made = api.post(
+        "/api/v1/users", json={"name": name, "password": "viewer-pass-1", "role": "viewer"}
+    )
+    assert made.status_code == 201, made.text
+    api.new_repository(name=f"seen-{uuid.uuid4().hex[:6]}")
+    sign_in(page, server.url, name, "viewer-pass-1")
+    expect(page.get_by_role("heading", name="Repositories")).to_be_visible()
+    expect(page.get_by_role("button", name="Sync now")).to_have_count(0)
+
+
+def test_names_are_text_and_nothing_runs(page: Page, served: tuple[ServerProcess, Api]) -> None:
+    server, api = served
+    repository = api.new_repository(name=f"{HOSTILE} {uuid.uuid4().hex[:6]}")
+    write(Path(repository["localPath"]), HOSTILE.replace("/", "_"), b"x")
+    session = api.sync(repository["id"])
+    assert session["pushed"] == 1
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, server.url)
+    expect(page.get_by_role("row", name=re.compile(re.escape(HOSTILE)))).to_be_visible()
+    page.goto(f"{server.url}/sessions/{session['id']}")
+    expect(page.get_by_role("cell", name=HOSTILE.replace("/", "_"))).to_be_visible()
+    assert page.title() != "owned" and dialogs == []
+    assert page.locator("img").count() == 0
+
+
+def test_every_response_carries_the_policy(page: Page, served: tuple[ServerProcess, Api]) -> None:
+    server, _ = served
+    missing: list[str] = []
+
+    def check(request: Request) -> None:
+        response = request.response()
+        a_page = request.resource_type in ("document", "script", "stylesheet")
+        if response is not None and a_page and "content-security-policy" not in response.headers:
+            missing.append(request.url)
+
+    page.on("requestfinished", check)
+    sign_in(page, server.url)
+    page.get_by_role("link", name="Sessions").click()
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+    assert missing == []
