@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from storsync import __version__
-from storsync.api import dashboard, errors, native, notifications, plm, veeam
+from storsync.api import dashboard, docs, errors, native, notifications, plm, veeam
 from storsync.api.security import Viewer
 from storsync.config import Settings
 from storsync.model import SessionState
@@ -147,11 +147,12 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         ),
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc: docs.install, every asset served here
         redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
+    docs.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:  # made once; errors as each face answers them
