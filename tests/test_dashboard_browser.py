@@ -65,7 +65,8 @@ def sign_in(page: Page, url: str, user: str = "admin", password: str = ADMIN_PAS
 
 
 def outside(requests: list[str], url: str) -> list[str]:
-    return [r for r in requests if not (r.startswith(f"{url}/") or r == url)]
+    """The requests not to the service (a ``blob:`` of its origin is the page's own)."""
+    return [r for r in requests if not r.removeprefix("blob:").startswith(f"{url}/")]
 
 
 def test_signing_in_and_a_wrong_password(page: Page, served: tuple[ServerProcess, Api]) -> None:
@@ -165,3 +166,62 @@ def test_every_response_carries_the_policy(page: Page, served: tuple[ServerProce
     page.get_by_role("link", name="Sessions").click()
     expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
     assert missing == []
+
+
+def test_a_halted_session_approved_from_its_page(
+    page: Page, served: tuple[ServerProcess, Api]
+) -> None:
+    server, api = served
+    repository = api.new_repository(name=f"halting-{uuid.uuid4().hex[:6]}")
+    local, remote = Path(repository["localPath"]), Path(repository["remote"])
+    for i in range(10):
+        write(local, f"f{i}.txt", f"file {i}")
+    assert api.sync(repository["id"])["pushed"] == 10
+    for i in range(6):
+        (local / f"f{i}.txt").unlink()
+    halted = api.sync(repository["id"])
+    assert halted["state"] == "halted"
+    sign_in(page, server.url)
+    page.goto(f"{server.url}/sessions/{halted['id']}")
+    plan = page.get_by_role("region", name="Halted plan")
+    expect(plan).to_contain_text("6 remote")
+    page.screenshot(path=SCREENSHOTS / "halted.png", full_page=True)
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("dd.state")).to_have_text("completed", timeout=30_000)
+    assert sorted(p.name for p in remote.glob("f*.txt")) == [f"f{i}.txt" for i in range(6, 10)]
+
+
+def test_a_conflict_resolved_from_the_page(page: Page, served: tuple[ServerProcess, Api]) -> None:
+    server, api = served
+    repository = api.new_repository(name=f"torn-{uuid.uuid4().hex[:6]}")
+    local, remote = Path(repository["localPath"]), Path(repository["remote"])
+    write(local, "report.txt", "first")
+    api.sync(repository["id"])
+    write(local, "report.txt", "local edit")
+    write(remote, "report.txt", "remote edit, longer")
+    assert api.sync(repository["id"])["conflicts"] == 1
+    [conflict] = api.get(f"/api/v1/conflicts?repositoryId={repository['id']}").json()["items"]
+    sign_in(page, server.url)
+    page.get_by_role("link", name="Conflicts").click()
+    row = page.get_by_role("row", name=re.compile("report.txt"))
+    page.screenshot(path=SCREENSHOTS / "conflicts.png", full_page=True)
+    row.get_by_role("button", name="Keep local").click()
+    expect(page.locator("dd.state")).to_have_text("completed", timeout=30_000)
+    assert api.get(f"/api/v1/conflicts/{conflict['id']}").json()["state"] == "resolved"
+    assert (local / "report.txt").read_text() == (remote / "report.txt").read_text() == "local edit"
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"), [("/docs", "/api/v1/repositories"), ("/redoc", "storsync")]
+)
+def test_the_api_docs_render_offline(
+    page: Page, served: tuple[ServerProcess, Api], path: str, shown: str
+) -> None:
+    """Every request the page makes goes to the service (nothing else is reachable here
+    anyway: a page that needed a CDN would render blank)."""
+    server, _ = served
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{server.url}{path}")
+    expect(page.get_by_text(shown).first).to_be_visible(timeout=20_000)
+    assert outside(requests, server.url) == []

@@ -22,10 +22,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from storsync.api import browser
 from storsync.api.render import iso
 from storsync.errors import Forbidden, TooManyAttempts, Unauthorized, UnknownObject
-from storsync.model import SessionState
+from storsync.model import ConflictState, SessionState
 from storsync.service.core import Service
 from storsync.service.repositories import RepositoryView
-from storsync.state.records import Role, Session, SessionQuery, Token
+from storsync.state.records import ConflictQuery, Role, Session, SessionQuery, Token
 
 router = APIRouter(include_in_schema=False)
 
@@ -208,11 +208,34 @@ def session_page(request: Request, session_id: str) -> Response:
         "sessions",
         title=f"Session {session.id[:8]}",
         s=_session_row(session, names),
+        halt=session.halt if session.state is SessionState.HALTED else None,
         items=[
             {"kind": i.kind.value, "path": i.path, "size": i.size, "message": i.message or ""}
             for i in items
         ],
     )
+
+
+@router.get("/conflicts")
+def conflicts_page(request: Request) -> Response:
+    visitor = _visitor(request)
+    if visitor is None:
+        return _to_sign_in()
+    service = _service(request)
+    found = service.conflicts.search(ConflictQuery(None, ConflictState.OPEN, 0, HISTORY))
+    names = {v.repository.id: v.repository.name for v in service.repositories.list()}
+    rows = [
+        {
+            "id": c.id,
+            "path": c.path,
+            "copy": c.copy_path or "",
+            "repository": names.get(c.repository_id, c.repository_id),
+            "found": _when(c.found_ns),
+            "pending": f"keeping {c.resolving.value}…" if c.resolving else "",
+        }
+        for c in found
+    ]
+    return _visited("conflicts.html", visitor, "conflicts", title="Conflicts", rows=rows)
 
 
 @router.get("/assets/{name}")

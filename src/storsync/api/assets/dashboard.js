@@ -17,19 +17,23 @@ document.addEventListener("click", async (event) => {
   if (!button) return;
   button.disabled = true;
   try {
+    const headers = { "X-CSRF-Token": csrf || "" };
+    if (button.dataset.body) headers["Content-Type"] = "application/json";
     const answer = await fetch(button.dataset.action, {
       method: "POST",
-      headers: { "X-CSRF-Token": csrf || "" },
+      headers,
+      body: button.dataset.body,
       credentials: "same-origin",
     });
     const body = await answer.json().catch(() => ({}));
     if (!answer.ok) {
       tell(body?.error?.message || `the server answered ${answer.status}`);
     } else if (body && body.id && body.repositoryId) {
+      // A session: followed in its row, else shown on its own page.
       tell("");
       follow(body);
       if (!document.querySelector(`[data-repository="${CSS.escape(body.repositoryId)}"]`)) {
-        window.location.reload();
+        window.location.assign(`/sessions/${encodeURIComponent(body.id)}`);
       }
     } else {
       window.location.reload();
