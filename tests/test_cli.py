@@ -38,7 +38,7 @@ def test_two_way_sync_moves_files_both_ways_and_reports_json(pair: Pair) -> None
 
 def test_dry_run_prints_the_plan_and_changes_nothing(pair: Pair) -> None:
     write(pair.local, "a.txt", "local")
-    result = pair.cli("--dry-run")
+    result = pair.cli("--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)["plan"]
     assert plan["push"] == ["a.txt"]

@@ -145,6 +145,13 @@ def native_plan_step(step: PlanStep) -> dict[str, Any]:
     return {"id": step.id, "action": step.action.value, "path": step.path, "size": step.size}
 
 
+def _remote_options(view: RepositoryView) -> dict[str, Any]:
+    """Where the remote is beyond its URL (an S3 endpoint and region), as every face that
+    edits repositories shows it; its credentials are write-only (``hasCredentials``)."""
+    options = view.repository.remote_options
+    return {"remoteEndpoint": options.get("endpoint"), "remoteRegion": options.get("region")}
+
+
 def _settings(view: RepositoryView) -> dict[str, Any]:
     """The sync settings of a repository, as every face that edits them shows them."""
     settings = view.settings
@@ -193,6 +200,7 @@ def native_repository(view: RepositoryView) -> dict[str, Any]:
         "description": r.description,
         "localPath": view.local_path,
         "remote": view.remote,
+        **_remote_options(view),
         **_settings(view),
         "hasCredentials": r.has_credentials,
         "isDefault": r.is_default,
@@ -411,6 +419,7 @@ def veeam_repository(view: RepositoryView) -> dict[str, Any]:
         "objectStorageCachePath": view.local_path,
         "isOutOfSync": view.out_of_sync,
         "remote": view.remote,
+        **_remote_options(view),
         **_settings(view),
         "hasCredentials": r.has_credentials,
         "_links": {

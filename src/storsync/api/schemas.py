@@ -70,6 +70,10 @@ class Closed(Text):
 
 
 class Credentials(Closed):
+    """The remote's credentials (write-only: a repository shows ``hasCredentials``) and
+    where it is beyond its URL (shown back as ``remoteEndpoint``, ``remoteRegion``); an
+    update that gives them replaces all four."""
+
     accessKeyId: str | None = Field(default=None, max_length=4096)
     secretAccessKey: str | None = Field(default=None, max_length=4096)
     endpoint: str | None = Field(default=None, max_length=4096)
@@ -128,6 +132,12 @@ class RepositoryOut(BaseModel):
     description: str
     localPath: str
     remote: str
+    remoteEndpoint: str | None = Field(
+        description="The S3 endpoint given in remoteCredentials (null: AWS's)."
+    )
+    remoteRegion: str | None = Field(
+        description="The S3 region given in remoteCredentials (null: us-east-1)."
+    )
     mode: str
     conflictPolicy: str
     excludes: list[str]
@@ -144,7 +154,10 @@ class RepositoryOut(BaseModel):
     nextRunAt: str | None
     lastSuccessAt: str | None
     lastSessionId: str | None
-    hasCredentials: bool
+    hasCredentials: bool = Field(
+        description="Whether the remote has credentials of its own (remoteCredentials "
+        "accessKeyId and secretAccessKey); they are write-only, never shown."
+    )
     isDefault: bool
     createdAt: str | None
     updatedAt: str | None

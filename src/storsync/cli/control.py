@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from storsync.cli.progress import Bar, progress_bar
+from storsync.cli.summary import Totals
 from storsync.errors import UsageError
 from storsync.model import (
     ConflictPolicy,
     EventType,
     Mode,
+    PhaseCounters,
     SessionState,
 )
+from storsync.storage.registry import kind_of
 
 if TYPE_CHECKING:
     from storsync.client import Client
@@ -116,8 +122,42 @@ def repos(connection: Connection) -> None:
     for r in found:
         default = " (default)" if r["isDefault"] else ""
         click.echo(
-            f"{r['id']}  {r['name']}{default}  {r['localPath']} <-> {r['remote']}  {r['mode']}"
+            f"{r['id']}  {r['name']}{default}  {r['localPath']} <-> {_remote(r)}  {r['mode']}"
         )
+
+
+def _remote(repository: dict[str, Any]) -> str:
+    """The remote with where it is beyond its URL: ``s3://b/p (endpoint E, region R)``."""
+    shown = {"endpoint": "remoteEndpoint", "region": "remoteRegion"}
+    where = ", ".join(f"{k} {repository[f]}" for k, f in shown.items() if repository.get(f))
+    return f"{repository['remote']} ({where})" if where else str(repository["remote"])
+
+
+# The remote's fields as storsync.storage.registry names them, to remoteCredentials'.
+_WIRE = {
+    "endpoint": "endpoint",
+    "region": "region",
+    "access_key_id": "accessKeyId",
+    "secret_access_key": "secretAccessKey",
+}
+
+
+def _remote_fields(
+    remote: str, endpoint: str | None, region: str | None, keys: tuple[str | None, str | None]
+) -> dict[str, str]:
+    """``remoteCredentials`` for REMOTE: the fields given that its kind takes (none for a
+    directory); both keys from the shell's AWS variables when neither is given."""
+    if not any(keys):
+        keys = (os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    key_id, secret = keys
+    given = {
+        "endpoint": endpoint,
+        "region": region,
+        "access_key_id": key_id,
+        "secret_access_key": secret,
+    }
+    taken = kind_of(remote).fields
+    return {_WIRE[k]: v for k, v in given.items() if v and k in taken}
 
 
 @click.command("repo-add")
@@ -131,6 +171,32 @@ def repos(connection: Connection) -> None:
     default=ConflictPolicy.KEEP_BOTH.value,
 )
 @click.option("--exclude", "excludes", multiple=True, metavar="PATTERN")
+@click.option(
+    "--s3-endpoint",
+    "--endpoint",
+    "endpoint",
+    envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    metavar="URL",
+    help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS).",
+)
+@click.option(
+    "--s3-region",
+    "--region",
+    "region",
+    envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+    metavar="REGION",
+    help="S3 region (default: $AWS_REGION, else us-east-1).",
+)
+@click.option(
+    "--access-key-id",
+    metavar="ID",
+    help="S3 access key id (default, when neither key is given: $AWS_ACCESS_KEY_ID).",
+)
+@click.option(
+    "--secret-access-key",
+    metavar="SECRET",
+    help="S3 secret access key (default, when neither key is given: $AWS_SECRET_ACCESS_KEY).",
+)
 @client_options
 def repo_add(
     name: str,
@@ -139,10 +205,20 @@ def repo_add(
     mode: str,
     conflict: str,
     excludes: tuple[str, ...],
+    endpoint: str | None,
+    region: str | None,
+    access_key_id: str | None,
+    secret_access_key: str | None,
     connection: Connection,
 ) -> None:
-    """Add a repository to the server (LOCAL_PATH on the server's machine)."""
-    body = {
+    """Add a repository to the server (LOCAL_PATH on the server's machine).
+
+    For an s3://BUCKET/PREFIX REMOTE, the server signs with the keys given here, else with
+    this shell's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (prefer those: an option
+    shows in the process list); the server keeps them sealed and never shows them back.
+    The endpoint and region options apply to s3:// remotes only.
+    """
+    body: dict[str, Any] = {
         "name": name,
         "localPath": str(Path(local_path).expanduser().absolute()),
         "remote": remote,
@@ -150,6 +226,9 @@ def repo_add(
         "conflictPolicy": conflict,
         "excludes": list(excludes),
     }
+    fields = _remote_fields(remote, endpoint, region, (access_key_id, secret_access_key))
+    if fields:
+        body["remoteCredentials"] = fields
     with connect(connection) as client:
         created = client.request("POST", "/api/v1/repositories", json=body)
     click.echo(json.dumps(created) if connection.as_json else created["id"])
@@ -158,7 +237,10 @@ def repo_add(
 @click.command()
 @click.argument("repository", required=False)
 @click.option(
-    "--wait", is_flag=True, help="Follow the session until it ends; exit 0 only if it completed."
+    "--wait",
+    is_flag=True,
+    help="Follow the session until it ends: its id at once on stderr, its progress on a "
+    "terminal, then one summary line; exit 0 only if it completed.",
 )
 @client_options
 def trigger(
@@ -170,11 +252,7 @@ def trigger(
     with connect(connection) as client:
         repository_id = repository_id_of(client, repository)
         session = client.request("POST", f"/api/v1/repositories/{repository_id}/sync")
-        if wait:
-            session = follow(client, session, live=not connection.as_json and sys.stderr.isatty())
-    click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
-    if wait:
-        sys.exit(outcome(session))
+        answer_session(client, session, connection, wait=wait)
 
 
 @click.command()
@@ -210,9 +288,49 @@ def watch(session_id: str, connection: Connection) -> None:
     """Follow a session live until it ends; exit 0 only if it completed."""
     with connect(connection) as client:
         session = client.request("GET", f"/api/v1/sessions/{session_id}")
-        session = follow(client, session, live=not connection.as_json and sys.stderr.isatty())
-    click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
-    sys.exit(outcome(session))
+        see_to_end(client, session, connection)
+
+
+def answer_session(
+    client: Client, session: dict[str, Any], connection: Connection, *, wait: bool
+) -> None:
+    """What a command that starts a session prints. Without ``wait``: the session, as
+    ``ID STATE``. With it: the id at once on stderr (stdout keeps to the result, one JSON
+    object with --json), then as ``watch`` does."""
+    if not wait:
+        click.echo(
+            json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}"
+        )
+        return
+    click.echo(f"session {session['id']} {session['state']}", err=True)
+    see_to_end(client, session, connection)
+
+
+def see_to_end(client: Client, session: dict[str, Any], connection: Connection) -> NoReturn:
+    """Follow the session to its end (its progress on a terminal), print the result (the
+    session as JSON, or ``result_line``) and exit as CLI.md says: 0 only if it completed."""
+    final = follow(client, session, live=not connection.as_json and sys.stderr.isatty())
+    click.echo(json.dumps(final) if connection.as_json else result_line(final))
+    sys.exit(outcome(final))
+
+
+def result_line(session: dict[str, Any]) -> str:
+    """``ID completed in 3.2 s: pushed 3 (1.5 MiB), ...`` for a session that ran, summed up
+    as `storsync sync` does; ``ID STATE`` for one that never started."""
+    if session["startedAt"] is None or session["endedAt"] is None:
+        return f"{session['id']} {session['state']}"
+    took = datetime.fromisoformat(session["endedAt"]) - datetime.fromisoformat(session["startedAt"])
+    totals = Totals(
+        pushed=session["pushed"],
+        bytes_pushed=session["push"]["bytesDone"],
+        pulled=session["pulled"],
+        bytes_pulled=session["pull"]["bytesDone"],
+        deleted_local=session["deletedLocal"],
+        deleted_remote=session["deletedRemote"],
+        conflicts=session["conflicts"],
+        errors=session["errors"],
+    )
+    return f"{session['id']} {totals.line(session['state'], took.total_seconds())}"
 
 
 def outcome(session: dict[str, Any]) -> int:
@@ -241,21 +359,41 @@ _ENDINGS = {EventType.ending(state) for state in SessionState if not state.activ
 
 
 def follow(client: Client, session: dict[str, Any], *, live: bool) -> dict[str, Any]:
-    """Read the session's events until it ends; a progress line on a terminal."""
+    """Read the session's events until it ends; its progress on a terminal."""
     session_id = session["id"]
     if SessionState(session["state"]).active:
-        for event in client.events(sessionId=session_id, since=0):
-            snapshot = event["data"].get("session", {})
-            if live and snapshot:
-                click.echo(
-                    f"\r{snapshot['state']:9} {snapshot['progressPercent']:3}%", nl=False, err=True
-                )
-            if event["type"] in _ENDINGS:
-                break
-        if live:
-            click.echo("", err=True)
+        with progress_bar(enabled=live) as bar:
+            progressed: dict[str, Any] = {}
+            for event in client.events(sessionId=session_id, since=0):
+                data = event["data"]
+                if event["type"] == EventType.SESSION_PROGRESS:
+                    progressed = data
+                if bar is not None and "session" in data:
+                    _show(bar, data["session"], progressed)
+                if event["type"] in _ENDINGS:
+                    break
     final: dict[str, Any] = client.request("GET", f"/api/v1/sessions/{session_id}")
     return final
+
+
+def _show(bar: Bar, snapshot: dict[str, Any], progressed: dict[str, Any]) -> None:
+    """The figures an event's session carries; what it does now (scanning, push, ...), its
+    rate and time left are those of the last progress event, the only one that has them."""
+    running = snapshot["state"] == SessionState.RUNNING
+    bar.show(
+        progressed.get("phase", snapshot["state"]) if running else snapshot["state"],
+        snapshot["progressPercent"],
+        _counters(snapshot["push"]),
+        _counters(snapshot["pull"]),
+        rate_bps=progressed.get("rateBps", 0),
+        eta_s=progressed.get("etaSeconds"),
+    )
+
+
+def _counters(phase: dict[str, int]) -> PhaseCounters:
+    return PhaseCounters(
+        phase["filesPlanned"], phase["filesDone"], phase["bytesPlanned"], phase["bytesDone"]
+    )
 
 
 COMMANDS = (login, repos, repo_add, trigger, sessions, watch)

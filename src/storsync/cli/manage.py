@@ -5,37 +5,24 @@ a repository, log out. Each is a few lines over storsync.client."""
 from __future__ import annotations
 
 import json
-import sys
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from storsync.cli.control import (
     Connection,
+    answer_session,
     client_options,
     connect,
-    follow,
-    outcome,
     repository_id_of,
 )
 from storsync.model import ConflictState, Keep
 
-if TYPE_CHECKING:
-    from storsync.client import Client
-
 _WAIT = click.option(
-    "--wait", is_flag=True, help="Follow the session until it ends; exit 0 only if it completed."
+    "--wait",
+    is_flag=True,
+    help="Follow the session until it ends: its id at once on stderr, its progress on a "
+    "terminal, then one summary line; exit 0 only if it completed.",
 )
-
-
-def _session_done(
-    session: dict[str, Any], connection: Connection, *, wait: bool, client: Client
-) -> None:
-    if wait:
-        session = follow(client, session, live=not connection.as_json and sys.stderr.isatty())
-    click.echo(json.dumps(session) if connection.as_json else f"{session['id']} {session['state']}")
-    if wait:
-        sys.exit(outcome(session))
 
 
 def _paused(repository: str | None, connection: Connection, action: str) -> None:
@@ -72,7 +59,7 @@ def approve(session_id: str, wait: bool, connection: Connection) -> None:
     carries them."""
     with connect(connection) as client:
         session = client.request("POST", f"/api/v1/sessions/{session_id}/approve")
-        _session_done(session, connection, wait=wait, client=client)
+        answer_session(client, session, connection, wait=wait)
 
 
 @click.command()
@@ -133,7 +120,7 @@ def resolve(conflict_id: str, keep: str, wait: bool, connection: Connection) -> 
     with connect(connection) as client:
         body = {"keep": keep}
         session = client.request("POST", f"/api/v1/conflicts/{conflict_id}/resolve", json=body)
-        _session_done(session, connection, wait=wait, client=client)
+        answer_session(client, session, connection, wait=wait)
 
 
 @click.command()

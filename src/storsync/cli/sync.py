@@ -12,12 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import click
 import platformdirs
 
+from storsync.cli.dry_run import print_plan
+from storsync.cli.progress import Bar, progress_bar
 from storsync.cli.rates import ByteRate
+from storsync.cli.summary import Totals
+from storsync.clock import SystemClock
 from storsync.errors import UsageError
 from storsync.model import (
     ConflictPolicy,
@@ -56,7 +59,12 @@ def _default_state_dir(local_url: str, remote_url: str) -> Path:
     show_default=True,
     help="two-way, push-only (the remote mirrors local) or pull-only (local mirrors the remote).",
 )
-@click.option("--dry-run", is_flag=True, help="Print the plan as JSON; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (one line per action, then the totals; with --json, all of it as "
+    "JSON); change nothing.",
+)
 @click.option("--checksum", is_flag=True, help="Compare contents by hash, not size and mtime.")
 @click.option(
     "--conflict",
@@ -187,11 +195,16 @@ def sync(
         keep(job, as_json=as_json, times=WatchTimes(delay_s=watch_delay, remote_s=interval))
         sys.exit(0)
     live = not as_json and not dry_run and sys.stderr.isatty()
+    clock = SystemClock()
+    began = clock.monotonic()
     report = _run(job, live=live)
-    if as_json or dry_run:
-        click.echo(json.dumps(report.summary(), indent=None if as_json else 2))
+    if as_json:
+        click.echo(json.dumps(report.summary()))
+    elif dry_run and report.plan is not None:
+        print_plan(report.plan)
+        _print_notes(report)
     else:
-        _print_summary(report)
+        _print_summary(report, clock.monotonic() - began)
     sys.exit(0 if report.state is SessionState.COMPLETED else 1)
 
 
@@ -260,37 +273,26 @@ def _no_gc() -> Iterator[None]:
 
 
 class _ProgressBar(NoObserver):
-    """The session's progress on stderr (rich), as its observer is told of it."""
+    """The session's progress on stderr, as its observer is told of it."""
 
-    def __init__(self, bar: Any) -> None:
+    def __init__(self, bar: Bar) -> None:
         self._bar = bar
-        self._task = bar.add_task("scanning", total=None)
 
     def progress(self, snapshot: Snapshot) -> None:
-        planned = snapshot.push.bytes_planned + snapshot.pull.bytes_planned
-        done = snapshot.push.bytes_done + snapshot.pull.bytes_done
-        self._bar.update(
-            self._task, description=snapshot.stage.value, total=planned or None, completed=done
+        self._bar.show(
+            snapshot.stage.value,
+            snapshot.percent,
+            snapshot.push,
+            snapshot.pull,
+            rate_bps=snapshot.rate_bps,
+            eta_s=snapshot.eta_s,
         )
 
 
 @contextmanager
 def _progress_bar(*, enabled: bool) -> Iterator[_ProgressBar | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "{task.percentage:>3.0f}%",
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=None,
-    ) as bar:
-        yield _ProgressBar(bar)
+    with progress_bar(enabled=enabled) as bar:
+        yield None if bar is None else _ProgressBar(bar)
 
 
 def _refuse_overlap(local_dir: Path, spec: RemoteSpec) -> None:
@@ -304,19 +306,30 @@ def _refuse_overlap(local_dir: Path, spec: RemoteSpec) -> None:
         )
 
 
-def summary_line(report: Report) -> str:
-    return (
-        f"{report.state}: pushed {report.pushed} ({report.bytes_pushed} bytes), "
-        f"pulled {report.pulled} ({report.bytes_pulled} bytes), "
-        f"deleted {report.deleted_local} local and {report.deleted_remote} remote, "
-        f"{len(report.conflicts)} conflicts, {len(report.errors)} errors"
+def summary_line(report: Report, seconds: float | None = None) -> str:
+    """What the session did in one line, sizes for people (``--json`` has the bytes)."""
+    totals = Totals(
+        pushed=report.pushed,
+        bytes_pushed=report.bytes_pushed,
+        pulled=report.pulled,
+        bytes_pulled=report.bytes_pulled,
+        deleted_local=report.deleted_local,
+        deleted_remote=report.deleted_remote,
+        conflicts=len(report.conflicts),
+        errors=len(report.errors),
     )
+    return totals.line(report.state.value, seconds)
 
 
-def _print_summary(report: Report) -> None:
-    click.echo(summary_line(report))
+def _print_summary(report: Report, seconds: float | None = None) -> None:
+    click.echo(summary_line(report, seconds))
     for path in report.conflicts:
         click.echo(f"conflict: {path}")
+    _print_notes(report)
+
+
+def _print_notes(report: Report) -> None:
+    """On stderr: what was skipped, what failed, and why the session ended so."""
     for item in report.skipped:
         click.echo(f"skipped ({item.side.value}): {item.path}: {item.reason}", err=True)
     for error in report.errors:

@@ -110,7 +110,12 @@ class FileKind(RemoteKind):
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_NOT_IN_URL = "put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, not the"
+# botocore's rule for a region name: a host label, not all digits.
+_REGION = re.compile(r"^(?![0-9]+$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NOT_IN_URL = (
+    "put S3 credentials in the repository's remoteCredentials (on the service) or in "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (on the command line), not the"
+)
 
 
 class S3Kind(RemoteKind):
@@ -145,6 +150,12 @@ class S3Kind(RemoteKind):
             # '@' anywhere: a secret may hold a '/', which ends urlsplit's host part.
             if "@" in endpoint:
                 raise UsageError(f"{_NOT_IN_URL} endpoint URL")
+        region = options.get("region")
+        if region and not _REGION.match(region):
+            raise UsageError(
+                f"invalid S3 region {region!r}: a name such as us-east-1, of letters, digits "
+                "and '-'"
+            )
 
     def open(self, spec: RemoteSpec, credentials: Fields | None, clock: Clock) -> Storage:
         from storsync.storage.s3 import S3Settings, S3Storage

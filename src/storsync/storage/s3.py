@@ -133,14 +133,13 @@ class S3Storage(Storage):
         self._clock = clock or SystemClock()
         self.prefix = settings.prefix.strip("/")
         self.url = f"s3://{settings.bucket}/{self.prefix}".rstrip("/")
-        self.endpoint = settings.endpoint or "the default AWS endpoint"
         self.caps = Capabilities(
             etags=True,
             executable_bit=True,
             listing_metadata=False,
             network=True,
         )
-        self._bucket = S3Bucket(settings.bucket, self.endpoint, self.url)
+        self._bucket = S3Bucket.of(settings, self.url)
         self._client = client or make_client(settings)
 
     # -- names ------------------------------------------------------------------------

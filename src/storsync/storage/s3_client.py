@@ -20,6 +20,14 @@ from storsync.errors import (
     UsageError,
 )
 
+# Where each face takes S3 credentials: the storage does not know which face opened it.
+CREDENTIALS_GO = (
+    "to the service as the repository's remoteCredentials accessKeyId and secretAccessKey "
+    "(or its s3_access_key_id and s3_secret_access_key settings, for the default "
+    "repository), to the command line in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or "
+    "an AWS config file"
+)
+
 
 @dataclass(frozen=True)
 class S3Settings:
@@ -36,11 +44,15 @@ class S3Settings:
     read_timeout: float = 60.0
 
 
+DEFAULT_REGION = "us-east-1"
+
+
 def make_client(settings: S3Settings) -> Any:
     # botocore's own session, not boto3's: the client is the same, and a worker that
     # starts for one small session saves boto3's import (a quarter of the client's).
     import botocore.session
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, InvalidRegionError, ProfileNotFound
 
     botocore_session = botocore.session.get_session()
     # A listing has one timestamp per key, which botocore parses with dateutil: 60% of
@@ -65,13 +77,21 @@ def make_client(settings: S3Settings) -> Any:
         client = botocore_session.create_client(
             "s3",
             endpoint_url=settings.endpoint,
-            region_name=settings.region or "us-east-1",
+            region_name=settings.region or DEFAULT_REGION,
             aws_access_key_id=settings.access_key_id,
             aws_secret_access_key=settings.secret_access_key,
             config=config,
         )
+    except InvalidRegionError:
+        raise UsageError(f"invalid S3 region {settings.region!r}") from None
+    except ProfileNotFound as exc:
+        raise UsageError(
+            f"the AWS profile {exc.kwargs.get('profile')!r} (AWS_PROFILE) is in no AWS config file"
+        ) from None
     except ValueError as exc:
         raise UsageError(f"invalid S3 endpoint {settings.endpoint!r}: {exc}") from None
+    except BotoCoreError as exc:  # a config file that cannot be read, say
+        raise UsageError(f"the AWS configuration cannot be used: {exc}") from None
     from storsync.storage import s3_listing
 
     s3_listing.install(client)
@@ -99,35 +119,103 @@ class S3Bucket:
     """The bucket of a storage, as calls address it and as their errors name it."""
 
     name: str
-    endpoint: str  # as messages name it
     url: str  # the storage's
+    endpoint: str | None  # as given; None: AWS's for the region
+    region: str | None
+
+    @classmethod
+    def of(cls, settings: S3Settings, url: str) -> S3Bucket:
+        return cls(settings.bucket, url, settings.endpoint, settings.region)
+
+    @property
+    def where(self) -> str:
+        """The endpoint as messages name it: "cannot reach <it>", "<it> refused access"."""
+        if self.endpoint:
+            return f"S3 endpoint {self.endpoint}"
+        return f"AWS S3 (no endpoint given, region {self.region or DEFAULT_REGION})"
 
     def error(self, exc: Exception, path: str) -> StorsyncError:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return PreconditionFailed(f"{path} changed on the remote since the scan")
-            if status == 404 and code == "NoSuchBucket":
-                return PermanentStorageError(f"bucket {self.name!r} does not exist")
-            if status == 404:
-                return PreconditionFailed(f"{path} is no longer on the remote")
-            if status in (401, 403):
-                return PermanentStorageError(
-                    f"{self.endpoint} refused access to {self.url} ({code or status}); "
-                    "check the credentials"
-                )
-            if status >= 500 or code in ("SlowDown", "RequestTimeout"):
-                return StorageUnavailable(f"S3 endpoint {self.endpoint} failed: {code or status}")
-            return PermanentStorageError(f"{path}: the S3 endpoint answered {code or status}")
+            return self._answered(exc.response, path)
         if isinstance(exc, BotoCoreError):
-            return StorageUnavailable(
-                f"cannot reach S3 endpoint {self.endpoint}: {type(exc).__name__}"
-            )
+            return self._not_answered(exc)
         raise exc
+
+    def _answered(self, response: dict[str, Any], path: str) -> StorsyncError:
+        error = response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return PreconditionFailed(f"{path} changed on the remote since the scan")
+        if status == 404 and code == "NoSuchBucket":
+            return PermanentStorageError(self._no_bucket())
+        if status == 404:
+            return PreconditionFailed(f"{path} is no longer on the remote")
+        if status in (401, 403):
+            return PermanentStorageError(
+                f"{self.where} refused access to {self.url} ({code or status}); "
+                "check the credentials"
+            )
+        if status >= 500 or code in ("SlowDown", "RequestTimeout"):
+            return StorageUnavailable(f"{self.where} failed: {code or status}")
+        return PermanentStorageError(f"{path}: {self.where} answered {code or status}")
+
+    def _no_bucket(self) -> str:
+        where = (
+            f"--endpoint-url {self.endpoint}"
+            if self.endpoint
+            else f"--region {self.region or DEFAULT_REGION}"
+        )
+        return (
+            f"bucket {self.name!r} does not exist on {self.where}; storsync does not create "
+            f"buckets: create it with the store's own tool, such as "
+            f"`aws s3 mb s3://{self.name} {where}`"
+        )
+
+    def _not_answered(self, exc: Exception) -> StorsyncError:
+        """A call that got no answer to translate: no credentials to sign it with, no
+        connection, or a connection that broke (botocore's own words last)."""
+        from botocore import exceptions as boto
+
+        where = self.where
+        if isinstance(exc, boto.NoCredentialsError):
+            return PermanentStorageError(
+                f"no S3 credentials were found for {self.url} on {where}: give an access "
+                f"key id and a secret access key {CREDENTIALS_GO}"
+            )
+        if isinstance(exc, boto.PartialCredentialsError):
+            found = exc.kwargs.get("provider")
+            return PermanentStorageError(
+                f"the S3 credentials found in {'the environment' if found == 'env' else found} "
+                f"lack {exc.kwargs.get('cred_var')}: give the access key id and the secret "
+                "access key together"
+            )
+        if isinstance(exc, boto.CredentialRetrievalError):
+            return PermanentStorageError(f"cannot get S3 credentials for {self.url}: {exc}")
+        if isinstance(exc, boto.SSLError):
+            return StorageUnavailable(
+                f"cannot reach {where} over TLS ({exc.kwargs.get('error')}): is its "
+                "certificate one this machine trusts?"
+            )
+        if isinstance(exc, boto.ProxyConnectionError):
+            # Not the proxy's URL: it may hold a user name and password.
+            return StorageUnavailable(
+                f"cannot reach {where} through the proxy of HTTPS_PROXY or HTTP_PROXY"
+            )
+        if isinstance(exc, boto.ConnectionError):  # refused, unknown host, timed out
+            hint = (
+                "is it running, and is that the right address?"
+                if self.endpoint
+                else "is the network up, and is the region right?"
+            )
+            return StorageUnavailable(f"cannot reach {where}: {hint}")
+        if isinstance(exc, boto.ReadTimeoutError):
+            return StorageUnavailable(f"{where} did not answer in time")
+        if isinstance(exc, boto.ConnectionClosedError):
+            return StorageUnavailable(f"{where} closed the connection before answering")
+        return StorageUnavailable(f"the S3 client failed talking to {where}: {exc}")
 
     @contextlib.contextmanager
     def calling(self, path: str) -> Iterator[None]:
