@@ -14,14 +14,14 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Request, expect
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from tests.api_support import ADMIN_PASSWORD, Api, ServerProcess, service_env
 from tests.conftest import write
+from tests.s3_server import SeaweedS3
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 HOSTILE = "<img src=x onerror=\"document.title='owned'\">"
@@ -37,10 +37,25 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args() -> dict[str, Any]:
-    """pytest-playwright's launch, on the machine's chromium (no browser download)."""
-    return {"executable_path": chromium(), "args": ["--no-sandbox"]}
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """The machine's chromium (no browser download), for this module alone: Playwright's
+    sync API runs an event loop in this thread while it is started, and every later
+    test's ``asyncio.run`` would refuse to run beside it (so not pytest-playwright's
+    session-wide fixtures)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +240,37 @@ def test_the_api_docs_render_offline(
     page.goto(f"{server.url}{path}")
     expect(page.get_by_text(shown).first).to_be_visible(timeout=20_000)
     assert outside(requests, server.url) == []
+
+
+def test_an_s3_repository_added_from_the_page_syncs(
+    page: Page, served: tuple[ServerProcess, Api], s3_server: SeaweedS3
+) -> None:
+    server, api = served
+    name, prefix = f"bucket-{uuid.uuid4().hex[:6]}", f"page-{uuid.uuid4().hex[:8]}"
+    local = api.root / name
+    write(local, "notes/today.txt", "written before the repository existed")
+    sign_in(page, server.url)
+    page.get_by_role("link", name="Add a repository").click()
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Local folder", exact=True).fill(str(local))
+    page.get_by_label("Remote", exact=True).fill(f"s3://{s3_server.bucket}/{prefix}")
+    page.get_by_label("S3 endpoint").fill(s3_server.endpoint)
+    page.get_by_label("S3 region").fill(s3_server.region)
+    page.get_by_label("Access key id").fill(s3_server.access_key)
+    page.get_by_label("Secret access key").fill(s3_server.secret_key)
+    page.screenshot(path=SCREENSHOTS / "add-repository.png", full_page=True)
+    page.get_by_role("button", name="Save").click()
+    row = page.get_by_role("row", name=re.compile(re.escape(name)))
+    row.get_by_role("button", name="Sync now").click()
+    expect(row.locator(".state")).to_have_text("completed", timeout=30_000)
+    assert f"{prefix}/notes/today.txt" in s3_server.objects(prefix=f"{prefix}/")
+    [shown] = [r for r in api.get("/api/v1/repositories").json() if r["name"] == name]
+    assert shown["remoteEndpoint"] == s3_server.endpoint and shown["hasCredentials"]
+    page.get_by_role("link", name=f"Edit {name}").click()
+    expect(page.get_by_label("S3 endpoint")).to_have_value(s3_server.endpoint)
+    expect(page.get_by_label("Secret access key")).to_have_value("")  # write-only
+    page.get_by_label("Watch for changes").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="Repositories")).to_be_visible()
+    edited = api.get(f"/api/v1/repositories/{shown['id']}").json()
+    assert edited["watch"] and edited["hasCredentials"]

@@ -65,6 +65,10 @@ class _Visitor:
     def can_operate(self) -> bool:
         return self.token.user.role.allows(Role.OPERATOR)
 
+    @property
+    def can_admin(self) -> bool:
+        return self.token.user.role.allows(Role.ADMIN)
+
 
 def _service(request: Request) -> Service:
     service: Service = request.app.state.service
@@ -101,6 +105,7 @@ def _visited(
         user=visitor.token.user,
         csrf=visitor.csrf,
         can_operate=visitor.can_operate,
+        can_admin=visitor.can_admin,
         page=page,
         **context,
     )
@@ -213,6 +218,56 @@ def session_page(request: Request, session_id: str) -> Response:
             {"kind": i.kind.value, "path": i.path, "size": i.size, "message": i.message or ""}
             for i in items
         ],
+    )
+
+
+@router.get("/repositories/new")
+def new_repository_page(request: Request) -> Response:
+    visitor = _visitor(request)
+    if visitor is None:
+        return _to_sign_in()
+    blank = {"name": "", "local": "", "remote": "", "endpoint": "", "region": ""}
+    return _visited(
+        "repository_form.html",
+        visitor,
+        "repositories",
+        title="Add a repository",
+        action="/api/v1/repositories",
+        method="POST",
+        r={**blank, "watch": False, "interval": "", "cron": "", "has_credentials": False},
+    )
+
+
+@router.get("/repositories/{repository_id}/edit")
+def edit_repository_page(request: Request, repository_id: str) -> Response:
+    visitor = _visitor(request)
+    if visitor is None:
+        return _to_sign_in()
+    try:
+        view = _service(request).repositories.get(repository_id)
+    except UnknownObject as missing:
+        return _visited("base.html", visitor, "repositories", title=missing.message, status=404)
+    r, options = view.repository, view.repository.remote_options
+    schedule = r.settings.schedule
+    return _visited(
+        "repository_form.html",
+        visitor,
+        "repositories",
+        title=f"Edit {r.name}",
+        action=f"/api/v1/repositories/{r.id}",
+        method="PATCH",
+        r={
+            "name": r.name,
+            "local": view.local_path,
+            "remote": view.remote,
+            "endpoint": options.get("endpoint", ""),
+            "region": options.get("region", ""),
+            "watch": r.settings.watch,
+            "interval": "" if schedule is None else (schedule.interval_s or ""),
+            "cron": "" if schedule is None else (schedule.cron or ""),
+            "timezone": "" if schedule is None else schedule.timezone,
+            "has_credentials": r.has_credentials,
+        },
     )
 
 

@@ -43,6 +43,38 @@ document.addEventListener("click", async (event) => {
   }
 });
 
+// A form sent to the API as JSON: each input's data-field is its name in the body (a dot
+// nests it); an empty text leaves the field out (on an edit: unchanged), a checkbox is a
+// boolean; credentials go only with a key (a PATCH replaces them whole).
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form[data-api]");
+  if (!form) return;
+  event.preventDefault();
+  const body = {};
+  for (const input of form.querySelectorAll("[data-field]")) {
+    const value = input.type === "checkbox" ? input.checked
+      : input.type === "number" ? (input.value === "" ? null : Number(input.value))
+      : input.value.trim();
+    if (value === "") continue;
+    const [outer, inner] = input.dataset.field.split(".");
+    if (inner === undefined) body[outer] = value;
+    else if (value !== null) (body[outer] = body[outer] || {})[inner] = value;
+    else if (!(outer in body)) body[outer] = null;
+  }
+  if (body.remoteCredentials && !body.remoteCredentials.accessKeyId) {
+    if (form.dataset.method === "PATCH") delete body.remoteCredentials;
+  }
+  const answer = await fetch(form.dataset.api, {
+    method: form.dataset.method,
+    headers: { "X-CSRF-Token": csrf || "", "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  const reply = await answer.json().catch(() => ({}));
+  if (answer.ok) window.location.assign("/");
+  else tell(reply?.error?.message || `the server answered ${answer.status}`);
+});
+
 function counts(session) {
   const push = session.push || {}, pull = session.pull || {};
   const files = (push.filesDone || 0) + (pull.filesDone || 0);
