@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from storsync.cli import control, manage
-from storsync.cli.units import duration, size
+from storsync.units import duration, size
 from tests.api_support import Api, ServerProcess, service_env
 from tests.conftest import Pair, run_cli, tree, write
 

@@ -19,13 +19,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from storsync.api import browser
+from storsync.api import browser, plots
 from storsync.api.render import iso
 from storsync.errors import Forbidden, TooManyAttempts, Unauthorized, UnknownObject
 from storsync.model import ConflictState, SessionState
 from storsync.service.core import Service
 from storsync.service.repositories import RepositoryView
 from storsync.state.records import ConflictQuery, Role, Session, SessionQuery, Token
+from storsync.units import size
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,6 +43,7 @@ HEADERS = {
 }
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 HISTORY = 100  # sessions on the history page
+HISTORY_PLOTTED = 50  # of which, for one repository, in its plot
 ITEMS = 200  # log items on a session's page
 
 _templates = Environment(
@@ -50,6 +52,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.filters["size"] = size
 
 
 @dataclass(frozen=True)
@@ -182,13 +185,14 @@ def sessions_page(
     service = _service(request)
     states = tuple(s for s in SessionState if s.value == state)
     sessions = service.sessions.search(SessionQuery(repository or None, states, 0, HISTORY))
-    names = {v.repository.id: v.repository.name for v in service.repositories.list()}
+    names = service.repositories.names()
     return _visited(
         "sessions.html",
         visitor,
         "sessions",
         title="Sessions",
         rows=[_session_row(s, names) for s in sessions],
+        history=plots.history(sessions[:HISTORY_PLOTTED]) if repository else None,
         repositories=[{"id": rid, "name": name} for rid, name in names.items()],
         states=[s.value for s in SessionState],
         chosen={"repository": repository, "state": state},
@@ -205,13 +209,14 @@ def session_page(request: Request, session_id: str) -> Response:
         session = service.sessions.get(session_id)
     except UnknownObject as missing:
         return _visited("base.html", visitor, "sessions", title=missing.message, status=404)
-    names = {v.repository.id: v.repository.name for v in service.repositories.list()}
+    names = service.repositories.names()
     items = service.sessions.items(session_id, kind=None, after_id=0, limit=ITEMS)
     return _visited(
         "session.html",
         visitor,
         "sessions",
         title=f"Session {session.id[:8]}",
+        throughput=plots.throughput(service.sessions.moved_per_second(session_id)),
         s=_session_row(session, names),
         halt=session.halt if session.state is SessionState.HALTED else None,
         items=[
@@ -278,7 +283,7 @@ def conflicts_page(request: Request) -> Response:
         return _to_sign_in()
     service = _service(request)
     found = service.conflicts.search(ConflictQuery(None, ConflictState.OPEN, 0, HISTORY))
-    names = {v.repository.id: v.repository.name for v in service.repositories.list()}
+    names = service.repositories.names()
     rows = [
         {
             "id": c.id,

@@ -9,8 +9,8 @@ from itertools import islice
 
 import click
 
-from storsync.cli.units import size
 from storsync.engine.reconcile import Plan, Transfer
+from storsync.units import size
 
 SHOWN = 50
 

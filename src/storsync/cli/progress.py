@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from storsync.cli.units import duration, size
 from storsync.model import PhaseCounters
+from storsync.units import duration, size
 
 if TYPE_CHECKING:
     from rich.progress import Progress

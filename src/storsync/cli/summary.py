@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storsync.cli.units import duration, size
+from storsync.units import duration, size
 
 
 @dataclass(frozen=True, slots=True)

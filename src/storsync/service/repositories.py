@@ -106,6 +106,10 @@ class Repositories:
         latest = self.catalog.sessions.latest()
         return [self._view(r, latest.get(r.id)) for r in self.store.all()]
 
+    def names(self) -> dict[str, str]:
+        """Every repository's name by its id (pages that name a session's repository)."""
+        return {r.id: r.name for r in self.store.all()}
+
     def get(self, repository_id: str) -> RepositoryView:
         return self.view(self.find(repository_id))
 

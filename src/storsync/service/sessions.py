@@ -121,6 +121,11 @@ class SessionManager:
         self.get(session_id)
         return self.catalog.log_items.list(session_id, kind=kind, after_id=after_id, limit=limit)
 
+    def moved_per_second(self, session_id: str) -> list[tuple[int, LogKind, int]]:
+        """The bytes a session moved each second, by direction (a throughput plot)."""
+        self.get(session_id)
+        return self.catalog.log_items.moved_per_second(session_id)
+
     def running(self) -> int:
         with self._lock:
             return len(self._runs)

@@ -49,6 +49,20 @@ class LogItemStore:
         with self.engine.connect() as conn:
             return [(path, size) for path, size in conn.execute(query)]
 
+    def moved_per_second(self, session_id: str) -> list[tuple[int, LogKind, int]]:
+        """(second since the epoch, pushed or pulled, bytes) of a session, by second: what
+        a plot of its throughput needs, summed by the database."""
+        second = (_L.c.ts_ns // 1_000_000_000).label("second")
+        moved = (LogKind.PUSHED.value, LogKind.PULLED.value)
+        query = (
+            sa.select(second, _L.c.kind, sa.func.sum(_L.c.size))
+            .where(_L.c.session_id == session_id, _L.c.kind.in_(moved))
+            .group_by(second, _L.c.kind)
+            .order_by(second)
+        )
+        with self.engine.connect() as conn:
+            return [(int(s), _KINDS[k], int(total or 0)) for s, k, total in conn.execute(query)]
+
     def list(
         self, session_id: str, *, kind: LogKind | None = None, after_id: int = 0, limit: int = 100
     ) -> list[LogItem]:

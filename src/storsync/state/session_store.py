@@ -168,14 +168,19 @@ def _list_query(by_repository: bool, by_state: bool) -> sa.Select[Any]:
 
 
 def _latest_query() -> sa.Select[Any]:
-    """The newest session of every repository, in one query."""
-    ranked = sa.select(
-        *_COLUMNS,
-        sa.func.row_number()
-        .over(partition_by=_S.c.repository_id, order_by=(_S.c.created_ns.desc(), _S.c.id.desc()))
-        .label("rank"),
-    ).subquery()
-    return sa.select(*(ranked.c[c.name] for c in _COLUMNS)).where(ranked.c.rank == 1)
+    """The newest session of every repository, in one query: per repository one step down
+    the (repository_id, created_ns, id) index; a window over every session (the former
+    query) read the whole history, 0.5 s for 100,000 sessions on SQLite."""
+    repositories = schema.repositories
+    newest = (
+        sa.select(_S.c.id)
+        .where(_S.c.repository_id == repositories.c.id)
+        .order_by(_S.c.repository_id.desc(), _S.c.created_ns.desc(), _S.c.id.desc())
+        .limit(1)
+        .correlate(repositories)
+        .scalar_subquery()
+    )
+    return sa.select(*_COLUMNS).select_from(repositories.join(_S, _S.c.id == newest))
 
 
 _LATEST = _latest_query()

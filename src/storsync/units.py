@@ -1,5 +1,5 @@
-"""Sizes and durations as a person reads them, for the command line's summaries and
-progress. Binary units, as ``--bwlimit`` reads them (K, M, G: 1024, 1024², 1024³); the
+"""Sizes and durations as a person reads them: the command line's summaries and progress,
+the dashboard's pages. Binary units, as ``--bwlimit`` reads them (K, M, G: 1024, 1024², 1024³); the
 ``--json`` outputs keep exact integers."""
 
 from __future__ import annotations
