@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from storsync.api.app import create_app
 from storsync.config import load_settings
+from tests.s3_server import SeaweedS3
 
 ADMIN_PASSWORD = "admin-password-1"
 DEFAULT_TIMEOUT = 60.0
@@ -42,6 +43,19 @@ def service_env(data_dir: Path, root: Path, database_url: str | None) -> dict[st
     if database_url:
         env["STORSYNC_DATABASE_URL"] = database_url
     return env
+
+
+def s3_remote(s3: SeaweedS3, prefix: str) -> dict[str, Any]:
+    """The fields of a repository whose remote is ``prefix`` in the test server's bucket."""
+    return {
+        "remote": f"s3://{s3.bucket}/{prefix}",
+        "remoteCredentials": {
+            "accessKeyId": s3.access_key,
+            "secretAccessKey": s3.secret_key,
+            "endpoint": s3.endpoint,
+            "region": s3.region,
+        },
+    }
 
 
 def repository_body(folder: Path) -> dict[str, str]:
@@ -181,10 +195,25 @@ def running_api(kind: str, tmp: Path, database_url: str | None) -> Iterator[Api]
         with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             yield Api(client, root, kind)
         return
-    server = ServerProcess(env, tmp / "server.log")
-    server.start()
+    with serving(tmp, database_url) as (_, api):
+        yield api
+
+
+@contextlib.contextmanager
+def serving(
+    tmp: Path, database_url: str | None = None, **server: Any
+) -> Iterator[tuple[ServerProcess, Api]]:
+    """A real `storsync serve` on the data directory ``tmp/data``, repositories allowed
+    under ``tmp/root``, and a client of it; ``server``: more of ServerProcess's options."""
+    root = tmp / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    process = ServerProcess(
+        service_env(tmp / "data", root, database_url), tmp / "server.log", **server
+    )
+    process.start()
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield Api(client, root, kind)
+        verify = server.get("scheme", "http") == "http"
+        with httpx.Client(base_url=process.url, timeout=30, verify=verify) as client:
+            yield process, Api(client, root, "server")
     finally:
-        server.stop()
+        process.stop()

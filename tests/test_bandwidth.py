@@ -25,7 +25,7 @@ import pytest
 from storsync.clock import SystemClock
 from storsync.runner.bandwidth import Throttle
 from storsync.service.bandwidth import shares
-from tests.api_support import Api
+from tests.api_support import Api, s3_remote
 from tests.conftest import run_cli, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_service_lifecycle import in_process
@@ -210,15 +210,7 @@ def test_every_ten_second_window_keeps_within_ten_percent_of_the_limit(
         if kind == "s3":
             s3: SeaweedS3 = request.getfixturevalue("s3_server")
             prefix = f"bwlimit-{uuid.uuid4().hex[:12]}"
-            fields |= {
-                "remote": f"s3://{s3.bucket}/{prefix}",
-                "remoteCredentials": {
-                    "accessKeyId": s3.access_key,
-                    "secretAccessKey": s3.secret_key,
-                    "endpoint": s3.endpoint,
-                    "region": s3.region,
-                },
-            }
+            fields |= s3_remote(s3, prefix)
         repository = api.new_repository(**fields)
         assert repository["bwlimitBytesPerSecond"] == first
         rid, local = repository["id"], Path(repository["localPath"])

@@ -14,22 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import ADMIN_PASSWORD, Api, ServerProcess, service_env
+from tests.api_support import ADMIN_PASSWORD, Api, ServerProcess, service_env, serving
 from tests.conftest import run_cli, tree, write
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str]]:
-    tmp = tmp_path_factory.mktemp("manage")
-    root = tmp / "root"
-    root.mkdir()
-    server = ServerProcess(service_env(tmp / "data", root, None), tmp / "server.log")
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield Api(client, root, "server"), server.url
-    finally:
-        server.stop()
+    with serving(tmp_path_factory.mktemp("manage")) as (server, api):
+        yield api, server.url
 
 
 def _cli(served: tuple[Api, str], *args: str, env: dict[str, str] | None = None) -> Any:

@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from storsync.cli import control, manage
 from storsync.units import duration, size
-from tests.api_support import Api, ServerProcess, service_env
+from tests.api_support import Api, serving
 from tests.conftest import Pair, run_cli, tree, write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,16 +119,8 @@ def test_sync_on_a_terminal_shows_files_bytes_and_rate(pair: Pair) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, str]]:
-    tmp = tmp_path_factory.mktemp("output")
-    root = tmp / "root"
-    root.mkdir()
-    server = ServerProcess(service_env(tmp / "data", root, None), tmp / "server.log")
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield Api(client, root, "server"), server.url
-    finally:
-        server.stop()
+    with serving(tmp_path_factory.mktemp("output")) as (server, api):
+        yield api, server.url
 
 
 def _client_args(served: tuple[Api, str], *args: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import Api
+from tests.api_support import Api, s3_remote
 from tests.conftest import trash, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_service_lifecycle import SetClock, in_process
@@ -85,16 +85,7 @@ def _repository(
     else:
         s3: SeaweedS3 = request.getfixturevalue("s3_server")
         prefix = f"conflicts-{uuid.uuid4().hex[:12]}"
-        repository = api.new_repository(
-            remote=f"s3://{s3.bucket}/{prefix}",
-            remoteCredentials={
-                "accessKeyId": s3.access_key,
-                "secretAccessKey": s3.secret_key,
-                "endpoint": s3.endpoint,
-                "region": s3.region,
-            },
-            **settings,
-        )
+        repository = api.new_repository(**s3_remote(s3, prefix), **settings)
         remote = Remote(repository["remote"], {}, s3=s3, prefix=prefix)
     return repository["id"], Path(repository["localPath"]), remote
 

@@ -15,11 +15,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
-from tests.api_support import ADMIN_PASSWORD, Api, ServerProcess, service_env
+from tests.api_support import ADMIN_PASSWORD, Api, ServerProcess, serving
 from tests.conftest import write
 from tests.s3_server import SeaweedS3
 
@@ -60,16 +59,8 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Api]]:
-    tmp = tmp_path_factory.mktemp("dashboard")
-    root = tmp / "root"
-    root.mkdir()
-    server = ServerProcess(service_env(tmp / "data", root, None), tmp / "server.log")
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield server, Api(client, root, "server")
-    finally:
-        server.stop()
+    with serving(tmp_path_factory.mktemp("dashboard")) as served:
+        yield served
 
 
 def sign_in(page: Page, url: str, user: str = "admin", password: str = ADMIN_PASSWORD) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import uuid
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from storsync.api.browser import COOKIE
-from tests.api_support import ADMIN_PASSWORD, Api
+from tests.api_support import ADMIN_PASSWORD, Api, serving
 
 HOSTILE = '<img src=x onerror="document.title=1">'
 
@@ -176,3 +177,11 @@ def test_the_event_stream_follows_a_signed_in_person(api: Api) -> None:
     ):
         assert stream.status_code == 200
         assert next(stream.iter_lines()).startswith("retry:")
+
+
+def test_under_tls_the_cookie_is_secure(tmp_path: Path) -> None:
+    """API.md section 5: Secure under TLS (a self-signed certificate here)."""
+    with serving(tmp_path, args=("--tls-self-signed",), scheme="https") as (_, api):
+        answer = sign_in(api)
+        assert answer.status_code == 303
+        assert "secure" in answer.headers["set-cookie"].lower().split("; ")

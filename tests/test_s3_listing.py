@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from storsync.model import StopSignal
 from storsync.storage import s3_listing
-from storsync.storage.s3_client import S3Settings, make_client
+from storsync.storage.s3 import S3Storage
+from storsync.storage.s3_client import make_client
 from tests.s3_server import SeaweedS3
+from tests.test_s3_sync import settings_for
 
 HOSTILE = [
     "a&b",
@@ -50,15 +53,7 @@ def test_a_listing_parsed_once_is_botocores(
     plain = s3_server.boto3_client()
     for i, key in enumerate(HOSTILE):
         plain.put_object(Bucket=s3_server.bucket, Key=prefix + key, Body=b"x" * i)
-    ours = make_client(
-        S3Settings(
-            bucket=s3_server.bucket,
-            endpoint=s3_server.endpoint,
-            region=s3_server.region,
-            access_key_id=s3_server.access_key,
-            secret_access_key=s3_server.secret_key,
-        )
-    )
+    ours = make_client(settings_for(s3_server, ""))
     got = listing(ours, s3_server.bucket, prefix)
     assert got == listing(plain, s3_server.bucket, prefix)
     assert sorted(o["Key"][len(prefix) :] for o in got) == sorted(HOSTILE)
@@ -164,31 +159,14 @@ def test_a_probe_hands_botocore_no_keys_but_its_paging() -> None:
     assert len(customized["Contents"]) == 2  # outside a digesting block: the keys parsed
 
 
-def s3_storage(s3_server: SeaweedS3, prefix: str) -> Any:
-    from storsync.storage.s3 import S3Storage
-
-    return S3Storage(
-        S3Settings(
-            bucket=s3_server.bucket,
-            prefix=prefix,
-            endpoint=s3_server.endpoint,
-            region=s3_server.region,
-            access_key_id=s3_server.access_key,
-            secret_access_key=s3_server.secret_key,
-        )
-    )
-
-
 def test_a_listing_digest_changes_with_any_object_and_only_then(
     s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from storsync.model import StopSignal
-
     prefix = f"digest-{os.getpid()}"
     plain = s3_server.boto3_client()
     for key in HOSTILE:
         plain.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{key}", Body=b"same")
-    storage = s3_storage(s3_server, prefix)
+    storage = S3Storage(settings_for(s3_server, prefix))
     found, digest = storage.scan_digested(lambda p, r: None, StopSignal())
     assert found == storage.scan(lambda p, r: None, StopSignal()) and len(found) > 5
     parsed: list[int] = []

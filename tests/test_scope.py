@@ -30,10 +30,10 @@ from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
 from storsync.storage.registry import RemoteSpec
 from storsync.storage.s3 import S3Storage
-from storsync.storage.s3_client import S3Settings
 from tests.s3_server import SeaweedS3
 from tests.test_properties_e2e import Editor, scan
 from tests.test_properties_engine import T0, StepClock, check_quiet
+from tests.test_s3_sync import settings_for
 
 QUICK = SyncSettings(transfers=2)
 
@@ -153,16 +153,7 @@ def test_an_s3_listing_of_some_paths_is_the_whole_listing_filtered(s3_server: Se
     client = s3_server.boto3_client()
     for key in ("d/a", "d/sub/b", "d-x", "d0/c", "dd", "e/f", "e/g", "d/.storsync/own"):
         client.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{key}", Body=key.encode())
-    storage = S3Storage(
-        S3Settings(
-            bucket=s3_server.bucket,
-            prefix=prefix,
-            endpoint=s3_server.endpoint,
-            region=s3_server.region,
-            access_key_id=s3_server.access_key,
-            secret_access_key=s3_server.secret_key,
-        )
-    )
+    storage = S3Storage(settings_for(s3_server, prefix))
     tops = ["d", "e/f", "missing"]
     whole = storage.scan(lambda p, r: None, StopSignal())
     some = storage.scan_under(tops, lambda p, r: None, StopSignal())

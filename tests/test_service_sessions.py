@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import Api
+from tests.api_support import Api, s3_remote
 from tests.conftest import tree, write
 from tests.s3_server import SeaweedS3
 from tests.session_support import (
@@ -442,15 +442,7 @@ def test_an_s3_remote_through_the_service_moves_files_both_ways(
     api: Api, s3_server: SeaweedS3
 ) -> None:
     prefix = f"service-{uuid.uuid4().hex[:12]}"
-    repository = api.new_repository(
-        remote=f"s3://{s3_server.bucket}/{prefix}",
-        remoteCredentials={
-            "accessKeyId": s3_server.access_key,
-            "secretAccessKey": s3_server.secret_key,
-            "endpoint": s3_server.endpoint,
-            "region": s3_server.region,
-        },
-    )
+    repository = api.new_repository(**s3_remote(s3_server, prefix))
     rid = repository["id"]
     local = Path(repository["localPath"])
     s3 = s3_server.boto3_client()

@@ -21,14 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from storsync.errors import UsageError
 from storsync.model import Scope, Trigger
 from storsync.service import sessions, watches
 from storsync.service.watches import NOTHING, REMOTE_CHECK
-from tests.api_support import Api, ServerProcess, service_env
+from tests.api_support import Api, ServerProcess, s3_remote, serving
 from tests.conftest import tree, write
 from tests.s3_server import SeaweedS3
 from tests.session_support import (
@@ -47,18 +46,14 @@ FILES = 1000
 
 @contextmanager
 def _served(tmp: Path) -> Iterator[tuple[ServerProcess, Api]]:
-    root = tmp / "root"
-    root.mkdir()
-    server = ServerProcess(service_env(tmp / "data", root, None), tmp / "server.log")
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield server, Api(client, root, "server")
-    finally:
-        leftovers = workers_of(server.process.pid) if server.process else []
-        server.stop()
-        for worker in leftovers:
-            wait_gone(worker)
+    leftovers: list[int] = []
+    with serving(tmp) as (server, api):
+        try:
+            yield server, api
+        finally:
+            leftovers = workers_of(server.process.pid) if server.process else []
+    for worker in leftovers:
+        wait_gone(worker)
 
 
 def _watched(api: Api) -> tuple[dict[str, Any], Path, Path]:
@@ -192,17 +187,23 @@ def test_a_watch_starts_nothing_while_a_halt_waits(tmp_path: Path) -> None:
         wait_for(lambda: len(sessions_of(api, rid)) > halted, "the resumed watch's session")
 
 
-def test_a_directory_remote_is_watched_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Changes on a directory remote start sessions as local ones do; storsync's own
-    writes on either side start none; the schedule's sessions then look at nothing, and
-    start no worker for it."""
-    spawned: list[str] = []
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sessions a worker process is started for, in order (the workers still start)."""
+    started: list[str] = []
     spawn = sessions.WorkerProcess.spawn
     monkeypatch.setattr(
         sessions.WorkerProcess,
         "spawn",
-        lambda session_id, *args: spawned.append(session_id) or spawn(session_id, *args),
+        lambda session_id, *args: started.append(session_id) or spawn(session_id, *args),
     )
+    return started
+
+
+def test_a_directory_remote_is_watched_too(tmp_path: Path, spawned: list[str]) -> None:
+    """Changes on a directory remote start sessions as local ones do; storsync's own
+    writes on either side start none; the schedule's sessions then look at nothing, and
+    start no worker for it."""
     with in_process(tmp_path, None) as (service, api):
         repository, local, remote = _watched(api)
         rid = repository["id"]
@@ -258,19 +259,12 @@ def test_a_remote_on_a_network_file_system_is_checked_by_the_schedule(
 
 
 def test_a_quiet_s3_remote_is_checked_without_a_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: SeaweedS3
+    tmp_path: Path, spawned: list[str], s3_server: SeaweedS3
 ) -> None:
     """The first remote check of a watched S3 repository reads the listing and saves its
     digest; the next, the same listing probed by the service, looks at nothing and starts
     no worker; a change made on the remote changes the digest, and a worker's check
     carries it."""
-    spawned: list[str] = []
-    spawn = sessions.WorkerProcess.spawn
-    monkeypatch.setattr(
-        sessions.WorkerProcess,
-        "spawn",
-        lambda session_id, *args: spawned.append(session_id) or spawn(session_id, *args),
-    )
     prefix = f"probe-{uuid.uuid4().hex[:12]}"
     with in_process(tmp_path, None) as (service, api):
         # Written before the watch starts: the session it starts with carries them, and
@@ -279,13 +273,7 @@ def test_a_quiet_s3_remote_is_checked_without_a_worker(
         make_files(local, 20, seed=3)
         repository = api.new_repository(
             localPath=str(local),
-            remote=f"s3://{s3_server.bucket}/{prefix}",
-            remoteCredentials={
-                "accessKeyId": s3_server.access_key,
-                "secretAccessKey": s3_server.secret_key,
-                "endpoint": s3_server.endpoint,
-                "region": s3_server.region,
-            },
+            **s3_remote(s3_server, prefix),
             watch=True,
             watchDelaySeconds=0.3,
         )
