@@ -165,7 +165,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(plm.router)
     app.include_router(veeam.router)
     app.include_router(notifications.router)
-    app.include_router(dashboard.router)
+    dashboard.install(app)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics(request: Request, _: Viewer) -> Response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -30,13 +30,8 @@ from storsync.units import size
 
 router = APIRouter(include_in_schema=False)
 
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
 HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Content-Security-Policy": browser.policy(),
     "X-Content-Type-Options": "nosniff",
     # Not no-referrer: with it the browser sends "Origin: null" on its own forms.
     "Referrer-Policy": "same-origin",
@@ -83,11 +78,34 @@ def _visitor(request: Request) -> _Visitor | None:
     secret = browser.cookie_secret(request)
     if secret is None:
         return None
-    try:
-        token = _service(request).accounts.authenticate(secret, cookie=True)
-    except Unauthorized:
-        return None
+    accounts = _service(request).accounts
+    token = accounts.recently_verified(secret, cookie=True)
+    if token is None:
+        try:
+            token = accounts.authenticate(secret, cookie=True)
+        except Unauthorized:
+            return None
     return _Visitor(token, secret)
+
+
+class _NobodySignedIn(Exception):
+    """A page asked for without a live sign-in: the answer is the sign-in page."""
+
+
+def _signed_in(request: Request) -> _Visitor:
+    visitor = _visitor(request)
+    if visitor is None:
+        raise _NobodySignedIn
+    return visitor
+
+
+# What a page takes: the person signed in (else the sign-in page answers).
+Visitor = Annotated[_Visitor, Depends(_signed_in)]
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.add_exception_handler(_NobodySignedIn, lambda request, exc: _to_sign_in())
 
 
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -161,10 +179,7 @@ async def sign_out(request: Request, csrf_token: Annotated[str, Form()] = "") ->
 
 
 @router.get("/")
-def repositories_page(request: Request) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in()
+def repositories_page(request: Request, visitor: Visitor) -> Response:
     service = _service(request)
     conflicts = service.open_conflicts()
     rows = [
@@ -176,12 +191,10 @@ def repositories_page(request: Request) -> Response:
 @router.get("/sessions")
 def sessions_page(
     request: Request,
+    visitor: Visitor,
     repository: Annotated[str, Query(max_length=64)] = "",
     state: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in()
     service = _service(request)
     states = tuple(s for s in SessionState if s.value == state)
     sessions = service.sessions.search(SessionQuery(repository or None, states, 0, HISTORY))
@@ -200,10 +213,7 @@ def sessions_page(
 
 
 @router.get("/sessions/{session_id}")
-def session_page(request: Request, session_id: str) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in()
+def session_page(request: Request, visitor: Visitor, session_id: str) -> Response:
     service = _service(request)
     try:
         session = service.sessions.get(session_id)
@@ -227,10 +237,7 @@ def session_page(request: Request, session_id: str) -> Response:
 
 
 @router.get("/repositories/new")
-def new_repository_page(request: Request) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in()
+def new_repository_page(visitor: Visitor) -> Response:
     blank = {"name": "", "local": "", "remote": "", "endpoint": "", "region": ""}
     return _visited(
         "repository_form.html",
@@ -244,10 +251,7 @@ def new_repository_page(request: Request) -> Response:
 
 
 @router.get("/repositories/{repository_id}/edit")
-def edit_repository_page(request: Request, repository_id: str) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in()
+def edit_repository_page(request: Request, visitor: Visitor, repository_id: str) -> Response:
     try:
         view = _service(request).repositories.get(repository_id)
     except UnknownObject as missing:
@@ -277,10 +281,7 @@ def edit_repository_page(request: Request, repository_id: str) -> Response:
 
 
 @router.get("/conflicts")
-def conflicts_page(request: Request) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in()
+def conflicts_page(request: Request, visitor: Visitor) -> Response:
     service = _service(request)
     found = service.conflicts.search(ConflictQuery(None, ConflictState.OPEN, 0, HISTORY))
     names = service.repositories.names()

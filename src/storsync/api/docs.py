@@ -12,18 +12,24 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from storsync.api import browser
+
 STATIC = Path(__file__).parent / "static"
 STATIC_PATH = "/static"
 
 # Both pages start their viewer from a served file, never an inline script.
-_SWAGGER_UI = """<!DOCTYPE html>
+_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel="icon" type="image/png" href="{static}/vendor/swagger-ui/favicon-32x32.png">
-<link rel="stylesheet" href="{static}/vendor/swagger-ui/swagger-ui.css">
+"""
+
+_SWAGGER_UI = (
+    _HEAD
+    + """<link rel="stylesheet" href="{static}/vendor/swagger-ui/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui" data-openapi-url="{openapi}"></div>
@@ -32,15 +38,11 @@ _SWAGGER_UI = """<!DOCTYPE html>
 </body>
 </html>
 """
+)
 
-_REDOC = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" type="image/png" href="{static}/vendor/swagger-ui/favicon-32x32.png">
-<link rel="stylesheet" href="{static}/docs/redoc.css">
+_REDOC = (
+    _HEAD
+    + """<link rel="stylesheet" href="{static}/docs/redoc.css">
 </head>
 <body>
 <noscript>Redoc needs JavaScript; the schema itself is at {openapi}.</noscript>
@@ -50,25 +52,7 @@ _REDOC = """<!DOCTYPE html>
 </body>
 </html>
 """
-
-
-def policy(style_nonce: str | None = None) -> str:
-    """The pages' Content-Security-Policy. Beyond 'self': ``data:`` images are the icons
-    inlined in swagger-ui.css; ``blob:`` workers are the search index Redoc starts from
-    its own bundle; the nonce admits the <style> elements Redoc injects."""
-    styles = "'self'" if style_nonce is None else f"'self' 'nonce-{style_nonce}'"
-    return "; ".join(
-        (
-            "default-src 'self'",
-            f"style-src {styles}",
-            "img-src 'self' data:",
-            "worker-src 'self' blob:",
-            "object-src 'none'",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors 'none'",
-        )
-    )
+)
 
 
 def _page(request: Request, template: str, *, nonce: str | None = None) -> HTMLResponse:
@@ -81,7 +65,10 @@ def _page(request: Request, template: str, *, nonce: str | None = None) -> HTMLR
         openapi=html.escape(root + (app.openapi_url or "")),
         nonce=nonce,
     )
-    return HTMLResponse(page, headers={"Content-Security-Policy": policy(nonce)})
+    return HTMLResponse(
+        page,
+        headers={"Content-Security-Policy": browser.policy(style_nonce=nonce, blob_workers=True)},
+    )
 
 
 def install(app: FastAPI) -> None:

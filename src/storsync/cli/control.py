@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from storsync.cli import s3_options
 from storsync.cli.progress import Bar, progress_bar
 from storsync.cli.summary import Totals
 from storsync.errors import UsageError
@@ -171,22 +172,8 @@ def _remote_fields(
     default=ConflictPolicy.KEEP_BOTH.value,
 )
 @click.option("--exclude", "excludes", multiple=True, metavar="PATTERN")
-@click.option(
-    "--s3-endpoint",
-    "--endpoint",
-    "endpoint",
-    envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-    metavar="URL",
-    help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS).",
-)
-@click.option(
-    "--s3-region",
-    "--region",
-    "region",
-    envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-    metavar="REGION",
-    help="S3 region (default: $AWS_REGION, else us-east-1).",
-)
+@s3_options.endpoint("--endpoint")
+@s3_options.region("--region")
 @click.option(
     "--access-key-id",
     metavar="ID",
@@ -205,8 +192,8 @@ def repo_add(
     mode: str,
     conflict: str,
     excludes: tuple[str, ...],
-    endpoint: str | None,
-    region: str | None,
+    s3_endpoint: str | None,
+    s3_region: str | None,
     access_key_id: str | None,
     secret_access_key: str | None,
     connection: Connection,
@@ -226,7 +213,7 @@ def repo_add(
         "conflictPolicy": conflict,
         "excludes": list(excludes),
     }
-    fields = _remote_fields(remote, endpoint, region, (access_key_id, secret_access_key))
+    fields = _remote_fields(remote, s3_endpoint, s3_region, (access_key_id, secret_access_key))
     if fields:
         body["remoteCredentials"] = fields
     with connect(connection) as client:

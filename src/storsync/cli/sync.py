@@ -16,6 +16,7 @@ from types import FrameType
 import click
 import platformdirs
 
+from storsync.cli import s3_options
 from storsync.cli.dry_run import print_plan
 from storsync.cli.progress import Bar, progress_bar
 from storsync.cli.rates import ByteRate
@@ -104,18 +105,8 @@ def _default_state_dir(local_url: str, remote_url: str) -> Path:
     show_default=True,
     help="Days a trashed version is kept under .storsync/trash/ (0: as --no-trash).",
 )
-@click.option(
-    "--s3-endpoint",
-    envvar=["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-    metavar="URL",
-    help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS).",
-)
-@click.option(
-    "--s3-region",
-    envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
-    metavar="REGION",
-    help="S3 region (default: $AWS_REGION, else us-east-1).",
-)
+@s3_options.endpoint()
+@s3_options.region()
 @click.option(
     "--bwlimit",
     type=ByteRate(),
