@@ -94,10 +94,14 @@ def test_sync_now_shows_the_session_live_and_requests_nothing_outside(
     page.on("request", lambda r: requests.append(r.url))
     sign_in(page, server.url)
     row = page.get_by_role("row", name=re.compile(re.escape(repository["name"])))
+    expect(row.locator(".status")).to_have_text("never synchronized")
     row.get_by_role("button", name="Sync now").click()
     state = row.locator(".state")
     expect(state).to_have_text("completed", timeout=30_000)
     expect(row.locator(".counts")).to_have_text("30 of 30 files")
+    # The state at a glance, live: the word a person looks for, and when.
+    expect(row.locator(".status")).to_have_text("in sync")
+    expect(row.locator(".last-success")).to_contain_text("UTC")
     newest = api.get(f"/api/v1/repositories/{repository['id']}").json()["lastSessionId"]
     assert api.get(f"/api/v1/sessions/{newest}").json()["pushed"] == 30
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -125,6 +129,7 @@ def test_a_failing_repository_shows_its_reason(
     sign_in(page, server.url)
     row = page.get_by_role("row", name=re.compile(re.escape(repository["name"])))
     expect(row.locator(".state")).to_have_text("failed")
+    expect(row.locator(".status")).to_have_text("failed")
     expect(row.locator(".error")).to_have_text(failed["error"])
 
 

@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from storsync.api import browser, plots
 from storsync.api.render import iso
 from storsync.errors import Forbidden, TooManyAttempts, Unauthorized, UnknownObject
-from storsync.model import ConflictState, SessionState
+from storsync.model import ConflictState, RepositoryStatus, SessionState
 from storsync.service.core import Service
 from storsync.service.repositories import RepositoryView
 from storsync.state.records import ConflictQuery, Role, Session, SessionQuery, Token
@@ -322,7 +322,7 @@ def _repository_row(view: RepositoryView, conflicts: int) -> dict[str, Any]:
         "name": r.name or "(unnamed)",
         "local": view.local_path,
         "remote": view.remote,
-        "status": view.status.value,
+        "health": _health(view),
         "session": shown,
         "last_success": _when(r.last_success_ns),
         "next_run": _when(view.next_run_ns),
@@ -330,6 +330,17 @@ def _repository_row(view: RepositoryView, conflicts: int) -> dict[str, Any]:
         "paused": settings.paused,
         "conflicts": conflicts,
     }
+
+
+def _health(view: RepositoryView) -> str:
+    """How a repository is doing, in the word a person wants first: its status when it is
+    anything but idle, else what its newest session says ("in sync" when it completed)."""
+    if view.status is not RepositoryStatus.IDLE:
+        return view.status.value
+    last = view.last_session
+    if last is None:
+        return "never synchronized"
+    return "in sync" if last.state is SessionState.COMPLETED else last.state.value
 
 
 def _session_row(s: Session, names: dict[str, str]) -> dict[str, Any]:

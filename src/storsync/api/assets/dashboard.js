@@ -75,6 +75,12 @@ document.addEventListener("submit", async (event) => {
   else tell(reply?.error?.message || `the server answered ${answer.status}`);
 });
 
+// A repository's health as a session of it moves on (the page's own words: dashboard.py).
+const HEALTH = {
+  queued: "running", running: "running", completed: "in sync", partial: "partial",
+  failed: "failed", stopped: "stopped", halted: "halted",
+};
+
 function counts(session) {
   const push = session.push || {}, pull = session.pull || {};
   const files = (push.filesDone || 0) + (pull.filesDone || 0);
@@ -101,6 +107,16 @@ function follow(session) {
     if (figures) figures.textContent = counts(session);
     const error = row.querySelector(".error");
     if (error) error.textContent = session.error || "";
+    const health = row.querySelector(".status .badge");
+    const word = HEALTH[session.state];
+    if (health && word) {
+      health.textContent = word;
+      health.className = `badge ${word.replace(" ", "-")}`;
+    }
+    if (session.state === "completed") {
+      const when = row.querySelector(".last-success");
+      if (when) when.textContent = new Date().toISOString().replace("T", " ").slice(0, 19) + " UTC";
+    }
   }
   for (const cell of document.querySelectorAll(`[data-session="${CSS.escape(session.id)}"]`)) {
     if (!row || !row.contains(cell)) cell.textContent = session.state;
