@@ -25,6 +25,7 @@ Usage::
     bash ../shared/bench/setup.sh    # rclone, /usr/bin/time (see its README)
     .venv/bin/python bench/s3.py [--reps 3] [--scenarios small,large,many] [--work DIR]
     .venv/bin/python bench/s3.py --reps 1 --scale 0.02    # a smoke test of this script
+    .venv/bin/python bench/s3.py --before-src OLD/src --no-peers   # an A/B of a change
 
 Records (one JSON line per timed run: wall, CPU of the command, CPU of the S3 server) go to
 ``bench/results/s3-<timestamp>.jsonl``; the summary with the ratios is printed at the end
@@ -99,8 +100,22 @@ def tree_bytes(root: Path) -> int:
 
 
 class Bench:
-    def __init__(self, work: Path, scale: float, out: Path, server: SeaweedS3) -> None:
+    def __init__(
+        self,
+        work: Path,
+        scale: float,
+        out: Path,
+        server: SeaweedS3,
+        *,
+        before_src: Path | None = None,
+        peers: bool = True,
+    ) -> None:
         self.work = work
+        # storsync, and with --before-src the same command run from another copy of src/
+        # (an A/B of a change, in the same interleaved run); rclone unless --no-peers.
+        self.before_src = before_src
+        self.storsyncs = ["storsync", *(["storsync-before"] if before_src else [])]
+        self.peers = peers
         self.scale = scale
         self.out = out
         self.server = server
@@ -127,12 +142,19 @@ class Bench:
 
     # -- running and recording --------------------------------------------------------
 
-    def timed(self, cmd: list[str]) -> dict[str, Any]:
+    def env_of(self, tool: str) -> dict[str, str]:
+        if tool != "storsync-before":
+            return self.env
+        assert self.before_src is not None
+        pyc = "/tmp/storsync-bench-pyc-before"
+        return {**self.env, "PYTHONPATH": str(self.before_src), "PYTHONPYCACHEPREFIX": pyc}
+
+    def timed(self, cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
         subprocess.run(["sync"], check=True)  # setup writeback is not billed to the tool
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_before = self.server.cpu_seconds() or 0.0
         start = time.monotonic()
-        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, env=env or self.env, capture_output=True, text=True, check=False)
         wall = time.monotonic() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -179,19 +201,20 @@ class Bench:
         """storsync push-only and rclone sync --transfers 16, each into a new prefix."""
         data = dataset(self.work, preset, self.scale)
         size = tree_bytes(data)
-        mine = copy(data, self.work / "runs" / f"{preset}-storsync")
+        mine = {t: copy(data, self.work / "runs" / f"{preset}-{t}") for t in self.storsyncs}
+        tools = [*self.storsyncs, *(["rclone"] if self.peers else [])]
         for rep in range(1, reps + 1):
-            for tool in self.order(rep, ["storsync", "rclone"]):
+            for tool in self.order(rep, tools):
                 prefix = f"{tool}-{preset}-{rep}"
-                if tool == "storsync":
-                    shutil.rmtree(mine / ".storsync", ignore_errors=True)  # a fresh side
+                if tool in mine:
+                    shutil.rmtree(mine[tool] / ".storsync", ignore_errors=True)  # a fresh side
                     state = self.work / "runs" / f"state-{prefix}"
-                    cmd = [str(STORSYNC), "sync", str(mine), f"s3://{BUCKET}/{prefix}"]
+                    cmd = [str(STORSYNC), "sync", str(mine[tool]), f"s3://{BUCKET}/{prefix}"]
                     cmd += ["--mode", "push-only", "--state-dir", str(state), "--json"]
                 else:
                     cmd = ["rclone", "sync", "--transfers", "16", str(data)]
                     cmd += [f"sw:{BUCKET}/{prefix}"]
-                result = self.timed(cmd)
+                result = self.timed(cmd, self.env_of(tool))
                 self.check_remote(data, prefix, download=preset == "large")
                 mbps = round(size / result["wall_s"] / 1e6, 1)
                 self.record(preset, "push", tool, rep, **result, bytes=size, mb_per_s=mbps)
@@ -202,13 +225,19 @@ class Bench:
         runs = self.work / "runs"
         expected = copy(data, runs / "many-expected")
         sides = {
-            "storsync": (copy(data, runs / "many-storsync"), "storsync-many", runs / "ss-state"),
-            "rclone-bisync": (copy(data, runs / "many-bisync"), "bisync-many", runs / "bi-state"),
+            tool: (copy(data, runs / f"many-{tool}"), f"{tool}-many", runs / f"{tool}-state")
+            for tool in self.storsyncs
         }
+        if self.peers:
+            sides["rclone-bisync"] = (
+                copy(data, runs / "many-bisync"),
+                "bisync-many",
+                runs / "bi-state",
+            )
 
         def command(tool: str, *, first: bool = False) -> list[str]:
             local, prefix, state = sides[tool]
-            if tool == "storsync":
+            if tool in self.storsyncs:
                 cmd = [str(STORSYNC), "sync", str(local), f"s3://{BUCKET}/{prefix}"]
                 return [*cmd, "--state-dir", str(state), "--json"]
             state.mkdir(exist_ok=True)
@@ -216,12 +245,12 @@ class Bench:
             return [*cmd, "--workdir", str(state), *(["--resync"] if first else [])]
 
         for tool in sides:
-            result = self.timed(command(tool, first=True))
+            result = self.timed(command(tool, first=True), self.env_of(tool))
             self.check_local(expected, sides[tool][0])
             self.record("many", "initial", tool, 1, **result)
         for rep in range(1, reps + 1):
             for tool in self.order(rep, list(sides)):
-                result = self.timed(command(tool))
+                result = self.timed(command(tool), self.env_of(tool))
                 self.check_local(expected, sides[tool][0])
                 self.record("many", "noop", tool, rep, **result)
         for _, prefix, _ in sides.values():
@@ -239,7 +268,7 @@ class Bench:
                 push = ["rclone", "sync", "--fast-list", "--checksum", "--transfers", "16"]
                 push += ["--exclude", OWN, str(theirs), f"sw:{BUCKET}/{prefix}"]
                 subprocess.run(push, env=self.env, check=True, capture_output=True)
-                result = self.timed(command(tool))
+                result = self.timed(command(tool), self.env_of(tool))
                 self.check_local(expected, local)
                 self.record("many", "mutate", tool, rep, **result)
         for _, prefix, _ in sides.values():
@@ -309,6 +338,10 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/storsync-s3-bench")
     ap.add_argument("--summary", type=Path, help="print the summary of a results file and exit")
     ap.add_argument("--scale", type=float, default=1.0, help="dataset scale (smoke test: 0.02)")
+    ap.add_argument(
+        "--before-src", type=Path, help="also run storsync from this copy of src/ (an A/B)"
+    )
+    ap.add_argument("--no-peers", action="store_true", help="leave rclone out")
     a = ap.parse_args()
     if a.summary:
         print_summary(load(a.summary))
@@ -323,7 +356,7 @@ def main() -> None:
     for preset in scenarios:
         dataset(work, preset, a.scale)
     with s3_server(work) as server:
-        bench = Bench(work, a.scale, out, server)
+        bench = Bench(work, a.scale, out, server, before_src=a.before_src, peers=not a.no_peers)
         subprocess.run([str(STORSYNC), "--version"], env=bench.env, check=True)  # compile once
         for preset in ("small", "large"):
             if preset in scenarios:
