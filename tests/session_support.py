@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from storsync.service.reports import WORKER_NAME
 from tests.api_support import Api
 from tests.conftest import write
 
@@ -62,11 +63,14 @@ def _stat(pid: int) -> tuple[str, int] | None:
 
 
 def _is_worker(pid: int) -> bool:
+    """A session's worker: named so once given its job (a spare waiting for one, or a
+    worker still starting, is not one yet)."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
-    return b"storsync.service.worker" in command
+    return b"storsync.service.worker" in command and name == WORKER_NAME
 
 
 def alive(pid: int) -> bool:
@@ -103,7 +107,7 @@ def service_pid(api: Api) -> int:
 
 def new_worker(parent: int, known: set[int]) -> int:
     """The worker ``parent`` started after ``known`` was listed, stopped (SIGSTOP) the
-    moment it is seen: the interpreter is still starting, the session has done nothing.
+    moment it is seen: it has just been given its job, the session has done nothing.
     Use it with ``frozen`` or ``run_until``; SIGCONT lets it go."""
     found = wait_for(lambda: set(workers_of(parent)) - known, "a new worker", every=0.005)
     [pid] = found

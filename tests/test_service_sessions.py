@@ -278,7 +278,8 @@ def _check_stopped(api: Api, session_id: str, remote: Path, expected: dict[str, 
         "push": {"id": f"${session['push']['id']}", "state": "error"},
         "pull": {"id": f"${session['pull']['id']}"},
     }
-    [end] = events(api, 0, tuple(ENDS), sessionId=session_id)
+    # The end event follows the session's end in the store (a moment later under load).
+    [end] = wait_for(lambda: events(api, 0, tuple(ENDS), sessionId=session_id), "the end event")
     assert end["type"] == "session.stopped"
     # Nothing half-written: every user file on the remote is a whole copy of its source,
     # and the log items name exactly the files made durable so far.

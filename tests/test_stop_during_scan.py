@@ -435,7 +435,7 @@ def test_the_service_worker_stops_during_the_scan(pair: Pair, how: str) -> None:
     )
     proc = slow_scan("storsync.service.worker", pair.local, [], stdin=subprocess.PIPE)
     assert proc.stdin is not None
-    proc.stdin.write(WorkerSetup(niceness=10).to_json() + "\n" + job.to_json() + "\n")
+    proc.stdin.write(WorkerSetup().to_json() + "\n" + job.to_json() + "\n")
     proc.stdin.flush()
     wait_for_scan(proc)
     time.sleep(0.2)

@@ -191,11 +191,13 @@ def test_a_watch_starts_nothing_while_a_halt_waits(tmp_path: Path) -> None:
 def spawned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sessions a worker process is started for, in order (the workers still start)."""
     started: list[str] = []
-    spawn = sessions.WorkerProcess.spawn
+    start = sessions.Workers.start
     monkeypatch.setattr(
-        sessions.WorkerProcess,
-        "spawn",
-        lambda session_id, *args: started.append(session_id) or spawn(session_id, *args),
+        sessions.Workers,
+        "start",
+        lambda self, session_id, *args: (
+            started.append(session_id) or start(self, session_id, *args)
+        ),
     )
     return started
 

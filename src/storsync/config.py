@@ -50,6 +50,9 @@ class Settings:
     # Sessions are background work: their worker processes run this much nicer than the
     # service, so that a large sync does not slow the answers (docs/benchmarks.md).
     worker_niceness: int = 10
+    # One worker process kept started ahead, so that a session does not wait for one to
+    # start (a third of a small session's start); off saves its memory while idle.
+    spare_worker: bool = True
     log_level: str = "info"
 
     @property

@@ -96,6 +96,7 @@ class Service:
                 database_url=settings.database,
                 transfers=settings.transfers,
                 niceness=settings.worker_niceness,
+                spare_worker=settings.spare_worker,
                 retention_days=settings.retention_days,
                 quiet_retention_days=settings.quiet_retention_days,
                 allow_private_endpoints=settings.allow_private_endpoints,

@@ -1,9 +1,12 @@
 """What passes between the service and a session's worker process, one JSON line each.
 
-In (the worker's standard input): ``WorkerSetup``, then the job (``SyncJob.to_json``),
-then ``stop`` lines. Out: ``PlannedReport`` (once the plan is made), ``PhaseReport``,
-``ProgressReport`` (at most 5 a second), ``ItemsReport`` (per durable batch, whose log
-items the worker stored itself), then exactly one ``FinishedReport``.
+Started as ``python -m storsync.service.worker --niceness N`` (with ``--spare SCHEMES``, a
+spare that warms up and waits for its job). In (the worker's standard input):
+``WorkerSetup``, then the job (``SyncJob.to_json``), then ``stop`` and ``bwlimit`` lines;
+the end of the input before the setup lets a spare go. Out: ``PlannedReport`` (once the
+plan is made), ``PhaseReport``, ``ProgressReport`` (at most 5 a second), ``ItemsReport``
+(per durable batch, whose log items the worker stored itself), then exactly one
+``FinishedReport``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from storsync.state.records import SessionTotals
 # the session's bandwidth limit is now N bytes per second (or "none").
 STOP = "stop"
 BWLIMIT = "bwlimit"
+
+# A worker's name in ps and top (/proc/PID/comm, at most 15 bytes): a spare waiting for a
+# job, then the worker of a session.
+SPARE_NAME = "storsync-spare"
+WORKER_NAME = "storsync-worker"
 
 
 def bwlimit_line(bytes_per_second: int | None) -> str:
@@ -44,19 +52,17 @@ def parse_bwlimit(line: str) -> tuple[bool, int | None]:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """How the worker process runs, apart from its job: its niceness, and the key that
-    unseals the job's credentials (never part of the job, which may be stored)."""
+    """What the worker needs apart from its job: the key that unseals the job's
+    credentials (never part of the job, which may be stored)."""
 
-    niceness: int
     vault_key: str | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps({"niceness": self.niceness, "vault_key": self.vault_key})
+        return json.dumps({"vault_key": self.vault_key})
 
     @classmethod
     def from_json(cls, line: str) -> WorkerSetup:
-        raw = json.loads(line)
-        return cls(int(raw["niceness"]), raw["vault_key"])
+        return cls(json.loads(line)["vault_key"])
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from storsync.service.events import EventBus
 from storsync.service.recorder import Recorder
 from storsync.service.reports import FinishedReport, WorkerSetup
 from storsync.service.vault import Vault
-from storsync.service.workers import WorkerProcess
+from storsync.service.workers import WorkerProcess, Workers
 from storsync.state.catalog import Catalog
 from storsync.state.records import (
     HaltOutcome,
@@ -62,6 +62,8 @@ class SessionOptions:
     database_url: str
     transfers: int = 8
     niceness: int = 10
+    # One worker process started ahead for the next session (service.workers.Workers).
+    spare_worker: bool = True
     retention_days: float = 30.0
     # A session a schedule or a watch started that changed nothing is kept this long.
     quiet_retention_days: float = 1.0
@@ -90,6 +92,7 @@ class SessionManager:
         self.bandwidth = bandwidth
         self.recorder = Recorder(catalog, bus, clock)
         self._lock = threading.RLock()
+        self.workers = Workers(options.niceness, spare=options.spare_worker)
         self._runs: dict[str, WorkerProcess] = {}  # by repository id
         # What each queued session of a watch or a remote check must look at, by session
         # id; a queued session not here (any other, or one queued before a restart)
@@ -167,6 +170,7 @@ class SessionManager:
                 run.kill()
         for run in runs:
             run.wait(None)
+        self.workers.close()
 
     def prune(self) -> int:
         now = self.clock.now_ns()
@@ -339,9 +343,9 @@ class SessionManager:
         if job.scope.empty:
             self._look_at_nothing(session, repository)
             return
-        setup = WorkerSetup(self.options.niceness, self.vault.export_key())
+        setup = WorkerSetup(self.vault.export_key())
         try:
-            run = WorkerProcess.spawn(session.id, setup, job)
+            run = self.workers.start(session.id, setup, job)
         except OSError as exc:
             self._not_started(session, f"the session's worker process could not be started: {exc}")
             return
@@ -447,6 +451,7 @@ class SessionManager:
                     self._queue(repository_id, Trigger.RESUME)
             elif waiting:
                 self._start(waiting[0])
+        self.workers.keep_spare()
 
     def rebalance(self) -> None:
         """Give running sessions their bandwidth again (a limit changed)."""

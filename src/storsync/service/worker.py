@@ -8,6 +8,7 @@ as a ``stop`` line or SIGTERM does.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -26,7 +27,9 @@ from storsync.runner.observer import Planned
 from storsync.runner.progress import Snapshot
 from storsync.runner.run import run_job
 from storsync.service.reports import (
+    SPARE_NAME,
     STOP,
+    WORKER_NAME,
     FinishedReport,
     ItemsReport,
     PhaseReport,
@@ -38,6 +41,7 @@ from storsync.service.reports import (
     parse_bwlimit,
 )
 from storsync.service.vault import Vault
+from storsync.storage.registry import KINDS
 
 
 class _Out:
@@ -113,15 +117,37 @@ def _nicer_group(niceness: int) -> None:
         Path("/proc/self/autogroup").write_text(f"{niceness}\n")
 
 
+def _named(name: str) -> None:
+    """The name ps and top show: a spare waiting for its job, or a session's worker."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name)
+
+
+def _warm(schemes: Sequence[str]) -> None:
+    """What a spare does while it waits: make ahead what a session's start would."""
+    for scheme in schemes:
+        kind = KINDS.get(scheme)
+        if kind is not None:
+            kind.warm()
+
+
 def main() -> None:
+    arguments = _arguments()
+    # Background work: the service that answers its users comes first. Before any
+    # thread starts, as Linux keeps a niceness per thread.
+    os.nice(arguments.niceness)
+    _nicer_group(arguments.niceness)
+    if arguments.spare is not None:
+        _named(SPARE_NAME)
+        _warm(arguments.spare.split(","))
+    first = sys.stdin.readline()
+    if not first:  # a spare the service let go, or a service gone before the job came
+        return
+    _named(WORKER_NAME)
     out = _Out(sys.stdout)
     try:
-        setup = WorkerSetup.from_json(sys.stdin.readline())
+        setup = WorkerSetup.from_json(first)
         job = SyncJob.from_json(sys.stdin.readline())
-        # Background work: the service that answers its users comes first. Before any
-        # thread starts, as Linux keeps a niceness per thread.
-        os.nice(setup.niceness)
-        _nicer_group(setup.niceness)
         run(setup, job, sys.stdin, out)
     except StorsyncError as exc:
         out.send(FinishedReport.failed(exc.message))
@@ -130,6 +156,17 @@ def main() -> None:
 
         traceback.print_exc()
         out.send(FinishedReport.failed(f"internal error: {exc!r}"))
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m storsync.service.worker")
+    parser.add_argument("--niceness", type=int, default=0)
+    parser.add_argument(
+        "--spare",
+        metavar="SCHEMES",
+        help="start as a spare: warm up for remotes of these schemes (s3,file), then wait",
+    )
+    return parser.parse_args()
 
 
 if __name__ == "__main__":

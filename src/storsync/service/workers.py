@@ -22,6 +22,7 @@ from storsync.service.reports import (
     bwlimit_line,
     decode,
 )
+from storsync.storage.registry import kind_of
 
 log = logging.getLogger("storsync.service")
 
@@ -35,12 +36,15 @@ class WorkerProcess:
         self.bwlimit: int | None = None  # the bandwidth limit it was last given
 
     @classmethod
-    def spawn(cls, session_id: str, setup: WorkerSetup, job: SyncJob) -> WorkerProcess:
-        """The worker, started and given its job; OSError when it cannot be started."""
+    def start(cls, niceness: int, spare_for: str | None = None) -> WorkerProcess:
+        """A worker process, waiting for its job (a spare warms up for remotes of the
+        scheme ``spare_for`` meanwhile); OSError when it cannot be started."""
+        command = [sys.executable, "-u", "-m", "storsync.service.worker", "--niceness"]
+        command += [str(niceness), *(["--spare", spare_for] if spare_for else [])]
         stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed when the worker ends)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-u", "-m", "storsync.service.worker"],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -53,9 +57,24 @@ class WorkerProcess:
         except OSError:
             stderr.close()
             raise
-        worker = cls(session_id, process, stderr)
-        worker._tell(setup.to_json(), job.to_json())  # a worker dead at once: its reader says why
-        return worker
+        return cls("", process, stderr)
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def give(self, session_id: str, setup: WorkerSetup, job: SyncJob) -> None:
+        """Its session's job (a worker dead already: its reader says why)."""
+        self.session_id = session_id
+        self._tell(setup.to_json(), job.to_json())
+
+    def let_go(self) -> None:
+        """A spare no longer needed: the end of its input ends it."""
+        if self._process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(5)
+        self._stderr.close()
 
     def follow(
         self, on_report: Callable[[WorkerReport], None], on_end: Callable[[str | None], None]
@@ -135,3 +154,54 @@ class WorkerProcess:
         self._stderr.seek(0)
         lines = self._stderr.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else f"exit status {status}"
+
+
+class Workers:
+    """Starts the workers of sessions. With ``spare``, one more process is kept started
+    ahead, its imports done and its S3 client library ready: a small session's start
+    was 1.1 s, a third of it the worker's own start (docs/benchmarks.md). The spare
+    costs its memory (about 40 MiB with botocore) while the service is idle."""
+
+    def __init__(self, niceness: int, *, spare: bool) -> None:
+        self.niceness = niceness
+        self.spare = spare
+        self._spare: WorkerProcess | None = None
+        self._scheme: str | None = None  # the remote of the last session started
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def start(self, session_id: str, setup: WorkerSetup, job: SyncJob) -> WorkerProcess:
+        """The session's worker, given its job: the spare if one waits, else a new one;
+        OSError when none can be started."""
+        with self._lock:
+            worker, self._spare = self._spare, None
+            self._scheme = kind_of(job.remote.url).scheme
+        if worker is not None and not worker.alive():  # killed, or its start failed
+            worker.let_go()
+            worker = None
+        if worker is None:
+            worker = WorkerProcess.start(self.niceness)
+        worker.give(session_id, setup, job)
+        return worker
+
+    def keep_spare(self) -> None:
+        """A spare ready for the next session, warmed for the remote of the last one
+        started (the likeliest next)."""
+        with self._lock:
+            if not self.spare or self._closed or self._scheme is None:
+                return
+            if self._spare is not None and self._spare.alive():
+                return
+            try:
+                self._spare = WorkerProcess.start(self.niceness, spare_for=self._scheme)
+            except OSError:
+                log.warning("no spare worker could be started; sessions start without one")
+                self._spare = None
+
+    def close(self) -> None:
+        """Let the spare go; none is started after this."""
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.let_go()

@@ -75,6 +75,10 @@ class RemoteKind(ABC):
         """The local directory the remote is, if it is one."""
         return None
 
+    def warm(self) -> None:
+        """Make ahead what opening a remote of this kind would (its client library read
+        and ready), as a spare worker does while it waits for a session."""
+
     def check_fields(self, options: Fields, credentials: Fields) -> None:
         """Refuse values of this kind's fields that are wrong alone or together (UsageError);
         fields it does not take are not looked at."""
@@ -127,6 +131,11 @@ class S3Kind(RemoteKind):
     capabilities = Capabilities(
         etags=True, executable_bit=True, listing_metadata=False, network=True
     )
+
+    def warm(self) -> None:
+        from storsync.storage import s3_client
+
+        s3_client.warm()
 
     def canonical(self, remote: str) -> str:
         bucket, prefix = _bucket_and_prefix(remote)
