@@ -9,4 +9,6 @@ bash scripts/chromium.sh
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# Two workers (this machine's cores), a module's tests on one worker: module-scoped
+# servers start once, and most tests wait on servers and sessions more than they compute.
+.venv/bin/pytest -n "${STORSYNC_TEST_WORKERS:-2}" --dist loadfile "$@"
