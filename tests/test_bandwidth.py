@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -247,6 +248,43 @@ def test_every_ten_second_window_keeps_within_ten_percent_of_the_limit(
         for start, end, limit in phases:
             _within(arrivals.windows(start, end), limit)
         assert service.bwlimit() == (total if kind == "directory" else None)
+
+
+@pytest.mark.slow
+def test_two_sessions_share_the_service_total(tmp_path: Path) -> None:
+    """Two repositories' sessions at once under the service's total: the one with a lower
+    limit of its own keeps to it, the other takes the rest, and together they keep to
+    the total, each 10-second window within 10% (measured where the bytes land)."""
+    total, own = 256 * KiB, 64 * KiB
+    with in_process(tmp_path, None, STORSYNC_BWLIMIT_BYTES_PER_SECOND=str(total)) as (_, api):
+        held = api.new_repository(bwlimitBytesPerSecond=own)
+        free = api.new_repository()
+        for repository in (held, free):
+            for i in range(120):  # 7.5 MiB each: more than 12 s moves
+                write(Path(repository["localPath"]), f"f{i:04}.bin", os.urandom(4 * FILE))
+        measures = [_dir_bytes(Path(r["remote"])) for r in (held, free)]
+        arrivals = [Arrivals(measure) for measure in measures]
+        together = Arrivals(lambda: sum(measure() for measure in measures))
+        with contextlib.ExitStack() as running:
+            for each in (*arrivals, together):
+                running.enter_context(each.running())
+            sessions = [
+                api.post(f"/api/v1/repositories/{r['id']}/sync").json() for r in (held, free)
+            ]
+            deadline = time.monotonic() + 60
+            while not all(a.samples and a.samples[-1][1] for a in arrivals):
+                assert time.monotonic() < deadline, "nothing arrived"
+                time.sleep(0.05)
+            start = max(a.first() for a in arrivals) + 0.5
+            _wait_until(start + 12)
+            for session in sessions:
+                assert api.session(session["id"])["state"] == "running"
+                api.post(f"/api/v1/sessions/{session['id']}/stop")
+            for session in sessions:
+                api.wait(session["id"])
+        _within(arrivals[0].windows(start, start + 12), own)
+        _within(arrivals[1].windows(start, start + 12), total - own)
+        _within(together.windows(start, start + 12), total)
 
 
 def test_the_service_total_is_for_admins_strict_and_kept_across_a_restart(
