@@ -43,10 +43,32 @@ from tests.s3_server import SeaweedS3  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if int(_stat(int(name))[1]) == pid:
+                    found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
 def cpu_seconds_with_children(pid: int) -> float:
-    """utime + stime + cutime + cstime of ``pid`` (its reaped workers included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / CLK_TCK
+    """utime + stime + cutime + cstime of ``pid`` (its reaped workers included), and of
+    its children still running (a spare worker waiting since its warm-up)."""
+    total = sum(int(v) for v in _stat(pid)[11:15])
+    for child in children(pid):
+        try:
+            total += sum(int(v) for v in _stat(child)[11:15])
+        except OSError:  # ended meanwhile: in the parent's cutime once reaped
+            continue
+    return total / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:
@@ -214,6 +236,7 @@ def main() -> None:
                 "check_after_edits_cpu_s_upper_bound": round(changed_check_cpu, 2),
                 "check_after_edits_wall_s": wall_of(after_edits),
                 "service_rss_kib": rss_kib(server.pid),
+                "spare_rss_kib": sum(rss_kib(c) for c in children(server.pid)),
                 "date": stamp,
             }
             print(json.dumps(row), flush=True)
