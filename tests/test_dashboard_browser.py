@@ -202,6 +202,35 @@ def test_a_halted_session_approved_from_its_page(
     assert sorted(p.name for p in remote.glob("f*.txt")) == [f"f{i}.txt" for i in range(6, 10)]
 
 
+def test_a_row_follows_its_repository_as_its_sessions_end(
+    page: Page, served: tuple[ServerProcess, Api]
+) -> None:
+    """Last success and next run as the service says them once a session ends: a halt
+    holds the schedule (no next run) until it is settled."""
+    server, api = served
+    repository = api.new_repository(
+        name=f"nightly-{uuid.uuid4().hex[:6]}", schedule={"intervalSeconds": 86_400}
+    )
+    local = Path(repository["localPath"])
+    for i in range(10):
+        write(local, f"f{i}.txt", f"file {i}")
+    sign_in(page, server.url)
+    row = page.get_by_role("row", name=re.compile(re.escape(repository["name"])))
+    expect(row.locator(".last-success")).to_have_text("\u2014")
+    expect(row.locator(".next-run")).to_contain_text("UTC")
+    row.get_by_role("button", name="Sync now").click()
+    expect(row.locator(".state")).to_have_text("completed", timeout=30_000)
+    shown = api.get(f"/api/v1/repositories/{repository['id']}").json()
+    success = shown["lastSuccessAt"].replace("T", " ").removesuffix("Z")[:19] + " UTC"
+    expect(row.locator(".last-success")).to_have_text(success)
+    for i in range(6):
+        (local / f"f{i}.txt").unlink()
+    row.get_by_role("button", name="Sync now").click()
+    expect(row.locator(".status")).to_have_text("halted", timeout=30_000)
+    expect(row.locator(".next-run")).to_have_text("\u2014")
+    expect(row.locator(".last-success")).to_have_text(success)
+
+
 def test_a_conflict_resolved_from_the_page(page: Page, served: tuple[ServerProcess, Api]) -> None:
     server, api = served
     repository = api.new_repository(name=f"torn-{uuid.uuid4().hex[:6]}")

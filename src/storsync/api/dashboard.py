@@ -10,6 +10,7 @@ served by storsync with a Content-Security-Policy that allows its own origin alo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from storsync.api.render import iso
 from storsync.errors import Forbidden, TooManyAttempts, Unauthorized, UnknownObject
 from storsync.model import ConflictState, RepositoryStatus, SessionState
 from storsync.service.core import Service
+from storsync.service.hub import EventHub
 from storsync.service.repositories import RepositoryView
 from storsync.state.records import ConflictQuery, Role, Session, SessionQuery, Token
 from storsync.units import size
@@ -54,6 +56,9 @@ _templates.filters["size"] = size
 class _Visitor:
     token: Token
     secret: str
+    # The last event before the page read what it shows: its script follows the events
+    # from there, so that a session ending while the page loads is not missed.
+    since: int = 0
 
     @property
     def csrf(self) -> str:
@@ -96,7 +101,8 @@ def _signed_in(request: Request) -> _Visitor:
     visitor = _visitor(request)
     if visitor is None:
         raise _NobodySignedIn
-    return visitor
+    hub: EventHub = request.app.state.hub
+    return dataclasses.replace(visitor, since=hub.last_id)
 
 
 # What a page takes: the person signed in (else the sign-in page answers).
@@ -125,6 +131,7 @@ def _visited(
         status,
         user=visitor.token.user,
         csrf=visitor.csrf,
+        events_since=visitor.since,
         can_operate=visitor.can_operate,
         can_admin=visitor.can_admin,
         page=page,

@@ -88,6 +88,24 @@ function counts(session) {
   return planned ? `${files} of ${planned} files` : "";
 }
 
+// A time as the server writes it on the page ("2026-12-04 21:56:16 UTC", "—" for none).
+function when(iso) {
+  return iso ? iso.replace("T", " ").replace("Z", "").slice(0, 19) + " UTC" : "\u2014";
+}
+
+// What a session's end changes in its repository's row, as the service now says it:
+// its last success, and its next run (a schedule counts from the session's end).
+async function refresh(row, repositoryId) {
+  const answer = await fetch(`/api/v1/repositories/${encodeURIComponent(repositoryId)}`,
+    { credentials: "same-origin" });
+  if (!answer.ok) return;
+  const repository = await answer.json();
+  const last = row.querySelector(".last-success");
+  if (last) last.textContent = when(repository.lastSuccessAt);
+  const next = row.querySelector(".next-run");
+  if (next) next.textContent = when(repository.nextRunAt);
+}
+
 function follow(session) {
   const row = document.querySelector(`[data-repository="${CSS.escape(session.repositoryId)}"]`);
   if (row) {
@@ -113,10 +131,7 @@ function follow(session) {
       health.textContent = word;
       health.className = `badge ${word.replace(" ", "-")}`;
     }
-    if (session.state === "completed") {
-      const when = row.querySelector(".last-success");
-      if (when) when.textContent = new Date().toISOString().replace("T", " ").slice(0, 19) + " UTC";
-    }
+    if (!active) refresh(row, session.repositoryId);
   }
   for (const cell of document.querySelectorAll(`[data-session="${CSS.escape(session.id)}"]`)) {
     if (!row || !row.contains(cell)) cell.textContent = session.state;
@@ -131,7 +146,10 @@ function follow(session) {
 }
 
 if (csrf && window.EventSource) {
-  const stream = new EventSource("/api/v1/events");
+  // From the last event before the page was made (a reconnection goes on from the last
+  // event received, which the browser sends as Last-Event-ID).
+  const since = document.querySelector('meta[name="events-since"]')?.content;
+  const stream = new EventSource(`/api/v1/events${since ? `?since=${since}` : ""}`);
   const types = ["session.queued", "session.started", "session.progress", "session.finished",
     "session.failed", "session.stopped", "session.halted"];
   for (const type of types) {
