@@ -83,7 +83,7 @@ def test_dry_run_prints_a_plan_a_person_reads(pair: Pair) -> None:
     assert sorted(pushes) == ["push          a.txt (5 B)", "push          big.bin (1.5 MiB)"]
     assert pull == "pull          r.txt (6 B)"
     assert totals == (
-        "dry run, nothing changed: would push 2 (1.5 MiB), pull 1 (6 B), "
+        "dry run, nothing changed: would push 2 (1.5 MiB), pull 1 (6 B), move 0, "
         "delete 0 local and 0 remote; 0 conflicts"
     )
     assert tree(pair.remote) == {"r.txt": b"remote"}

@@ -153,10 +153,29 @@ class Editor:
                 break
             (self.root / parent).rmdir()
 
+    def move(self, path: str, *, whole_directory: bool) -> None:
+        """A rename or move as a file manager makes it: the same file (inode, mtime, bits)
+        under a free name, or the file's whole top directory renamed; nothing happens
+        when the name drawn is taken."""
+        if whole_directory and "/" in path:
+            path = path.split("/", maxsplit=1)[0]
+        target = self.data.draw(st.sampled_from(PATHS if not whole_directory else NAMES))
+        taken = (self.root / target).exists() or any(
+            (self.root / parent).is_file() for parent in parents(target)
+        )
+        if taken or target == path or target.startswith(f"{path}/"):
+            return
+        (self.root / target).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.root / path, self.root / target)
+        for parent in reversed(parents(path)):  # the directories it left, if emptied
+            if any((self.root / parent).iterdir()):
+                break
+            (self.root / parent).rmdir()
+
     def edit(self) -> None:
         draw = self.data.draw
         existing = sorted(held(scan(self.root)))
-        op = draw(st.sampled_from((*OPS, "swap")))
+        op = draw(st.sampled_from((*OPS, "swap", "move", "move_directory")))
         if op == "create" or not existing:
             path = draw(st.sampled_from(PATHS))
             self.write(path, draw(st.sampled_from(CONTENTS)), draw(st.booleans()))
@@ -176,6 +195,8 @@ class Editor:
             full.chmod(0o644 if exe else 0o755)
         elif op == "swap":  # another version of the same size and mtime: only the inode moves
             self.swap(path)
+        elif op in ("move", "move_directory"):
+            self.move(path, whole_directory=op == "move_directory")
         else:
             self.delete(path)
             self.write(f"{path}/{draw(st.sampled_from(NAMES))}", b"d", False)
@@ -210,6 +231,8 @@ def session_keeps_the_promises(
         session = run(*sides(roots), store, repo, clock_ns, replace(settings_, force=True))
     report = session.report
     assert (report.state, report.errors, report.skipped) == ("completed", [], [])
+    if report.moved_local or report.moved_remote:
+        event("files moved as the other side moved them")
     note(report, mode, start)
     after = tuple(scan(r) for r in roots)
     end = {side: held(f) for side, f in zip(Side, after, strict=True)}

@@ -192,24 +192,31 @@ def check_named_promises(
 def check_nothing_lost(
     stamp: str, start: Sides, end: Sides, trashed: Mapping[Side, Mapping[str, Version]]
 ) -> None:
-    """Every version at the start is on a side, a conflict copy, or in its side's trash."""
+    """Every version at the start is on a side, a conflict copy, or in its side's trash,
+    or is the very file (bytes, bit and its own mtime) still on its side under the name
+    it was moved to, as the other side moved it."""
     for side, files in start.items():
+        moved = set(end[side].values())
         for path, held in files.items():
             v = version(held)
             kept = any(version(end[s].get(n)) == v for s in Side for n in names(path, stamp))
+            kept = kept or held in moved
             assert kept or trashed[side].get(path) == v, f"{side.value} {path} {v} was lost"
 
 
 def check_provenance(stamp: str, start: Sides, end: Sides) -> None:
-    """Every file on a side is a version that existed, with its bytes, bit and mtime."""
+    """Every file on a side is a version that existed, with its bytes, bit and mtime, at
+    that path, or the side's own file of another path moved there."""
     origins: dict[str, set[Held]] = {}
     for files in start.values():
         for path, held in files.items():
             for name in names(path, stamp):
                 origins.setdefault(name, set()).add(held)
     for side, files in end.items():
+        own = set(start[side].values())
         for path, held in files.items():
-            assert held in origins.get(path, set()), f"{side.value} {path} {held} is new"
+            known = held in origins.get(path, set()) or held in own
+            assert known, f"{side.value} {path} {held} is new"
 
 
 def check_quiet(

@@ -103,6 +103,8 @@ class LogKind(StrEnum):
     PULLED = "pulled"
     DELETED_LOCAL = "deleted-local"
     DELETED_REMOTE = "deleted-remote"
+    MOVED_LOCAL = "moved-local"  # the path a file was moved to, on that side
+    MOVED_REMOTE = "moved-remote"
     CONFLICT = "conflict"
     ERROR = "error"
     SKIPPED = "skipped"
@@ -114,6 +116,10 @@ class LogKind(StrEnum):
     @classmethod
     def deleted(cls, side: Side) -> LogKind:
         return cls.DELETED_LOCAL if side is Side.LOCAL else cls.DELETED_REMOTE
+
+    @classmethod
+    def moved(cls, side: Side) -> LogKind:
+        return cls.MOVED_LOCAL if side is Side.LOCAL else cls.MOVED_REMOTE
 
 
 class PlanAction(StrEnum):

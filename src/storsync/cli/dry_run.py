@@ -10,6 +10,7 @@ from itertools import islice
 import click
 
 from storsync.engine.reconcile import Plan, Transfer
+from storsync.model import Side
 from storsync.units import size
 
 SHOWN = 50
@@ -29,8 +30,9 @@ def _totals_line(plan: Plan) -> str:
     pulled = sum(t.source.size for t in plan.pull)
     return (
         f"dry run, nothing changed: would push {len(plan.push)} ({size(pushed)}), "
-        f"pull {len(plan.pull)} ({size(pulled)}), delete {len(plan.delete_local)} local "
-        f"and {len(plan.delete_remote)} remote; {len(plan.conflicts)} conflicts"
+        f"pull {len(plan.pull)} ({size(pulled)}), move {len(plan.moves)}, delete "
+        f"{len(plan.delete_local)} local and {len(plan.delete_remote)} remote; "
+        f"{len(plan.conflicts)} conflicts"
     )
 
 
@@ -40,6 +42,7 @@ def _count(plan: Plan) -> int:
         for actions in (
             plan.renames,
             plan.keep_both,
+            plan.moves,
             plan.delete_remote,
             plan.push,
             plan.delete_local,
@@ -49,20 +52,28 @@ def _count(plan: Plan) -> int:
 
 
 def _lines(plan: Plan) -> Iterator[str]:
-    """Conflict renames and copies first, then the push direction (deletions, then
-    transfers), then the pull direction, as runner/execute.py does them."""
+    """Conflict renames and copies first, then the push direction (moves, deletions,
+    then transfers), then the pull direction, as runner/execute.py does them."""
     for rename in plan.renames:
         yield _line(f"rename {rename.side.value}", f"{rename.path} -> {rename.new_path}")
     for kept in plan.keep_both:
         yield _line("keep both", f"{kept.path} (the remote version as {kept.copy_path})")
+    yield from _moves(plan, Side.REMOTE)
     for deleted in plan.delete_remote:
         yield _line("delete remote", deleted.path)
     for transfer in plan.push:
         yield _transfer("push", transfer)
+    yield from _moves(plan, Side.LOCAL)
     for deleted in plan.delete_local:
         yield _line("delete local", deleted.path)
     for transfer in plan.pull:
         yield _transfer("pull", transfer)
+
+
+def _moves(plan: Plan, side: Side) -> Iterator[str]:
+    for move in plan.moves:
+        if move.side is side:
+            yield _line(f"move {side.value}", f"{move.path} -> {move.new_path}")
 
 
 def _transfer(word: str, transfer: Transfer) -> str:

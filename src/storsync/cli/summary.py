@@ -20,6 +20,7 @@ class Totals:
     deleted_remote: int
     conflicts: int
     errors: int
+    moved: int = 0  # files moved as the other side moved them (the command line's own)
 
     def line(self, state: str, seconds: float | None = None) -> str:
         """``completed in 1.2 s: pushed 3 (1.5 MiB), pulled 0 (0 B), ...``."""
@@ -27,6 +28,7 @@ class Totals:
         return (
             f"{state}{took}: pushed {self.pushed} ({size(self.bytes_pushed)}), "
             f"pulled {self.pulled} ({size(self.bytes_pulled)}), "
-            f"deleted {self.deleted_local} local and {self.deleted_remote} remote, "
+            + (f"moved {self.moved}, " if self.moved else "")
+            + f"deleted {self.deleted_local} local and {self.deleted_remote} remote, "
             f"{self.conflicts} conflicts, {self.errors} errors"
         )

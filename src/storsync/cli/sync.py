@@ -308,6 +308,7 @@ def summary_line(report: Report, seconds: float | None = None) -> str:
         deleted_remote=report.deleted_remote,
         conflicts=len(report.conflicts),
         errors=len(report.errors),
+        moved=report.moved_local + report.moved_remote,
     )
     return totals.line(report.state.value, seconds)
 

@@ -38,6 +38,21 @@ class Delete:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """Move ``path`` to ``new_path`` on ``side``, as the other side did (engine.moves).
+
+    ``entry`` is what ``side`` holds at ``path`` (the move's condition); ``source`` is
+    the moved file on the other side at ``new_path``, with its hash.
+    """
+
+    side: Side
+    path: str
+    new_path: str
+    entry: Entry
+    source: Entry
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """Both sides hold the same bytes: remember it, move nothing."""
 
@@ -74,6 +89,7 @@ class Plan:
     delete_local: list[Delete] = field(default_factory=list)
     delete_remote: list[Delete] = field(default_factory=list)
     renames: list[Rename] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
     keep_both: list[KeepBoth] = field(default_factory=list)
     record: list[Record] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)
@@ -94,6 +110,7 @@ class Plan:
             or self.delete_local
             or self.delete_remote
             or self.renames
+            or self.moves
             or self.keep_both
         )
 
@@ -106,6 +123,7 @@ class Plan:
             "renames": [
                 {"side": r.side.value, "path": r.path, "to": r.new_path} for r in self.renames
             ],
+            "moves": [{"side": m.side.value, "path": m.path, "to": m.new_path} for m in self.moves],
             "keep_both": [{"path": k.path, "copy": k.copy_path} for k in self.keep_both],
             "record": [r.path for r in self.record],
             "forget": list(self.forget),

@@ -4,15 +4,18 @@ each step; each direction reports its state to the observer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
 
-from storsync.engine.reconcile import Delete, Plan
+from storsync.engine.reconcile import Delete, Move, Plan
 from storsync.errors import ChangedError, Stopped, StorageError, StorsyncError
 from storsync.model import BaseEntry, LogKind, Phase, PhaseState, Side
 from storsync.runner.context import SessionContext
 from storsync.runner.observer import Planned
 from storsync.runner.progress import Stage
 from storsync.runner.transfers import transfer_all
+from storsync.storage.base import Storage
 
 
 def execute(ctx: SessionContext, plan: Plan) -> None:
@@ -20,7 +23,8 @@ def execute(ctx: SessionContext, plan: Plan) -> None:
     for side in (Side.REMOTE, Side.LOCAL):
         counters = ctx.progress.counters(side)
         transfers = plan.transfers(side)
-        counters.files_planned = len(transfers) + len(plan.deletes(side))
+        moves = sum(1 for m in plan.moves if m.side is side)
+        counters.files_planned = len(transfers) + len(plan.deletes(side)) + moves
         counters.bytes_planned = sum(t.source.size for t in transfers)
     progress = ctx.progress
     push, pull = progress.push.frozen(), progress.pull.frozen()
@@ -39,6 +43,7 @@ def _direction(ctx: SessionContext, plan: Plan, side: Side) -> None:
     ctx.observer.phase(phase, PhaseState.RUNNING)
     errors_before = len(ctx.report.errors)
     try:
+        _moves(ctx, side, [m for m in plan.moves if m.side is side])
         _deletions(ctx, side, plan.deletes(side))
         transfer_all(ctx, side, plan.transfers(side))
         ctx.stop.check()
@@ -76,32 +81,76 @@ def _prelude(ctx: SessionContext, plan: Plan) -> None:
     ctx.commit([], forgotten)
 
 
-def _deletions(ctx: SessionContext, side: Side, deletes: list[Delete]) -> None:
-    storage = ctx.storage(side)
+class _Step(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Step)
+R = TypeVar("R")
+
+
+def _each(
+    ctx: SessionContext, storage: Storage, steps: list[S], do: Callable[[S], R]
+) -> tuple[list[tuple[S, R]], StorsyncError | None]:
+    """``do`` each step (in parallel on a network storage): the steps done with what they
+    returned, each failure reported on its path, and the outage of the storage that
+    stopped the rest (they wait for the next session), for the caller to raise once it
+    has recorded what was done."""
     down: list[StorsyncError] = []
 
-    def one(delete: Delete) -> StorsyncError | None:
+    def one(step: S) -> R | StorsyncError:
         if down:  # the storage is out: the rest waits for the next session
             return down[0]
         try:
-            ctx.retry(storage.remove, delete.path, delete.entry, trash=ctx.trash)
+            return do(step)
         except (ChangedError, StorageError) as exc:
             if exc.retryable:
                 down.append(exc)
             return exc
-        return None
 
-    forgotten: list[str] = []
-    outage: StorsyncError | None = None
+    done: list[tuple[S, R]] = []
     with ThreadPoolExecutor(ctx.settings.transfers if storage.caps.network else 1) as pool:
-        for delete, failure in zip(deletes, pool.map(one, deletes), strict=True):
-            if isinstance(failure, StorageError) and failure.retryable:
-                outage = outage or failure
-            elif failure is not None:
-                ctx.report.error(delete.path, failure.message)
+        for step, result in zip(steps, pool.map(one, steps), strict=True):
+            if isinstance(result, StorageError) and result.retryable:
+                continue
+            if isinstance(result, StorsyncError):
+                ctx.report.error(step.path, result.message)
             else:
-                forgotten.append(delete.path)
-                ctx.progress.add_file(side)
+                done.append((step, result))
+    return done, (down[0] if down else None)
+
+
+def _moves(ctx: SessionContext, side: Side, moves: list[Move]) -> None:
+    storage = ctx.storage(side)
+    done, outage = _each(
+        ctx, storage, moves, lambda m: ctx.retry(storage.move, m.path, m.new_path, m.entry)
+    )
+    records = []
+    for move, moved in done:
+        local, remote = (moved, move.source) if side is Side.LOCAL else (move.source, moved)
+        records.append((move.new_path, BaseEntry.of(local, remote, move.source.hash)))
+        ctx.progress.add_file(side)
+    if side is Side.LOCAL:
+        ctx.report.moved_local += len(done)
+    else:
+        ctx.report.moved_remote += len(done)
+    if done:
+        ctx.retry(storage.sync)
+        ctx.commit(records, [move.path for move, _ in done])
+        ctx.logged(LogKind.moved(side), [(move.new_path, None) for move, _ in done])
+    if outage is not None:
+        raise outage
+
+
+def _deletions(ctx: SessionContext, side: Side, deletes: list[Delete]) -> None:
+    storage = ctx.storage(side)
+    done, outage = _each(
+        ctx, storage, deletes, lambda d: ctx.retry(storage.remove, d.path, d.entry, trash=ctx.trash)
+    )
+    forgotten = [delete.path for delete, _ in done]
+    for _ in forgotten:
+        ctx.progress.add_file(side)
     if side is Side.LOCAL:
         ctx.report.deleted_local += len(forgotten)
     else:

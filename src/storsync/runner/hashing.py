@@ -1,4 +1,5 @@
-"""The hash stage: the content hashes the decisions depend on, and only those."""
+"""The hash stage: the content hashes the decisions depend on, and only those; and the
+hashes that confirm a move."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 from storsync.engine.compare import needs_hash, untouched
+from storsync.engine.moves import Candidate, confirmed
+from storsync.engine.reconcile import Move
 from storsync.errors import ChangedError, StorageError
 from storsync.model import Entry, Side
 from storsync.runner.context import SessionContext
@@ -28,6 +31,23 @@ def hash_what_decides(ctx: SessionContext, scanned: Scanned) -> None:
         for (side, path, _), value in zip(wanted, hashed, strict=True):
             if value is not None:
                 scanned.side(side)[path] = value
+
+
+def confirm_moves(ctx: SessionContext, candidates: list[Candidate]) -> list[Move]:
+    """The candidates whose moved file holds the bytes the base recorded for the old
+    path: each new file hashed on the side it was moved on (unless its hash is known)."""
+    if not candidates:
+        return []
+    ctx.progress.stage = Stage.HASHING
+    wanted = [(c.side.other, c.transfer.path, c.transfer.source) for c in candidates]
+    with ThreadPoolExecutor(ctx.settings.transfers) as pool:
+        hashed = pool.map(lambda item: item[2] if item[2].hash else _digest(ctx, item), wanted)
+        return [
+            move
+            for candidate, source in zip(candidates, hashed, strict=True)
+            if source is not None
+            and (move := confirmed(candidate, source, ctx.storage(candidate.side.other).caps))
+        ]
 
 
 def _wanted(ctx: SessionContext, scanned: Scanned) -> list[Wanted]:

@@ -16,6 +16,8 @@ class Report:
     pulled: int = 0
     deleted_local: int = 0
     deleted_remote: int = 0
+    moved_local: int = 0
+    moved_remote: int = 0
     conflicts: list[str] = field(default_factory=list)
     bytes_pushed: int = 0
     bytes_pulled: int = 0
@@ -36,6 +38,8 @@ class Report:
             "pulled": self.pulled,
             "deleted_local": self.deleted_local,
             "deleted_remote": self.deleted_remote,
+            "moved_local": self.moved_local,
+            "moved_remote": self.moved_remote,
             "conflicts": sorted(set(self.conflicts)),
             "bytes_pushed": self.bytes_pushed,
             "bytes_pulled": self.bytes_pulled,

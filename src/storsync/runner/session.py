@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterator
 
 from storsync.clock import Clock, SystemClock, utc_stamp
+from storsync.engine import moves
 from storsync.engine.filters import PathFilter
 from storsync.engine.reconcile import Options, Plan, check_safety, reconcile
 from storsync.errors import DeletionGuard, Stopped, StorsyncError, UsageError
@@ -28,7 +29,7 @@ from storsync.runner import conflicts
 from storsync.runner.bandwidth import Throttle
 from storsync.runner.context import SessionContext
 from storsync.runner.execute import execute
-from storsync.runner.hashing import hash_what_decides
+from storsync.runner.hashing import confirm_moves, hash_what_decides
 from storsync.runner.markers import check_markers, write_markers
 from storsync.runner.observer import NoObserver, ProgressTicker, SessionObserver
 from storsync.runner.progress import Progress
@@ -179,6 +180,8 @@ class SyncSession:
                 conflict_stamp=self.stamp,
             ),
         )
+        caps = {Side.LOCAL: ctx.local.caps, Side.REMOTE: ctx.remote.caps}
+        moves.apply(plan, confirm_moves(ctx, moves.candidates(plan, scanned.base, caps)))
         if self.approves is not None:
             self._carry_approval(plan)
         elif not settings.force:

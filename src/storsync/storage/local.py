@@ -453,7 +453,7 @@ class LocalStorage(Storage):
             raise PreconditionFailed(f"{new_path} appeared since the scan") from None
         except OSError as exc:
             raise storage_error(new_path, exc) from exc
-        self._native.pop(path, None)
+        self._prune_empty_parents(self._native.pop(path, path))  # a directory moved away
         return entry_of(os.lstat(target))
 
     # -- own files --------------------------------------------------------------------

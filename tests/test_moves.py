@@ -1,0 +1,191 @@
+"""Renames and moves (SYNC.md "Scale", engine/moves.py): a file or directory moved on one
+side is moved the same way on the other, on directory and S3 remotes, with nothing
+transferred, nothing deleted, the delete guard not tripped, and the base following the
+move; a move against an edit or a deletion on the other side keeps what SYNC.md says."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storsync.engine.moves import candidates
+from storsync.engine.reconcile import Delete, Plan, Transfer
+from storsync.model import BaseEntry, Capabilities, Entry, Side
+from storsync.paths import OWN_DIR
+from tests.conftest import Pair, tree, write
+from tests.s3_server import SeaweedS3
+from tests.test_s3_sync import sync_s3
+
+FILES = 200
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server: SeaweedS3) -> Any:
+    """A boto3 client for the test's own reads and another tool's moves."""
+    return s3_server.boto3_client()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"moves/{uuid.uuid4().hex[:12]}"
+
+
+def _album(root: Path, files: int = FILES) -> None:
+    for i in range(files):
+        write(root, f"album/{i:04}.jpg", os.urandom(1000 + i))
+
+
+def _inodes(root: Path, under: str) -> dict[str, int]:
+    return {
+        p.relative_to(root / under).as_posix(): p.stat().st_ino
+        for p in (root / under).rglob("*")
+        if p.is_file()
+    }
+
+
+def _moved_only(report: Any, side: Side, files: int) -> None:
+    moved = report.moved_remote if side is Side.REMOTE else report.moved_local
+    assert (report.state.value, moved) == ("completed", files), report.summary()
+    assert (report.pushed, report.pulled, report.bytes_pushed, report.bytes_pulled) == (0,) * 4
+    assert (report.deleted_local, report.deleted_remote, report.errors) == (0, 0, [])
+
+
+@pytest.mark.parametrize("moved_on", [Side.LOCAL, Side.REMOTE])
+def test_a_directory_moved_on_one_side_is_moved_on_the_other(pair: Pair, moved_on: Side) -> None:
+    _album(pair.local)
+    assert pair.sync().pushed == FILES
+    there = pair.remote if moved_on is Side.LOCAL else pair.local
+    here = pair.local if moved_on is Side.LOCAL else pair.remote
+    kept = _inodes(there, "album")
+    (here / "2026").mkdir()
+    (here / "album").rename(here / "2026" / "holidays")
+    # Without moves, every file would be a deletion: the guard would stop the session.
+    report = pair.sync()
+    _moved_only(report, moved_on.other, FILES)
+    assert tree(pair.local) == tree(pair.remote)
+    assert set(tree(pair.local)) == {f"2026/holidays/{i:04}.jpg" for i in range(FILES)}
+    # Moved, not written again: the same files (inodes) under their new names.
+    assert _inodes(there, "2026/holidays") == kept
+    assert not (there / "album").exists()
+    quiet = pair.sync()
+    assert (quiet.pushed, quiet.pulled, quiet.moved_local, quiet.moved_remote) == (0, 0, 0, 0)
+
+
+def test_a_rename_against_an_edit_on_the_other_side_keeps_the_edit(pair: Pair) -> None:
+    write(pair.local, "report.txt", "first draft")
+    pair.sync()
+    (pair.local / "report.txt").rename(pair.local / "final.txt")
+    write(pair.remote, "report.txt", "edited on the other side")
+    report = pair.sync()
+    assert (report.moved_local, report.moved_remote) == (0, 0)
+    assert (
+        tree(pair.local)
+        == tree(pair.remote)
+        == {
+            "final.txt": b"first draft",
+            "report.txt": b"edited on the other side",
+        }
+    )
+
+
+def test_a_rename_against_a_deletion_on_the_other_side_keeps_the_renamed_file(
+    pair: Pair,
+) -> None:
+    write(pair.local, "report.txt", "first draft")
+    pair.sync()
+    (pair.local / "report.txt").rename(pair.local / "final.txt")
+    (pair.remote / "report.txt").unlink()
+    report = pair.sync()
+    assert (report.moved_remote, report.pushed) == (0, 1)
+    assert tree(pair.local) == tree(pair.remote) == {"final.txt": b"first draft"}
+
+
+def test_a_moved_file_that_was_also_edited_is_not_a_move(pair: Pair) -> None:
+    _album(pair.local, 10)  # so that one deletion is within the guard
+    write(pair.local, "a.txt", "abc")
+    pair.sync()
+    stamp = (pair.local / "a.txt").stat()
+    (pair.local / "a.txt").rename(pair.local / "b.txt")
+    with (pair.local / "b.txt").open("r+b") as f:  # same inode, size and mtime: other bytes
+        f.write(b"xyz")
+    os.utime(pair.local / "b.txt", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    report = pair.sync()
+    assert report.state.value == "completed", report.summary()
+    assert (report.moved_remote, report.pushed, report.deleted_remote) == (0, 1, 1)
+    assert tree(pair.local) == tree(pair.remote)
+    assert tree(pair.remote)["b.txt"] == b"xyz" and "a.txt" not in tree(pair.remote)
+
+
+def test_a_dry_run_lists_the_moves_and_changes_nothing(pair: Pair) -> None:
+    _album(pair.local, 3)
+    pair.sync()
+    (pair.local / "album").rename(pair.local / "photos")
+    result = pair.cli("--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "move remote   album/0000.jpg -> photos/0000.jpg" in result.stdout
+    assert "would push 0 (0 B), pull 0 (0 B), move 3, delete 0 local" in result.stdout
+    assert set(tree(pair.remote)) == {f"album/{i:04}.jpg" for i in range(3)}
+    done = pair.cli()
+    assert done.returncode == 0 and "moved 3, deleted 0 local and 0 remote" in done.stdout
+
+
+def test_on_s3_a_move_is_a_server_side_copy_both_ways(
+    pair: Pair, s3_server: SeaweedS3, s3: Any, prefix: str
+) -> None:
+    _album(pair.local, 50)
+    assert sync_s3(pair, s3_server, prefix).pushed == 50
+    (pair.local / "album").rename(pair.local / "photos")
+    _moved_only(sync_s3(pair, s3_server, prefix), Side.REMOTE, 50)
+    keys = {
+        o["Key"][len(prefix) + 1 :]
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=s3_server.bucket, Prefix=f"{prefix}/"
+        )
+        for o in page.get("Contents", [])
+    }
+    assert {k for k in keys if not k.startswith(f"{OWN_DIR}/")} == {
+        f"photos/{i:04}.jpg" for i in range(50)
+    }
+    # Moved on the store by another tool (copy, then delete): moved locally, by the
+    # hash the objects carry.
+    for i in range(10):
+        old, new = f"{prefix}/photos/{i:04}.jpg", f"{prefix}/archive/{i:04}.jpg"
+        s3.copy_object(
+            Bucket=s3_server.bucket, Key=new, CopySource={"Bucket": s3_server.bucket, "Key": old}
+        )
+        s3.delete_object(Bucket=s3_server.bucket, Key=old)
+    before = _inodes(pair.local, "photos")
+    _moved_only(sync_s3(pair, s3_server, prefix), Side.LOCAL, 10)
+    after = _inodes(pair.local, "archive")
+    assert after == {name: before[name] for name in after}
+    assert len(after) == 10
+    quiet = sync_s3(pair, s3_server, prefix)
+    assert (quiet.pushed, quiet.pulled, quiet.moved_local, quiet.moved_remote) == (0, 0, 0, 0)
+
+
+# -- pairing, in the engine --------------------------------------------------------------
+
+DIRECTORY = Capabilities(inodes=True)
+
+
+def _base(inode: int) -> BaseEntry:
+    return BaseEntry(3, "h", False, 10, inode, None, 10, 900 + inode, None)
+
+
+def test_a_stamp_several_deleted_paths_share_pairs_none() -> None:
+    """Two deleted paths with one stamp (hard links moved apart) are not guessed at."""
+    base = {"a": _base(1), "b": _base(1), "c": _base(2)}
+    plan = Plan(
+        push=[
+            Transfer("x", Entry(3, 10, inode=1), None),
+            Transfer("y", Entry(3, 10, inode=2), None),
+        ],
+        # The remote still holds each deleted path as the base recorded it.
+        delete_remote=[Delete(p, Entry(3, 10, inode=base[p].remote_inode)) for p in "abc"],
+    )
+    found = candidates(plan, base, {Side.LOCAL: DIRECTORY, Side.REMOTE: DIRECTORY})
+    assert [(c.delete.path, c.transfer.path) for c in found] == [("c", "y")]
