@@ -19,6 +19,7 @@ from storsync.paths import OWN_DIR
 from tests.conftest import Pair, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import sync_s3
+from tests.test_service_lifecycle import in_process
 
 FILES = 200
 
@@ -189,3 +190,23 @@ def test_a_stamp_several_deleted_paths_share_pairs_none() -> None:
     )
     found = candidates(plan, base, {Side.LOCAL: DIRECTORY, Side.REMOTE: DIRECTORY})
     assert [(c.delete.path, c.transfer.path) for c in found] == [("c", "y")]
+
+
+def test_through_the_service_a_move_is_listed_in_the_sessions_items(tmp_path: Path) -> None:
+    with in_process(tmp_path, None) as (_, api):
+        repository = api.new_repository()
+        local = Path(repository["localPath"])
+        _album(local, 20)
+        assert api.sync(repository["id"])["pushed"] == 20
+        (local / "album").rename(local / "photos")
+        session = api.sync(repository["id"])
+        assert (session["state"], session["pushed"], session["deletedRemote"]) == (
+            "completed",
+            0,
+            0,
+        )
+        answer = api.get(f"/api/v1/sessions/{session['id']}/items?kind=moved-remote&limit=100")
+        assert answer.status_code == 200, answer.text
+        moved = {item["path"] for item in answer.json()["items"]}
+        assert moved == {f"photos/{i:04}.jpg" for i in range(20)}
+        assert set(tree(Path(repository["remote"]))) == moved
