@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from service_load import (  # noqa: E402
     ADMIN_PASSWORD,
+    append,
     insert_sessions,
     new_repository,
     postgres_database,
@@ -94,10 +94,7 @@ def main() -> None:
                     **timed(person, path, args.reps),
                     "date": stamp,
                 }
-                print(json.dumps(row), flush=True)
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                with args.out.open("a") as out:
-                    out.write(json.dumps(row) + "\n")
+                append(args.out, row)
 
 
 if __name__ == "__main__":

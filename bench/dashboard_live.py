@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import statistics
@@ -35,7 +34,7 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from service_load import ADMIN_PASSWORD, new_repository, running  # noqa: E402
+from service_load import ADMIN_PASSWORD, append, new_repository, running  # noqa: E402
 
 FILE_BYTES = 32 * 1024
 
@@ -166,10 +165,7 @@ def main() -> None:
                 **one_run(page, client, server.root, f"live{run}", args.files, rate),
                 "date": stamp,
             }
-            print(json.dumps(row), flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as out:
-                out.write(json.dumps(row) + "\n")
+            append(args.out, row)
         browser.close()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -29,7 +29,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from service_load import append  # noqa: E402
 from tests.s3_server import SeaweedS3  # noqa: E402
 
 STORSYNC = ROOT / ".venv" / "bin" / "storsync"
@@ -125,9 +127,7 @@ def one(kind: str, files: int, work: Path, out: Path, stamp: str) -> None:
                 },
                 "date": stamp,
             }
-            print(json.dumps(row), flush=True)
-            with out.open("a") as stream:
-                stream.write(json.dumps(row) + "\n")
+            append(out, row)
         if s3 is not None:
             assert keys(s3, f"{prefix}/album/") == files
     finally:

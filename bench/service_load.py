@@ -270,6 +270,14 @@ def run_load(server: Server, cmd: list[str], stop_when: Any = None) -> dict[str,
     return result
 
 
+def append(out: Path, row: dict[str, Any]) -> None:
+    """One result: printed, and appended to ``out`` as a JSON line."""
+    print(json.dumps(row), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as stream:
+        stream.write(json.dumps(row) + "\n")
+
+
 def record(out: Path, row: dict[str, Any]) -> None:
     row = {
         "label": LABEL,

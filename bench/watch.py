@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import sys
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from service_load import make_tree, running  # noqa: E402
+from service_load import append, make_tree, running  # noqa: E402
 from tests.s3_server import SeaweedS3  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -239,10 +238,7 @@ def main() -> None:
                 "spare_rss_kib": sum(rss_kib(c) for c in children(server.pid)),
                 "date": stamp,
             }
-            print(json.dumps(row), flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as out:
-                out.write(json.dumps(row) + "\n")
+            append(args.out, row)
         finally:
             if s3 is not None:
                 s3.stop()

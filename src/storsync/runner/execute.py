@@ -130,15 +130,9 @@ def _moves(ctx: SessionContext, side: Side, moves: list[Move]) -> None:
     for move, moved in done:
         local, remote = (moved, move.source) if side is Side.LOCAL else (move.source, moved)
         records.append((move.new_path, BaseEntry.of(local, remote, move.source.hash)))
-        ctx.progress.add_file(side)
-    if side is Side.LOCAL:
-        ctx.report.moved_local += len(done)
-    else:
-        ctx.report.moved_remote += len(done)
-    if done:
-        ctx.retry(storage.sync)
-        ctx.commit(records, [move.path for move, _ in done])
-        ctx.logged(LogKind.moved(side), [(move.new_path, None) for move, _ in done])
+    ctx.report.count_moved(side, len(done))
+    arrived = [move.new_path for move, _ in done]
+    _settle(ctx, side, records, [move.path for move, _ in done], LogKind.moved(side), arrived)
     if outage is not None:
         raise outage
 
@@ -149,15 +143,25 @@ def _deletions(ctx: SessionContext, side: Side, deletes: list[Delete]) -> None:
         ctx, storage, deletes, lambda d: ctx.retry(storage.remove, d.path, d.entry, trash=ctx.trash)
     )
     forgotten = [delete.path for delete, _ in done]
-    for _ in forgotten:
-        ctx.progress.add_file(side)
-    if side is Side.LOCAL:
-        ctx.report.deleted_local += len(forgotten)
-    else:
-        ctx.report.deleted_remote += len(forgotten)
-    if forgotten:
-        ctx.retry(storage.sync)
-        ctx.commit([], forgotten)
-        ctx.logged(LogKind.deleted(side), [(path, None) for path in forgotten])
+    ctx.report.count_deleted(side, len(forgotten))
+    _settle(ctx, side, [], forgotten, LogKind.deleted(side), forgotten)
     if outage is not None:
         raise outage
+
+
+def _settle(
+    ctx: SessionContext,
+    side: Side,
+    records: list[tuple[str, BaseEntry]],
+    forgotten: list[str],
+    kind: LogKind,
+    logged: list[str],
+) -> None:
+    """Steps done on ``side``: counted, made durable there, then the base told (new
+    rows, paths forgotten) and the paths logged."""
+    for _ in logged:
+        ctx.progress.add_file(side)
+    if logged:
+        ctx.retry(ctx.storage(side).sync)
+        ctx.commit(records, forgotten)
+        ctx.logged(kind, [(path, None) for path in logged])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from storsync.engine.reconcile import Plan
-from storsync.model import Halt, SessionState, Skipped
+from storsync.model import Halt, SessionState, Side, Skipped
 
 
 @dataclass
@@ -29,6 +29,18 @@ class Report:
 
     def error(self, path: str, message: str) -> None:
         self.errors.append({"path": path, "message": message})
+
+    def count_deleted(self, side: Side, files: int) -> None:
+        if side is Side.LOCAL:
+            self.deleted_local += files
+        else:
+            self.deleted_remote += files
+
+    def count_moved(self, side: Side, files: int) -> None:
+        if side is Side.LOCAL:
+            self.moved_local += files
+        else:
+            self.moved_remote += files
 
     def summary(self) -> dict[str, object]:
         """The ``--json`` object of CLI.md, plus the log items of skipped paths."""
