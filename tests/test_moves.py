@@ -210,3 +210,16 @@ def test_through_the_service_a_move_is_listed_in_the_sessions_items(tmp_path: Pa
         moved = {item["path"] for item in answer.json()["items"]}
         assert moved == {f"photos/{i:04}.jpg" for i in range(20)}
         assert set(tree(Path(repository["remote"]))) == moved
+
+
+def test_a_file_larger_than_the_side_moves_is_transferred_again() -> None:
+    """On S3 one CopyObject copies at most 5 GiB: a larger moved file is not paired."""
+    base = {"a": _base(1)}
+    plan = Plan(
+        push=[Transfer("x", Entry(3, 10, inode=1), None)],
+        delete_remote=[Delete("a", Entry(3, 10, inode=901))],
+    )
+    caps = {Side.LOCAL: DIRECTORY, Side.REMOTE: DIRECTORY}
+    assert len(candidates(plan, base, caps)) == 1
+    small = Capabilities(inodes=True, move_limit=2)
+    assert candidates(plan, base, {**caps, Side.REMOTE: small}) == []

@@ -198,6 +198,8 @@ class Capabilities:
     keeps the executable bit. ``listing_metadata``: a scan gives each file's own mtime and
     bit (an object listing does not: the runner takes them from the base while the ETag is
     unchanged). ``network``: each call is a round trip, worth running in parallel.
+    ``move_limit``: the largest file it moves within itself (None: any); a larger one
+    moved on the other side is transferred again.
     """
 
     mtime_precision_ns: int = 1
@@ -207,6 +209,7 @@ class Capabilities:
     executable_bit: bool = False
     listing_metadata: bool = True
     network: bool = False
+    move_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,8 +71,11 @@ def candidates(
             deleted.setdefault(_base_stamp(known, observed, caps[observed]), []).append(
                 (delete, known)
             )
+        limit = caps[side].move_limit
         for transfer in plan.transfers(side):
             if transfer.target is not None or transfer.conflict:
+                continue
+            if limit is not None and transfer.source.size > limit:
                 continue
             source = transfer.source
             stamp = _stamp(source.size, source.mtime_ns, source.inode, source.etag, caps[observed])

@@ -37,6 +37,7 @@ from storsync.storage.s3_seaweed import drop_empty_folders
 __all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
 
 MULTIPART_THRESHOLD = 64 << 20
+SINGLE_COPY_LIMIT = 5 << 30
 META_MTIME = "storsync-mtime-ns"
 META_HASH = "storsync-blake3"
 META_EXEC = "storsync-exec"
@@ -138,6 +139,9 @@ class S3Storage(Storage):
             executable_bit=True,
             listing_metadata=False,
             network=True,
+            # One CopyObject copies at most 5 GiB (a larger copy would be a multipart
+            # copy, which storsync does not make yet).
+            move_limit=SINGLE_COPY_LIMIT,
         )
         self._bucket = S3Bucket.of(settings, self.url)
         self._client = client or make_client(settings)
