@@ -200,11 +200,9 @@ def test_through_the_service_a_move_is_listed_in_the_sessions_items(tmp_path: Pa
         assert api.sync(repository["id"])["pushed"] == 20
         (local / "album").rename(local / "photos")
         session = api.sync(repository["id"])
-        assert (session["state"], session["pushed"], session["deletedRemote"]) == (
-            "completed",
-            0,
-            0,
-        )
+        shown = (session["state"], session["pushed"], session["deletedRemote"])
+        assert shown == ("completed", 0, 0)
+        assert (session["movedLocal"], session["movedRemote"]) == (0, 20)
         answer = api.get(f"/api/v1/sessions/{session['id']}/items?kind=moved-remote&limit=100")
         assert answer.status_code == 200, answer.text
         moved = {item["path"] for item in answer.json()["items"]}

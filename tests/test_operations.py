@@ -102,7 +102,8 @@ def test_the_log_has_a_line_per_session_and_a_start_up_summary(tmp_path: Path) -
     assert started in log
     ended = re.search(
         rf"INFO storsync\.service: session {done['id']} of repository {good['id']} "
-        r"completed in [\d.]+ s: pushed 1, pulled 0, deleted 0 local and 0 remote, "
+        r"completed in [\d.]+ s: pushed 1, pulled 0, moved 0 local and 0 remote, "
+        r"deleted 0 local and 0 remote, "
         r"0 conflicts, 0 errors",
         log,
     )

@@ -448,6 +448,30 @@ def test_a_scheduled_session_with_nothing_to_do_stays_quiet_and_goes_after_a_day
         assert _event_types(api, idle["id"]) == []
 
 
+def test_a_scheduled_session_that_only_moved_files_is_not_a_quiet_one(tmp_path: Path) -> None:
+    """Moving files is work done: such a session stays in the history past the day
+    after which the quiet ones go."""
+    clock = ManualClock(at("2026-05-01 00:00"))
+    with served(tmp_path, clock) as (service, api):
+        repository = api.new_repository(schedule={"intervalSeconds": 60})
+        rid, local = repository["id"], Path(repository["localPath"])
+        for i in range(5):
+            write(local, f"a{i}.txt", f"file {i}")
+        clock.advance(60)
+        wait_for(lambda: len(schedule_sessions(api, rid)) == 1, "the first fire")
+        api.wait(schedule_sessions(api, rid)[0]["id"])
+        (local / "a0.txt").rename(local / "b0.txt")
+        clock.advance(60)
+        wait_for(lambda: len(schedule_sessions(api, rid)) == 2, "the second fire")
+        moved = api.wait(schedule_sessions(api, rid)[0]["id"])
+        assert (moved["pushed"], moved["deletedRemote"], moved["movedRemote"]) == (0, 0, 1)
+        clock.advance(86_400 + 3600)
+        wait_for(lambda: len(schedule_sessions(api, rid)) == 3, "the third fire")
+        api.wait(schedule_sessions(api, rid)[0]["id"])
+        service.sessions.prune()
+        assert moved["id"] in [s["id"] for s in schedule_sessions(api, rid)]
+
+
 def test_conflicts_are_announced_when_planned_before_any_transfer(api: Api) -> None:
     repository = api.new_repository()
     local, remote = Path(repository["localPath"]), Path(repository["remote"])

@@ -366,6 +366,7 @@ def _session_row(s: Session, names: dict[str, str]) -> dict[str, Any]:
         "pushed": s.pushed,
         "pulled": s.pulled,
         "deleted": f"{s.deleted_local} local, {s.deleted_remote} remote",
+        "moved": f"{s.moved_local} local, {s.moved_remote} remote",
         "conflicts": s.conflicts,
         "errors": s.errors,
         "error": s.error or "",

@@ -90,6 +90,8 @@ def native_session(s: Session) -> dict[str, Any]:
         "pulled": s.pulled,
         "deletedLocal": s.deleted_local,
         "deletedRemote": s.deleted_remote,
+        "movedLocal": s.moved_local,
+        "movedRemote": s.moved_remote,
         "conflicts": s.conflicts,
         "errors": s.errors,
         "halt": _halt(s.halt),

@@ -269,6 +269,8 @@ class SessionOut(BaseModel):
     pulled: int
     deletedLocal: int
     deletedRemote: int
+    movedLocal: int  # files moved on this side as the other side had moved them
+    movedRemote: int
     conflicts: int
     errors: int
     halt: HaltOut | None

@@ -316,6 +316,7 @@ def result_line(session: dict[str, Any]) -> str:
         deleted_remote=session["deletedRemote"],
         conflicts=session["conflicts"],
         errors=session["errors"],
+        moved=session["movedLocal"] + session["movedRemote"],
     )
     return f"{session['id']} {totals.line(session['state'], took.total_seconds())}"
 

@@ -181,7 +181,8 @@ def _log_end(s: Session) -> None:
     )
     line = (
         f"session {s.id} of repository {s.repository_id} {s.state.value}{took}: "
-        f"pushed {s.pushed}, pulled {s.pulled}, deleted {s.deleted_local} local and "
+        f"pushed {s.pushed}, pulled {s.pulled}, moved {s.moved_local} local and "
+        f"{s.moved_remote} remote, deleted {s.deleted_local} local and "
         f"{s.deleted_remote} remote, {s.conflicts} conflicts, {s.errors} errors"
     )
     if s.state is SessionState.FAILED:

@@ -120,6 +120,8 @@ class FinishedReport:
             conflicts=len(conflicts),
             errors=len(errors),
             halt=report.halt,
+            moved_local=report.moved_local,
+            moved_remote=report.moved_remote,
         )
         skipped = tuple((s.path, s.reason) for s in report.skipped)
         return cls(totals, conflicts, errors, skipped)
@@ -166,7 +168,14 @@ def encode(report: WorkerReport) -> str:
             "type": "finished",
             "state": t.state,
             "error": t.error,
-            "counts": [t.pushed, t.pulled, t.deleted_local, t.deleted_remote],
+            "counts": [
+                t.pushed,
+                t.pulled,
+                t.deleted_local,
+                t.deleted_remote,
+                t.moved_local,
+                t.moved_remote,
+            ],
             "halt": None if t.halt is None else dataclasses.asdict(t.halt),
             "conflicts": report.conflicts,
             "errors": report.errors,
@@ -198,7 +207,7 @@ def decode(line: str) -> WorkerReport:
         conflicts = tuple(raw["conflicts"])
         errors = tuple((p, m) for p, m in raw["errors"])
         state, error, counts = SessionState(raw["state"]), raw["error"], raw["counts"]
-        pushed, pulled, deleted_local, deleted_remote = counts
+        pushed, pulled, deleted_local, deleted_remote, moved_local, moved_remote = counts
         halt = raw["halt"]
         totals = SessionTotals(
             state,
@@ -210,6 +219,8 @@ def decode(line: str) -> WorkerReport:
             len(conflicts),
             len(errors),
             None if halt is None else Halt(**{**halt, "sample": tuple(halt["sample"])}),
+            moved_local,
+            moved_remote,
         )
         skipped = tuple((p, r) for p, r in raw["skipped"])
         return FinishedReport(totals, conflicts, errors, skipped)

@@ -39,7 +39,7 @@ CREATE TABLE sessions (
 	deleted_local BIGINT DEFAULT '0' NOT NULL, 
 	deleted_remote BIGINT DEFAULT '0' NOT NULL, 
 	conflicts BIGINT DEFAULT '0' NOT NULL, 
-	errors BIGINT DEFAULT '0' NOT NULL, halt TEXT, halt_outcome VARCHAR(16), approves VARCHAR(36), 
+	errors BIGINT DEFAULT '0' NOT NULL, halt TEXT, halt_outcome VARCHAR(16), approves VARCHAR(36), moved_local BIGINT DEFAULT '0' NOT NULL, moved_remote BIGINT DEFAULT '0' NOT NULL, 
 	PRIMARY KEY (id), 
 	UNIQUE (push_id), 
 	UNIQUE (pull_id)

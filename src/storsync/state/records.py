@@ -140,6 +140,8 @@ class Session:
     halt: Halt | None = None
     halt_outcome: HaltOutcome | None = None
     approves: str | None = None  # the halted session whose deletions it carries
+    moved_local: int = 0
+    moved_remote: int = 0
 
     def phase_state(self, phase: Phase) -> PhaseState | None:
         return self.push_state if phase is Phase.PUSH else self.pull_state
@@ -258,6 +260,8 @@ class SessionTotals:
     conflicts: int = 0
     errors: int = 0
     halt: Halt | None = None
+    moved_local: int = 0
+    moved_remote: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,9 @@ sessions = Table(
     Column("halt", Text),
     Column("halt_outcome", String(16)),
     Column("approves", String(36)),
+    # Added by 0013_session_moves: files moved on each side as the other side moved them.
+    Column("moved_local", BigInteger, nullable=False, server_default="0"),
+    Column("moved_remote", BigInteger, nullable=False, server_default="0"),
     Index("ix_sessions_created", "created_ns", "id"),
     Index("ix_sessions_repository_created", "repository_id", "created_ns", "id"),
     Index("ix_sessions_state", "state"),

@@ -80,13 +80,24 @@ _COLUMNS = (
     _S.c.halt,
     _S.c.halt_outcome,
     _S.c.approves,
+    _S.c.moved_local,
+    _S.c.moved_remote,
 )
 _STATES = {s.value: s for s in SessionState}
 _PHASE_STATES: dict[str | None, PhaseState | None] = {p.value: p for p in PhaseState}
 _PHASE_STATES[None] = None
 _TRIGGERS = {t.value: t for t in Trigger}
 _PHASE_COLUMNS = {Phase.PUSH: "push_state", Phase.PULL: "pull_state"}
-_NOTHING_DONE = ("pushed", "pulled", "deleted_local", "deleted_remote", "conflicts", "errors")
+_NOTHING_DONE = (
+    "pushed",
+    "pulled",
+    "deleted_local",
+    "deleted_remote",
+    "moved_local",
+    "moved_remote",
+    "conflicts",
+    "errors",
+)
 
 
 def _session(row: Sequence[Any]) -> Session:
@@ -94,7 +105,7 @@ def _session(row: Sequence[Any]) -> Session:
     (created_ns, started_ns, ended_ns, error, stop_requested, trigger, percent) = row[7:14]
     push, pull = PhaseCounters(*row[14:18]), PhaseCounters(*row[18:22])
     (pushed, pulled, deleted_local, deleted_remote, conflicts, errors) = row[22:28]
-    halt, outcome, approves = row[28:31]
+    halt, outcome, approves, moved_local, moved_remote = row[28:33]
     return Session(
         id=id_,
         repository_id=repository_id,
@@ -116,6 +127,8 @@ def _session(row: Sequence[Any]) -> Session:
         pulled=pulled,
         deleted_local=deleted_local,
         deleted_remote=deleted_remote,
+        moved_local=moved_local,
+        moved_remote=moved_remote,
         conflicts=conflicts,
         errors=errors,
         halt=None if halt is None else _halt(halt),
@@ -319,6 +332,8 @@ class SessionStore:
             "pulled": totals.pulled,
             "deleted_local": totals.deleted_local,
             "deleted_remote": totals.deleted_remote,
+            "moved_local": totals.moved_local,
+            "moved_remote": totals.moved_remote,
             "conflicts": totals.conflicts,
             "errors": totals.errors,
         }

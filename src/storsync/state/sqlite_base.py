@@ -50,7 +50,7 @@ _FORGET_LISTING = "DELETE FROM remote_listings WHERE repository_id = ?"
 
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0012_remote_listings"
+_FRESH_REVISION = "0013_session_moves"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 

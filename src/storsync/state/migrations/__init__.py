@@ -4,4 +4,4 @@ HEAD names the newest revision, so that opening an up-to-date database costs one
 instead of loading the migration scripts; a test checks it against the scripts.
 """
 
-HEAD = "0012_remote_listings"
+HEAD = "0013_session_moves"
