@@ -16,7 +16,7 @@ from storsync.engine.moves import candidates
 from storsync.engine.reconcile import Delete, Plan, Transfer
 from storsync.model import BaseEntry, Capabilities, Entry, Side
 from storsync.paths import OWN_DIR
-from tests.conftest import Pair, tree, write
+from tests.conftest import Pair, trash, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import sync_s3
 from tests.test_service_lifecycle import in_process
@@ -76,21 +76,28 @@ def test_a_directory_moved_on_one_side_is_moved_on_the_other(pair: Pair, moved_o
     assert (quiet.pushed, quiet.pulled, quiet.moved_local, quiet.moved_remote) == (0, 0, 0, 0)
 
 
-def test_a_rename_against_an_edit_on_the_other_side_keeps_the_edit(pair: Pair) -> None:
+@pytest.mark.parametrize("renamed_on", [Side.LOCAL, Side.REMOTE])
+def test_a_rename_against_an_edit_on_the_other_side_is_the_rename_plus_the_edit(
+    pair: Pair, renamed_on: Side
+) -> None:
+    """SYNC.md "Scale": the edited file is moved to the new name on the side that edited
+    it, and the edit goes to the other side over the renamed file (kept in its trash)."""
     write(pair.local, "report.txt", "first draft")
     pair.sync()
-    (pair.local / "report.txt").rename(pair.local / "final.txt")
-    write(pair.remote, "report.txt", "edited on the other side")
-    report = pair.sync()
-    assert (report.moved_local, report.moved_remote) == (0, 0)
-    assert (
-        tree(pair.local)
-        == tree(pair.remote)
-        == {
-            "final.txt": b"first draft",
-            "report.txt": b"edited on the other side",
-        }
+    renaming, editing = (
+        (pair.local, pair.remote) if renamed_on is Side.LOCAL else (pair.remote, pair.local)
     )
+    (renaming / "report.txt").rename(renaming / "final.txt")
+    write(editing, "report.txt", "edited on the other side")
+    report = pair.sync()
+    assert report.state.value == "completed", report.summary()
+    moved = report.moved_remote if renamed_on is Side.LOCAL else report.moved_local
+    carried = report.pulled if renamed_on is Side.LOCAL else report.pushed
+    assert (moved, carried, report.deleted_local, report.deleted_remote) == (1, 1, 0, 0)
+    assert tree(pair.local) == tree(pair.remote) == {"final.txt": b"edited on the other side"}
+    assert trash(renaming) == {"final.txt": [b"first draft"]}
+    quiet = pair.sync()
+    assert (quiet.pushed, quiet.pulled, quiet.moved_local, quiet.moved_remote) == (0, 0, 0, 0)
 
 
 def test_a_rename_against_a_deletion_on_the_other_side_keeps_the_renamed_file(
@@ -189,7 +196,7 @@ def test_a_stamp_several_deleted_paths_share_pairs_none() -> None:
         delete_remote=[Delete(p, Entry(3, 10, inode=base[p].remote_inode)) for p in "abc"],
     )
     found = candidates(plan, base, {Side.LOCAL: DIRECTORY, Side.REMOTE: DIRECTORY})
-    assert [(c.delete.path, c.transfer.path) for c in found] == [("c", "y")]
+    assert [(c.path, c.transfer.path) for c in found] == [("c", "y")]
 
 
 def test_through_the_service_a_move_is_listed_in_the_sessions_items(tmp_path: Path) -> None:

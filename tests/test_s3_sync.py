@@ -41,7 +41,7 @@ from storsync.storage.local import LocalStorage
 from storsync.storage.s3 import META_EXEC, META_HASH, META_MTIME, S3Settings, S3Storage
 from tests.conftest import Pair, run_cli, trash, tree, write
 from tests.s3_server import SeaweedS3
-from tests.test_properties_e2e import Editor, held
+from tests.test_properties_e2e import Editor, Stat, as_renamed, held, renamed_against_edits
 from tests.test_properties_e2e import scan as scan_dir
 from tests.test_properties_e2e import trash as dir_trash
 from tests.test_properties_engine import (
@@ -1112,6 +1112,7 @@ def test_random_histories_on_a_directory_and_an_s3_prefix(
         RemoteEditor(s3, s3_server.bucket, prefix, data),
     )
     base: dict[str, Version] = {}
+    last: dict[str, Stat] = {}  # the local files after the last session
     trash_before: dict[str, Version] = {}
     for round_ in range(data.draw(st.integers(1, 3))):
         for _ in range(data.draw(st.integers(0, 4 if round_ == 0 else 3))):
@@ -1122,7 +1123,10 @@ def test_random_histories_on_a_directory_and_an_s3_prefix(
             remote_now = remote_editor.held()
         options = SyncSettings(policy=policy, checksum=checksum, transfers=2)
         clock = T0 + (round_ + 1) * 10**9
-        start = {Side.LOCAL: held(scan_dir(local)), Side.REMOTE: remote_now}
+        files = scan_dir(local)
+        start = {Side.LOCAL: held(files), Side.REMOTE: remote_now}
+        renamed = {Side.LOCAL: renamed_against_edits(base, last, files, remote_now)}
+        base, start = as_renamed(base, start, renamed)
         session, _ = s3_session(s3_server, prefix, local, property_store, repo, clock, options)
         if session.report.state == "failed":
             assert "delete" in (session.report.message or ""), session.report.message
@@ -1141,6 +1145,7 @@ def test_random_histories_on_a_directory_and_an_s3_prefix(
         trashed = {Side.LOCAL: dir_trash(local, folder), Side.REMOTE: remote_editor.trash(folder)}
         check_nothing_lost(stamp, start, end, trashed)
         check_provenance(stamp, start, end)
+        last = scan_dir(local)
 
         kept = remote_editor.trash("")
         assert trash_before.items() <= kept.items(), "an earlier session's trash was dropped"

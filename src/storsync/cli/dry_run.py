@@ -52,20 +52,20 @@ def _count(plan: Plan) -> int:
 
 
 def _lines(plan: Plan) -> Iterator[str]:
-    """Conflict renames and copies first, then the push direction (moves, deletions,
+    """Conflict renames and copies first, then the push direction (deletions, moves,
     then transfers), then the pull direction, as runner/execute.py does them."""
     for rename in plan.renames:
         yield _line(f"rename {rename.side.value}", f"{rename.path} -> {rename.new_path}")
     for kept in plan.keep_both:
         yield _line("keep both", f"{kept.path} (the remote version as {kept.copy_path})")
-    yield from _moves(plan, Side.REMOTE)
     for deleted in plan.delete_remote:
         yield _line("delete remote", deleted.path)
+    yield from _moves(plan, Side.REMOTE)
     for transfer in plan.push:
         yield _transfer("push", transfer)
-    yield from _moves(plan, Side.LOCAL)
     for deleted in plan.delete_local:
         yield _line("delete local", deleted.path)
+    yield from _moves(plan, Side.LOCAL)
     for transfer in plan.pull:
         yield _transfer("pull", transfer)
 

@@ -10,28 +10,34 @@ object store, size and ETag, which a server-side copy keeps) is a candidate, and
 runner confirms it by the content hash before it becomes a move. A move is never counted
 by the delete guard: nothing is lost by it.
 
-Only a path that S still holds as the base recorded it is moved: against an edit on S,
-the edit is kept (transferred or not as the table says) and the moved file is
-transferred as a new one; against a deletion on S, there is nothing to move and the
-moved file is transferred.
+A rename against an edit on S (the plan then transfers the edit from S to the old path,
+which O no longer holds) is applied, where O tells a file by its inode, as the rename
+plus the edit: the edited file is moved
+on S, and the edit goes to O under the new name, over the moved file (whose version goes
+to O's trash as any replaced one). Against a deletion on S there is nothing to move: the
+moved file is transferred (a modification beats a deletion).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from storsync.engine.compare import stamp_matches
-from storsync.engine.reconcile import Delete, Move, Plan, Transfer
+from storsync.engine.reconcile import Move, Plan, Transfer
 from storsync.model import BaseEntry, Capabilities, Entry, Side
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A deletion on ``side`` and a transfer to it that may be one move there."""
+    """What may be one move on ``side``: its ``path``, which ``side`` holds as ``entry``
+    (the base's version, or an edit of it: ``edited``), and the transfer to ``side`` of
+    the new path, which the other side holds."""
 
     side: Side
-    delete: Delete
+    path: str
+    entry: Entry
+    edited: bool
     transfer: Transfer
     base: BaseEntry
 
@@ -53,24 +59,44 @@ def _base_stamp(base: BaseEntry, observed: Side, caps: Capabilities) -> Stamp:
     return _stamp(base.size, base.remote_mtime_ns, base.remote_inode, base.remote_etag, caps)
 
 
+Old = tuple[str, Entry, bool, BaseEntry]
+
+
+def _old_paths(
+    plan: Plan, base: Mapping[str, BaseEntry], side: Side, caps: Mapping[Side, Capabilities]
+) -> Iterator[Old]:
+    """The paths the other side no longer holds that ``side`` still does: as the base
+    recorded them (a deletion is planned on ``side``) or edited (a transfer from it).
+
+    An edited one only where the other side tells a file by more than its bytes (an
+    inode): on an object store a deleted object and a new one with the same bytes look
+    like a move, and carrying an edit over to the new name is then a guess."""
+    for delete in plan.deletes(side):
+        known = base.get(delete.path)
+        if known is not None and stamp_matches(delete.entry, known, side, caps[side]):
+            yield delete.path, delete.entry, False, known
+    if not caps[side.other].inodes:
+        return
+    for transfer in plan.transfers(side.other):
+        known = base.get(transfer.path)
+        if known is not None and transfer.target is None and not transfer.conflict:
+            yield transfer.path, transfer.source, True, known
+
+
 def candidates(
     plan: Plan, base: Mapping[str, BaseEntry], caps: Mapping[Side, Capabilities]
 ) -> list[Candidate]:
-    """The deletions and transfers of ``plan`` that may be moves, one transfer to one
-    deletion; a stamp that several deleted paths share pairs none of them."""
+    """The steps of ``plan`` that may be moves, one new path to one old path; a stamp
+    that several old paths share pairs none of them."""
     found: list[Candidate] = []
     for side in Side:
         observed = side.other
-        deleted: dict[Stamp, list[tuple[Delete, BaseEntry]]] = {}
-        for delete in plan.deletes(side):
-            known = base.get(delete.path)
-            if known is None or known.hash is None:
-                continue  # no content to confirm a move by
-            if not stamp_matches(delete.entry, known, side, caps[side]):
-                continue  # an edit on this side: kept, not moved
-            deleted.setdefault(_base_stamp(known, observed, caps[observed]), []).append(
-                (delete, known)
-            )
+        old: dict[Stamp, list[Old]] = {}
+        for path, entry, edited, known in _old_paths(plan, base, side, caps):
+            if known.hash is not None:  # else no content to confirm a move by
+                old.setdefault(_base_stamp(known, observed, caps[observed]), []).append(
+                    (path, entry, edited, known)
+                )
         limit = caps[side].move_limit
         for transfer in plan.transfers(side):
             if transfer.target is not None or transfer.conflict:
@@ -79,10 +105,10 @@ def candidates(
                 continue
             source = transfer.source
             stamp = _stamp(source.size, source.mtime_ns, source.inode, source.etag, caps[observed])
-            same = deleted.get(stamp)
+            same = old.get(stamp)
             if same is not None and len(same) == 1:
-                delete, known = same.pop()
-                found.append(Candidate(side, delete, transfer, known))
+                path, entry, edited, known = same.pop()
+                found.append(Candidate(side, path, entry, edited, transfer, known))
     return found
 
 
@@ -94,22 +120,24 @@ def confirmed(candidate: Candidate, source: Entry, caps: Capabilities) -> Move |
         return None
     if caps.executable_bit and source.executable != known.executable:
         return None
-    delete = candidate.delete
-    return Move(candidate.side, delete.path, candidate.transfer.path, delete.entry, source)
+    new_path = candidate.transfer.path
+    return Move(candidate.side, candidate.path, new_path, candidate.entry, source, candidate.edited)
 
 
 def apply(plan: Plan, moves: list[Move]) -> None:
-    """Make ``moves`` part of ``plan``, in place of their deletions and transfers."""
+    """Make ``moves`` part of ``plan``, in place of the steps they pair. An edited one
+    then takes the edit to the other side under the new name, over the moved file."""
     for side in Side:
         mine = [m for m in moves if m.side is side]
-        if not mine:
-            continue
-        gone = {m.path for m in mine}
+        gone = {m.path for m in mine if not m.edited}
+        edited = {m.path for m in mine if m.edited}
         arriving = {m.new_path for m in mine}
         deletes = [d for d in plan.deletes(side) if d.path not in gone]
-        transfers = [t for t in plan.transfers(side) if t.path not in arriving]
+        to_side = [t for t in plan.transfers(side) if t.path not in arriving]
+        from_side = [t for t in plan.transfers(side.other) if t.path not in edited]
+        from_side += [Transfer(m.new_path, m.entry, m.source) for m in mine if m.edited]
         if side is Side.LOCAL:
-            plan.delete_local, plan.pull = deletes, transfers
+            plan.delete_local, plan.pull, plan.push = deletes, to_side, from_side
         else:
-            plan.delete_remote, plan.push = deletes, transfers
+            plan.delete_remote, plan.push, plan.pull = deletes, to_side, from_side
     plan.moves.extend(moves)

@@ -42,7 +42,8 @@ class Move:
     """Move ``path`` to ``new_path`` on ``side``, as the other side did (engine.moves).
 
     ``entry`` is what ``side`` holds at ``path`` (the move's condition); ``source`` is
-    the moved file on the other side at ``new_path``, with its hash.
+    the moved file on the other side at ``new_path``, with its hash. ``edited``: ``side``
+    holds an edit of it, which a transfer then takes to the other side.
     """
 
     side: Side
@@ -50,6 +51,7 @@ class Move:
     new_path: str
     entry: Entry
     source: Entry
+    edited: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Carrying out a plan: conflict renames and copies first, then the push direction
-(remote deletions, then transfers), then the pull direction, with a stop point between
-each step; each direction reports its state to the observer."""
+(remote deletions, moves, then transfers), then the pull direction, with a stop point
+between each step; each direction reports its state to the observer."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def execute(ctx: SessionContext, plan: Plan) -> None:
     for side in (Side.REMOTE, Side.LOCAL):
         counters = ctx.progress.counters(side)
         transfers = plan.transfers(side)
-        moves = sum(1 for m in plan.moves if m.side is side)
-        counters.files_planned = len(transfers) + len(plan.deletes(side)) + moves
+        moved = sum(1 for m in plan.moves if m.side is side)
+        counters.files_planned = len(transfers) + len(plan.deletes(side)) + moved
         counters.bytes_planned = sum(t.source.size for t in transfers)
     progress = ctx.progress
     push, pull = progress.push.frozen(), progress.pull.frozen()
@@ -32,19 +32,24 @@ def execute(ctx: SessionContext, plan: Plan) -> None:
     _prelude(ctx, plan)
     ctx.commit([(r.path, BaseEntry.of(r.local, r.remote, r.hash)) for r in plan.record], [])
     ctx.commit([], plan.forget)
+    # A move runs in its side's direction, after the deletions there (one may free its
+    # new name); but a local move whose edit then goes to the remote runs before the push
+    # direction, whose transfer reads the edit under its new name.
+    early = [m for m in plan.moves if m.side is Side.LOCAL and m.edited]
+    _moves(ctx, Side.LOCAL, early)
     for side in (Side.REMOTE, Side.LOCAL):
-        _direction(ctx, plan, side)
+        _direction(ctx, plan, side, [m for m in plan.moves if m.side is side and m not in early])
 
 
-def _direction(ctx: SessionContext, plan: Plan, side: Side) -> None:
+def _direction(ctx: SessionContext, plan: Plan, side: Side, moves: list[Move]) -> None:
     ctx.stop.check()
     phase = Phase.writing(side)
     ctx.progress.stage = Stage(phase.value)
     ctx.observer.phase(phase, PhaseState.RUNNING)
     errors_before = len(ctx.report.errors)
     try:
-        _moves(ctx, side, [m for m in plan.moves if m.side is side])
         _deletions(ctx, side, plan.deletes(side))
+        _moves(ctx, side, moves)
         transfer_all(ctx, side, plan.transfers(side))
         ctx.stop.check()
     except Stopped:
@@ -128,6 +133,9 @@ def _moves(ctx: SessionContext, side: Side, moves: list[Move]) -> None:
     )
     records = []
     for move, moved in done:
+        ctx.moved[(side, move.new_path)] = moved
+        if move.edited:  # not the same bytes on both sides until its edit is transferred
+            continue
         local, remote = (moved, move.source) if side is Side.LOCAL else (move.source, moved)
         records.append((move.new_path, BaseEntry.of(local, remote, move.source.hash)))
     ctx.report.count_moved(side, len(done))
