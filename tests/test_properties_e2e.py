@@ -50,6 +50,7 @@ Stat = tuple[bytes, bool, int, int]  # bytes, executable bit, mtime, inode
 # Each write gets an mtime of its own, nanoseconds included (change detection is by size,
 # mtime and inode; an edit that keeps all three is invisible by design, as in rsync).
 MTIME_BASE = 1_600_000_000_123_456_789
+_TICKS = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +112,10 @@ class Editor:
         self.ticks = itertools.count(1)
 
     def mtime(self) -> int:
-        # A drawn order (so either side may be the newer) and a unique low part.
-        return MTIME_BASE + self.data.draw(st.integers(0, 99)) * 10**9 + next(self.ticks) * 7
+        # A drawn order (so either side may be the newer) and a low part unique across
+        # all editors: a new file never takes the stamp of one the other side wrote,
+        # even where it gets a freed inode back (it would read as that file, moved).
+        return MTIME_BASE + self.data.draw(st.integers(0, 99)) * 10**9 + next(_TICKS) * 7
 
     def write(self, path: str, content: bytes, exe: bool, *, replace: bool = False) -> None:
         full = self.root / path
@@ -219,13 +222,23 @@ def renamed_against_edits(
 ) -> list[tuple[str, str]]:
     """(old, new) for each file a side moved since the last session (``last``: its files
     then, ``now``: at this session's start, the same bytes, bit, mtime and inode under
-    another name) whose old name the other side edited meanwhile: the session moves the
-    edit (SYNC.md "Scale"), which the table, path by path, cannot say."""
+    another name, which a new file may also have when it reuses a freed inode) whose old
+    name the other side edited meanwhile: the session moves the edit (SYNC.md "Scale"),
+    which the table, path by path, cannot say. Not where either name is a file against a
+    directory: the session renames that file aside instead of transferring it."""
     identity = {file: path for path, file in last.items()}
+    paths = set(now) | set(other)
+    folders = {folder for path in paths for folder in parents(path)}
+
+    def clashes(path: str) -> bool:  # a file against a directory: renamed aside instead
+        return path in folders
+
     found = []
     for new, file in now.items():
         old = identity.get(file)
         if old is None or old == new or old in now or new in other or old not in base:
+            continue
+        if clashes(old) or clashes(new):
             continue
         if old in other and version(other[old]) != base[old]:
             found.append((old, new))

@@ -106,10 +106,17 @@ def candidates(
             source = transfer.source
             stamp = _stamp(source.size, source.mtime_ns, source.inode, source.etag, caps[observed])
             same = old.get(stamp)
-            if same is not None and len(same) == 1:
-                path, entry, edited, known = same.pop()
-                found.append(Candidate(side, path, entry, edited, transfer, known))
+            if same is None or len(same) != 1 or _nested(same[0][0], transfer.path):
+                continue
+            path, entry, edited, known = same.pop()
+            found.append(Candidate(side, path, entry, edited, transfer, known))
     return found
+
+
+def _nested(old: str, new: str) -> bool:
+    """One name inside the other (``b`` to ``b/a``): the file itself stands in the way of
+    the move, which a deletion and a transfer do not meet."""
+    return new.startswith(f"{old}/") or old.startswith(f"{new}/")
 
 
 def confirmed(candidate: Candidate, source: Entry, caps: Capabilities) -> Move | None:
