@@ -148,16 +148,7 @@ def test_on_s3_a_move_is_a_server_side_copy_both_ways(
     assert sync_s3(pair, s3_server, prefix).pushed == 50
     (pair.local / "album").rename(pair.local / "photos")
     _moved_only(sync_s3(pair, s3_server, prefix), Side.REMOTE, 50)
-    keys = {
-        o["Key"][len(prefix) + 1 :]
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=s3_server.bucket, Prefix=f"{prefix}/"
-        )
-        for o in page.get("Contents", [])
-    }
-    assert {k for k in keys if not k.startswith(f"{OWN_DIR}/")} == {
-        f"photos/{i:04}.jpg" for i in range(50)
-    }
+    assert _user_keys(s3, s3_server, prefix) == {f"photos/{i:04}.jpg" for i in range(50)}
     # Moved on the store by another tool (copy, then delete): moved locally, by the
     # hash the objects carry.
     for i in range(10):
@@ -228,3 +219,32 @@ def test_a_file_larger_than_the_side_moves_is_transferred_again() -> None:
     assert len(candidates(plan, base, caps)) == 1
     small = Capabilities(inodes=True, move_limit=2)
     assert candidates(plan, base, {**caps, Side.REMOTE: small}) == []
+
+
+def test_on_s3_a_move_cut_between_its_copy_and_its_delete_converges(
+    pair: Pair, s3_server: SeaweedS3, s3: Any, prefix: str
+) -> None:
+    """A kill between the CopyObject and the DeleteObject of moves leaves both keys: the
+    next session finds the same bytes at the new names (recorded, not uploaded) and
+    deletes the old ones; nothing is lost."""
+    _album(pair.local, 10)
+    sync_s3(pair, s3_server, prefix)
+    (pair.local / "album").rename(pair.local / "photos")
+    for i in range(10):  # what the killed session had done: every copy, no delete
+        s3.copy_object(
+            Bucket=s3_server.bucket,
+            Key=f"{prefix}/photos/{i:04}.jpg",
+            CopySource={"Bucket": s3_server.bucket, "Key": f"{prefix}/album/{i:04}.jpg"},
+        )
+    report = sync_s3(pair, s3_server, prefix)
+    assert report.state.value == "completed", report.summary()
+    assert (report.bytes_pushed, report.pulled, report.deleted_remote) == (0, 0, 10)
+    assert _user_keys(s3, s3_server, prefix) == {f"photos/{i:04}.jpg" for i in range(10)}
+    quiet = sync_s3(pair, s3_server, prefix)
+    assert (quiet.pushed, quiet.pulled, quiet.deleted_remote) == (0, 0, 0)
+
+
+def _user_keys(s3: Any, server: SeaweedS3, prefix: str) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=server.bucket, Prefix=f"{prefix}/")
+    keys = {o["Key"][len(prefix) + 1 :] for page in pages for o in page.get("Contents", [])}
+    return {k for k in keys if not k.startswith(f"{OWN_DIR}/")}
