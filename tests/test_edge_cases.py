@@ -361,11 +361,10 @@ def test_fifos_sockets_and_devices_are_skipped_never_opened(pair: Pair) -> None:
 class FifoAfterScan(LocalStorage):
     """Swaps a regular file for a FIFO right after the scan saw it."""
 
-    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
-        found = super().scan(skip, stop)
+    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        yield from super().walk(skip, stop)
         (self.root / "f.txt").unlink()
         os.mkfifo(self.root / "f.txt")
-        return found
 
 
 @pytest.mark.timeout(60)
@@ -445,11 +444,10 @@ class EditAfterScan(LocalStorage):
     victim = "doc.txt"
     edit = b"edited after the scan"
 
-    def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
-        found = super().scan(skip, stop)
+    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        yield from super().walk(skip, stop)
         time.sleep(0.001)
         (self.root / self.victim).write_bytes(self.edit)
-        return found
 
 
 def test_a_source_edited_after_the_scan_is_not_uploaded_nor_recorded(pair: Pair) -> None:

@@ -36,6 +36,17 @@ class DeletionGuard(SafetyError):
     a session that may wait for approval halts instead of failing (API.md section 7)."""
 
 
+class OutOfOrder(SafetyError):
+    """A listing or the base gave a key not after the one before it: the ordered merge
+    cannot pair it, so the session ends before it changes anything."""
+
+
+class ListingOutOfOrder(OutOfOrder):
+    """A storage listed a key before one it had given already: its listing is not in
+    byte order (SeaweedFS lists folder by folder), so the session sorts a whole listing
+    of that side instead."""
+
+
 class Stopped(StorsyncError):
     """A stop was asked for; raised at the next safe point (StopSignal.check)."""
 

@@ -13,7 +13,7 @@ from storsync.errors import ChangedError, StorageError
 from storsync.model import Entry, Side
 from storsync.runner.context import SessionContext
 from storsync.runner.progress import Stage
-from storsync.runner.scan import Scanned
+from storsync.runner.scanned import Scanned
 
 Wanted = tuple[Side, str, Entry]
 

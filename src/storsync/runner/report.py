@@ -26,6 +26,9 @@ class Report:
     plan: Plan | None = None
     message: str | None = None
     halt: Halt | None = None
+    # Paths the ordered scan merged, each once (whatever it kept): what shows that a
+    # session looked at every entry of both sides and the base (runner.stream).
+    merged: int = 0
 
     def error(self, path: str, message: str) -> None:
         self.errors.append({"path": path, "message": message})

@@ -2,50 +2,27 @@
 or cannot hold is taken out of the session; an object's mtime and bit are filled in from
 the base while its ETag is the base's (a listing does not give them).
 
-A session of a few paths (``Scope``: a watch's, a remote check's) lists both sides and
+A whole session on a case-sensitive local side is one ordered pass (runner.stream). A
+session of a few paths (``Scope``: a watch's, a remote check's) lists both sides and
 reads the base at those paths only, so that all three cover the same paths: a path left
 out of one and not of the others would read as deleted.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from storsync.engine.compare import stamp_matches
 from storsync.engine.filters import PathFilter
 from storsync.model import BaseEntry, Entry, Scope, Side, Skipped, StopSignal
-from storsync.paths import normalize, outermost, parents, within
+from storsync.paths import outermost, within
 from storsync.runner.context import SessionContext
+from storsync.runner.scanned import Scanned, filled, leave_skipped_alone
+from storsync.runner.stream import stream_scan
 from storsync.storage.base import SkipReport, Storage
-
-
-@dataclass
-class Scanned:
-    local: dict[str, Entry]
-    remote: dict[str, Entry]
-    base: dict[str, BaseEntry]
-    # What the deletion guard measures against: how many files each side and the base
-    # hold in all. A session of a few paths takes a side it did not list whole as the
-    # whole base (None: the map's own size).
-    local_total: int | None = None
-    remote_total: int | None = None
-    base_total: int | None = None
-
-    def side(self, side: Side) -> dict[str, Entry]:
-        return self.local if side is Side.LOCAL else self.remote
-
-    def totals(self) -> tuple[int, int, int]:
-        """The local, remote and base totals."""
-        return (
-            len(self.local) if self.local_total is None else self.local_total,
-            len(self.remote) if self.remote_total is None else self.remote_total,
-            len(self.base) if self.base_total is None else self.base_total,
-        )
 
 
 def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter) -> Scanned:
@@ -53,6 +30,8 @@ def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter) -> Scann
     side that cannot tell ``A`` from ``a`` always looks at everything, since the remote
     spellings of a name are told apart only in a whole listing."""
     store, repository_id = ctx.store, ctx.repository_id
+    if scope.paths is None and ctx.local.caps.case_sensitive:
+        return stream_scan(ctx, excluded)
     if scope.paths is None or not ctx.local.caps.case_sensitive:
         return _settle(ctx, _both(ctx, store.load_base(repository_id), excluded), excluded)
     total = store.base_count(repository_id)
@@ -135,7 +114,7 @@ def _settle(ctx: SessionContext, scanned: Scanned, excluded: PathFilter) -> Scan
     if excluded:
         scanned.base = {p: b for p, b in base.items() if not excluded.excluded(p)}
     _refuse_case_collisions(ctx, scanned)
-    _leave_skipped_alone(ctx.report.skipped, scanned.local, scanned.remote, scanned.base)
+    leave_skipped_alone(ctx.report.skipped, scanned.local, scanned.remote, scanned.base)
     for side in Side:
         if not ctx.storage(side).caps.listing_metadata:
             _fill_from_base(side, scanned.side(side), scanned.base)
@@ -217,36 +196,9 @@ def _refuse_case_collisions(ctx: SessionContext, scanned: Scanned) -> None:
         ctx.report.skipped.extend(Skipped(Side.REMOTE, p, reason) for p in paths if p != kept)
 
 
-def _leave_skipped_alone(
-    skipped_items: list[Skipped], *maps: dict[str, Entry] | dict[str, BaseEntry]
-) -> None:
-    """Take every path a scan skipped, and what lies under it, out of this session.
-
-    A skipped path (a link, a special file, an unreadable folder, a refused name) is
-    not a deletion: its base row and the other side's file stay as they are. Names are
-    compared in NFC: a refused spelling also holds back its normalized twin.
-    """
-    skipped = {normalize(s.path) for s in skipped_items}
-    if not skipped:
-        return
-    everything = "." in skipped
-    for mapping in maps:
-        for path in [
-            p
-            for p in mapping
-            if everything or p in skipped or any(d in skipped for d in parents(p))
-        ]:
-            del mapping[path]
-
-
 def _fill_from_base(side: Side, entries: dict[str, Entry], base: Mapping[str, BaseEntry]) -> None:
     """Give an object whose ETag is the base's the mtime and bit its listing lacks."""
     for path, entry in entries.items():
         known = base.get(path)
-        if known is None or entry.size != known.size:
-            continue
-        then = known.stamp(side)
-        if entry.etag is not None and entry.etag == then.etag:
-            entries[path] = dataclasses.replace(
-                entry, mtime_ns=then.mtime_ns, executable=then.executable
-            )
+        if known is not None:
+            entries[path] = filled(side, entry, known)

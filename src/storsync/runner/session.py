@@ -34,7 +34,8 @@ from storsync.runner.markers import check_markers, write_markers
 from storsync.runner.observer import NoObserver, ProgressTicker, SessionObserver
 from storsync.runner.progress import Progress
 from storsync.runner.report import Report
-from storsync.runner.scan import Scanned, scan_scope
+from storsync.runner.scan import scan_scope
+from storsync.runner.scanned import Scanned
 from storsync.state.protocol import BaseStore
 from storsync.storage.base import Storage
 
@@ -238,8 +239,8 @@ class SyncSession:
         A session interrupted after making a copy leaves it under its own second; a rerun
         in that same second would otherwise try to make the copy again under that name.
         """
-        sides = (scanned.local, scanned.remote)
-        while any(f".conflict-{self.stamp}-" in path for side in sides for path in side):
+        names = (scanned.local, scanned.remote, scanned.conflict_names)
+        while any(f".conflict-{self.stamp}-" in path for side in names for path in side):
             self._stamp_ns += 10**9
             self.stamp = utc_stamp(self._stamp_ns)
 

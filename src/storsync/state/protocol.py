@@ -3,7 +3,7 @@ log items of the session it runs; and the store that keeps them for a database U
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +28,11 @@ class BaseStore(Protocol):
         ...
 
     def load_base(self, repository_id: str) -> dict[str, BaseEntry]: ...
+
+    def walk_base(self, repository_id: str) -> Iterator[tuple[str, BaseEntry]]:
+        """The whole base in the byte order of the UTF-8 of its paths (engine.merge),
+        whatever the database's collation, read as it is consumed."""
+        ...
 
     def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
         """The base of the paths at ``tops`` and under them (a session of a few paths)."""

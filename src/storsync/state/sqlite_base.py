@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from hashlib import sha256
 from pathlib import Path
 
@@ -120,6 +120,13 @@ class SqliteBaseStore:
     def load_base(self, repository_id: str) -> dict[str, BaseEntry]:
         rows = self._conn.execute(_SELECT, (repository_id,))
         return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
+
+    def walk_base(self, repository_id: str) -> Iterator[tuple[str, BaseEntry]]:
+        # SQLite's default collation is binary: the byte order of the UTF-8 text. Its
+        # sorter spills to temporary files past a few MiB, so memory stays flat.
+        rows = self._conn.execute(f"{_SELECT} ORDER BY path", (repository_id,))
+        for path, size, h, x, *rest in rows:
+            yield path, BaseEntry(size, h, bool(x), *rest)
 
     def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
         found: dict[str, BaseEntry] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -12,6 +12,8 @@ from storsync.state import conflict_sql, schema
 from storsync.state.database import Database
 from storsync.state.keys import path_key
 from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
+
+_BASE_BATCH = 2000  # rows a whole-base read fetches at a time
 
 
 class StateStore:
@@ -55,6 +57,20 @@ class StateStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query)
             return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
+
+    def walk_base(self, repository_id: str) -> Iterator[tuple[str, BaseEntry]]:
+        table = schema.base
+        columns = [table.c.path, *(table.c[name] for name in BASE_COLUMNS)]
+        query = (
+            sa.select(*columns)
+            .where(table.c.repository_id == repository_id)
+            .order_by(self._bytewise(table.c.path))
+        )
+        # A server-side cursor read a batch at a time: the rows are never all in memory.
+        with self.engine.connect() as conn:
+            rows = conn.execution_options(yield_per=_BASE_BATCH).execute(query)
+            for path, size, h, x, *rest in rows:
+                yield path, BaseEntry(size, h, bool(x), *rest)
 
     def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
         table = schema.base

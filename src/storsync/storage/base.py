@@ -87,6 +87,17 @@ class Storage(ABC):
         the scan raises Stopped there.
         """
 
+    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        """Every file ``scan`` finds, in the byte order of the UTF-8 of its key (the order
+        of engine.merge). This one sorts a whole scan; a storage that lists in that order
+        streams it instead, holding no more than a directory at a time. It may raise
+        ListingOutOfOrder before giving a key out of order: ``sorted_walk`` then."""
+        return self.sorted_walk(skip, stop)
+
+    def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        """``walk`` from a whole scan, sorted: memory grows with the tree."""
+        yield from sorted(self.scan(skip, stop).items())
+
     def scan_under(
         self, tops: Sequence[str], skip: SkipReport, stop: StopSignal
     ) -> dict[str, Entry]:

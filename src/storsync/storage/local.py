@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import operator
 import os
 import shutil
 import stat
@@ -218,6 +219,91 @@ class LocalStorage(Storage):
             return  # a file where a directory of ``top`` was: nothing lies under it
         stack.append((top + "/", os.path.join(self.root, top)))
 
+    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        """Each directory's entries sorted by key, a subdirectory's as its key and ``/``:
+        the whole walk then comes in key order, one directory on the way held at a time
+        (SYNC.md "Scale"). A case-insensitive side sorts a whole scan: telling ``A`` from
+        ``a`` apart takes every name."""
+        if not self.caps.case_sensitive:
+            yield from self.sorted_walk(skip, stop)
+            return
+        self._native.clear()
+        if not self.root.is_dir():
+            return
+        levels = [iter(self._sorted_directory("", str(self.root), skip, stop))]
+        while levels:
+            found = next(levels[-1], None)
+            if found is None:
+                levels.pop()
+                continue
+            key, rel, item, is_dir = found
+            if is_dir:
+                levels.append(iter(self._sorted_directory(rel + "/", item.path, skip, stop)))
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if key != rel:
+                self._native[key] = rel
+            yield key, entry_of(st)
+
+    def _sorted_directory(
+        self, prefix: str, directory: str, skip: SkipReport, stop: StopSignal
+    ) -> list[tuple[str, str, os.DirEntry[str], bool]]:
+        """One directory's files and subdirectories as (key, native path, entry, whether
+        a directory), in the walk's order; of two names equal after normalization, the
+        one the directory lists first."""
+        try:
+            it = os.scandir(directory)
+        except OSError as exc:
+            skip(prefix.rstrip("/") or ".", f"cannot read directory: {exc.strerror}")
+            return []
+        rows: list[tuple[str, str, str, os.DirEntry[str], bool]] = []
+        with it:
+            for item in it:
+                stop.check()
+                rel = prefix + item.name
+                is_dir = self._admitted(rel, item, skip)
+                if is_dir is not None:
+                    key = normalize(rel)
+                    rows.append((key + "/" if is_dir else key, key, rel, item, is_dir))
+        rows.sort(key=_first)
+        kept: list[tuple[str, str, os.DirEntry[str], bool]] = []
+        last = None
+        for order, key, rel, item, is_dir in rows:
+            if order == last:
+                skip(rel, "another name is the same after Unicode normalization")
+            else:
+                kept.append((key, rel, item, is_dir))
+                last = order
+        return kept
+
+    def _admitted(self, rel: str, item: os.DirEntry[str], skip: SkipReport) -> bool | None:
+        """Whether the walk enters ``item`` (a directory) or takes it (a file); None: it
+        is left out, reported unless it is storsync's own."""
+        name = item.name
+        if name == OWN_DIR:
+            return None
+        if not (name.isascii() and name.isprintable()):
+            reason = refusal(rel)
+            if reason:
+                skip(rel, reason)
+                return None
+        # A link is neither a file nor a directory here (follow_symlinks=False).
+        if item.is_file(follow_symlinks=False):
+            if len(rel) > MAX_PATH_BYTES and refusal(rel):
+                skip(rel, f"path longer than {MAX_PATH_BYTES} bytes")
+                return None
+            return False
+        if item.is_dir(follow_symlinks=False):
+            return True
+        if item.is_symlink():
+            skip(rel, "symbolic link skipped")
+        else:
+            skip(rel, "special file skipped (FIFO, socket or device)")
+        return None
+
     def _walk(
         self,
         stack: list[tuple[str, str]],
@@ -237,26 +323,12 @@ class LocalStorage(Storage):
             with it:
                 for item in it:
                     stop.check()
-                    name = item.name
-                    rel = prefix + name
-                    if name == OWN_DIR:
+                    rel = prefix + item.name
+                    is_dir = self._admitted(rel, item, skip)
+                    if is_dir is None:
                         continue
-                    if not (name.isascii() and name.isprintable()):
-                        reason = refusal(rel)
-                        if reason:
-                            skip(rel, reason)
-                            continue
-                    if item.is_symlink():
-                        skip(rel, "symbolic link skipped")
-                        continue
-                    if item.is_dir(follow_symlinks=False):
+                    if is_dir:
                         stack.append((rel + "/", item.path))
-                        continue
-                    if not item.is_file(follow_symlinks=False):
-                        skip(rel, "special file skipped (FIFO, socket or device)")
-                        continue
-                    if len(rel) > MAX_PATH_BYTES and refusal(rel):
-                        skip(rel, f"path longer than {MAX_PATH_BYTES} bytes")
                         continue
                     key = normalize(rel)
                     if key in found or key in self._native:
@@ -510,3 +582,6 @@ class LocalStorage(Storage):
                 drop_files(full)
             except IsADirectoryError:
                 shutil.rmtree(full, ignore_errors=True)  # not storsync's; dropped as before
+
+
+_first = operator.itemgetter(0)  # a row's place in the walk: its key, and "/" for a directory

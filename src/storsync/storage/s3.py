@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from storsync.clock import Clock, SystemClock, utc_datetime
-from storsync.errors import ChangedError, PreconditionFailed
+from storsync.errors import ChangedError, ListingOutOfOrder, PreconditionFailed
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import OWN_DIR, is_own, normalize, refusal
 from storsync.storage import s3_listing
@@ -157,9 +157,21 @@ class S3Storage(Storage):
     # -- scan -------------------------------------------------------------------------
 
     def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
-        found: dict[str, Entry] = {}
-        self._list("", found, skip, stop)
-        return found
+        return dict(self._objects("", skip, stop))
+
+    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        """The listing as it comes: S3 lists keys in the byte order of their UTF-8, and
+        a key not in NFC is refused, so a key is its own sort key. A server that lists
+        folder by folder (SeaweedFS: ``a/x`` before ``a.txt``) is found out at the first
+        key out of order, before it is given."""
+        last = ""
+        for key, entry in self._objects("", skip, stop):
+            if key <= last:
+                raise ListingOutOfOrder(
+                    f"{self.url} listed {key!r} after {last!r}, not in byte order"
+                )
+            last = key
+            yield key, entry
 
     def scan_digested(self, skip: SkipReport, stop: StopSignal) -> tuple[dict[str, Entry], str]:
         with s3_listing.digesting(keys=True) as digest:
@@ -170,7 +182,8 @@ class S3Storage(Storage):
         """The listing's pages hashed as they come, none of their keys parsed: a tenth of
         the client CPU of a scan."""
         with s3_listing.digesting(keys=False) as digest:
-            self._list("", {}, _no_skips, stop)
+            for _ in self._objects("", _no_skips, stop):
+                pass
         return digest.hexdigest()
 
     def scan_under(
@@ -181,11 +194,11 @@ class S3Storage(Storage):
         till then writes stay conditional, so the twin is never overwritten."""
         found: dict[str, Entry] = {}
         for top in tops:
-            self._list(top, found, skip, stop)
+            found.update(self._objects(top, skip, stop))
         return found
 
-    def _list(self, top: str, found: dict[str, Entry], skip: SkipReport, stop: StopSignal) -> None:
-        """The objects at ``top`` and under it ("": all of them) into ``found``."""
+    def _objects(self, top: str, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        """The objects at ``top`` and under it ("": all of them), as listed."""
         start = len(self.prefix) + 1 if self.prefix else 0
         listing = {"Bucket": self.settings.bucket, "Prefix": self._key(top)}
         under = f"{top}/"
@@ -209,7 +222,7 @@ class S3Storage(Storage):
                         skip(rel, reason)
                         continue
                     mtime = _ns(obj["LastModified"])
-                    found[rel] = Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
+                    yield rel, Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
 
     def stat(self, path: str) -> Entry | None:
         from botocore.exceptions import ClientError

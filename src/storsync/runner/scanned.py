@@ -1,0 +1,74 @@
+"""What a scan gives the plan: the entries of both sides and the base it decides over,
+the totals the deletion guard measures against, and what every scan takes out of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from storsync.model import BaseEntry, Entry, Side, Skipped
+from storsync.paths import normalize, parents
+
+
+@dataclass
+class Scanned:
+    local: dict[str, Entry]
+    remote: dict[str, Entry]
+    base: dict[str, BaseEntry]
+    # What the deletion guard measures against: how many files each side and the base
+    # hold in all. A session of a few paths takes a side it did not list whole as the
+    # whole base (None: the map's own size).
+    local_total: int | None = None
+    remote_total: int | None = None
+    base_total: int | None = None
+    # Paths of conflict copies the maps may lack (left out as unchanged): a new copy's
+    # name must not be one of them.
+    conflict_names: set[str] = field(default_factory=set)
+
+    def side(self, side: Side) -> dict[str, Entry]:
+        return self.local if side is Side.LOCAL else self.remote
+
+    def totals(self) -> tuple[int, int, int]:
+        """The local, remote and base totals."""
+        return (
+            len(self.local) if self.local_total is None else self.local_total,
+            len(self.remote) if self.remote_total is None else self.remote_total,
+            len(self.base) if self.base_total is None else self.base_total,
+        )
+
+
+def leave_skipped_alone(
+    skipped_items: list[Skipped], *maps: dict[str, Entry] | dict[str, BaseEntry]
+) -> list[int]:
+    """Take every path a scan skipped, and what lies under it, out of this session.
+
+    A skipped path (a link, a special file, an unreadable folder, a refused name) is
+    not a deletion: its base row and the other side's file stay as they are. Names are
+    compared in NFC: a refused spelling also holds back its normalized twin. How many
+    paths each map lost.
+    """
+    skipped = {normalize(s.path) for s in skipped_items}
+    if not skipped:
+        return [0] * len(maps)
+    everything = "." in skipped
+    removed = []
+    for mapping in maps:
+        gone = [
+            p
+            for p in mapping
+            if everything or p in skipped or any(d in skipped for d in parents(p))
+        ]
+        for path in gone:
+            del mapping[path]
+        removed.append(len(gone))
+    return removed
+
+
+def filled(side: Side, entry: Entry, known: BaseEntry) -> Entry:
+    """An object whose ETag is the base's, with the mtime and bit its listing lacks."""
+    if entry.size != known.size:
+        return entry
+    then = known.stamp(side)
+    if entry.etag is not None and entry.etag == then.etag:
+        return dataclasses.replace(entry, mtime_ns=then.mtime_ns, executable=then.executable)
+    return entry

@@ -1,0 +1,192 @@
+"""A whole session as one ordered pass (SYNC.md "Scale", runner.stream): memory that does
+not grow with the tree, every entry merged, and the one order (the byte order of the UTF-8
+of each NFC key) from a directory walk of NFD names, from S3 and from a PostgreSQL base
+whose default collation is not C."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from storsync.errors import ListingOutOfOrder
+from storsync.model import BaseEntry, Entry, StopSignal
+from storsync.state.store import StateStore
+from storsync.storage.base import SkipReport
+from storsync.storage.local import LocalStorage
+from storsync.storage.memory import MemoryStorage
+from storsync.storage.s3 import S3Storage
+from tests.conftest import Pair, tree, write
+from tests.pg_server import PgServer
+from tests.s3_server import SeaweedS3
+from tests.test_s3_sync import settings_for, sync_s3
+
+GENERATED = Path(__file__).with_name("generated_tree.py")
+MiB = 1024
+
+
+def planned(entries: int, *options: str) -> dict[str, int]:
+    """One dry-run session over a generated pair, in a process of its own."""
+    done = subprocess.run(
+        [sys.executable, str(GENERATED), str(entries), *options],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return dict(json.loads(done.stdout))
+
+
+@pytest.mark.slow
+def test_a_no_op_over_two_million_entries_takes_the_memory_of_one_over_200_000() -> None:
+    small, large = planned(200_000), planned(2_000_000)
+    # Every entry was merged: the bound is not met by looking at fewer.
+    assert small["merged"] == 200_000 and large["merged"] == 2_000_000
+    assert small["push"] == large["push"] == small["pull"] == large["pull"] == 0
+    assert large["peak_kib"] - small["peak_kib"] < 8 * MiB, (small, large)
+    assert large["peak_kib"] < 64 * MiB  # the whole process, interpreter included
+
+
+def test_a_one_percent_change_plans_exactly_the_changed_entries() -> None:
+    done = planned(200_000, "--changed-every", "100")
+    assert (done["merged"], done["push"], done["pull"]) == (200_000, 2_000, 0)
+
+
+def keys_walked(storage: LocalStorage | MemoryStorage) -> list[str]:
+    return [key for key, _ in storage.walk(lambda p, r: None, StopSignal())]
+
+
+def test_a_walk_of_names_stored_in_nfd_comes_in_the_order_of_their_nfc_keys(
+    pair: Pair,
+) -> None:
+    # NFD "e" + U+0301 sorts before "f" by its bytes on disk; its NFC key U+00E9 after.
+    names = ["é.txt", "f.txt", "ea.txt", "é/x", "é/y", "e/z", "zz"]
+    for name in names:
+        write(pair.local, unicodedata.normalize("NFD", name), name)
+    walked = keys_walked(LocalStorage(pair.local))
+    assert walked == sorted(unicodedata.normalize("NFC", n) for n in names)
+    assert walked == sorted(walked, key=lambda k: k.encode())
+    first = pair.sync()
+    assert (first.state, first.pushed) == ("completed", len(names))
+    again = pair.sync()
+    assert (again.state, again.pushed, again.pulled, again.merged) == ("completed", 0, 0, 7)
+
+
+def test_a_walk_puts_a_directory_where_its_name_and_a_slash_sort(pair: Pair) -> None:
+    # "a-b" and "a.b" sort before "a/", "a0" after it: not where "a" alone would sort.
+    for name in ("a/x", "a-b", "a.b", "a0", "a/b/c", "a!"):
+        write(pair.local, name, name)
+    walked = keys_walked(LocalStorage(pair.local))
+    assert walked == ["a!", "a-b", "a.b", "a/b/c", "a/x", "a0"]
+
+
+class Unordered(MemoryStorage):
+    """Lists its keys in reverse: a server that breaks the order the merge needs."""
+
+    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        yield from reversed(list(super().walk(skip, stop)))
+
+
+def test_a_listing_out_of_order_fails_the_session_before_anything_changes(pair: Pair) -> None:
+    write(pair.local, "a.txt", "local")
+    remote = Unordered()
+    remote.put_object("b.txt", b"remote")
+    remote.put_object("c.txt", b"remote")
+    report = pair.sync(remote_storage=remote)
+    assert report.state == "failed"
+    assert report.message == (
+        "the remote listing gave 'b.txt' after 'c.txt', out of the order the session "
+        "merges in; nothing was changed"
+    )
+    assert tree(pair.local) == {"a.txt": b"local"}
+    assert sorted(remote.objects) == ["b.txt", "c.txt"]
+
+
+def test_a_file_against_a_directory_whose_files_did_not_change_is_kept_aside(
+    pair: Pair,
+) -> None:
+    """An object ``d`` appears on the remote beside ``d/y``, which neither side changed:
+    the ordered scan keeps ``d/y`` (it makes ``d`` a directory) though it is unchanged."""
+    remote = MemoryStorage()
+    write(pair.local, "d/y", "unchanged")
+    assert pair.sync(remote_storage=remote).pushed == 1
+    remote.put_object("d", b"a file named like the directory")
+    report = pair.sync(remote_storage=remote)
+    assert (report.state, report.errors) == ("completed", [])
+    assert report.conflicts == ["d"]
+    local = tree(pair.local)
+    assert local.pop("d/y") == b"unchanged"
+    [(copy, data)] = local.items()
+    assert copy.startswith("d.conflict-") and data == b"a file named like the directory"
+    assert "d" not in remote.objects and remote.objects[copy].data == data
+
+
+def test_seaweedfs_lists_folder_by_folder_and_the_session_sorts_its_listing(
+    pair: Pair, s3_server: SeaweedS3
+) -> None:
+    """SeaweedFS lists ``a/x`` before ``a.txt`` (folder by folder): its walk stops at the
+    first key out of order, and the session lists it again, whole, and sorts it."""
+    prefix = f"scale/{uuid.uuid4().hex[:12]}"
+    for name in ("a/x", "a.txt", "a-b/y", "b"):
+        write(pair.local, name, name)
+    assert sync_s3(pair, s3_server, prefix).pushed == 4
+    remote = S3Storage(settings_for(s3_server, prefix))
+    try:
+        with pytest.raises(ListingOutOfOrder):
+            list(remote.walk(lambda p, r: None, StopSignal()))
+        sorted_keys = [key for key, _ in remote.sorted_walk(lambda p, r: None, StopSignal())]
+        assert sorted_keys == ["a-b/y", "a.txt", "a/x", "b"]
+    finally:
+        remote.close()
+    write(pair.local, "a.txt", "edited")
+    report = sync_s3(pair, s3_server, prefix)
+    assert (report.state, report.pushed, report.pulled, report.merged) == ("completed", 1, 0, 4)
+    quiet = sync_s3(pair, s3_server, prefix)
+    assert (quiet.state, quiet.pushed, quiet.pulled) == ("completed", 0, 0)
+
+
+def base_entry(size: int) -> BaseEntry:
+    return BaseEntry(size, "h", False, 1, 2, None, 3, 4, None)
+
+
+ORDER_NAMES = ["a_b", "a-b", "a.b", "a/b", "ab", "aB", "B", "é", "z/é", "Z"]
+
+
+@pytest.fixture
+def icu_postgres_url(postgres_server: PgServer) -> Iterator[str]:
+    """A database whose default collation is ICU's en-US, not C."""
+    name = postgres_server.create_database() + "_icu"
+    with postgres_server.admin() as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu "
+                "ICU_LOCALE 'en-US' LC_COLLATE 'C' LC_CTYPE 'C'"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_the_base_on_a_postgresql_database_collating_otherwise_is_read_in_byte_order(
+    icu_postgres_url: str,
+) -> None:
+    store = StateStore(icu_postgres_url)
+    try:
+        repo = store.repository_id("file:///a", "file:///b", now_ns=1)
+        store.commit_base(repo, [(n, base_entry(i)) for i, n in enumerate(ORDER_NAMES)], [])
+        with store.engine.connect() as conn:
+            collated = [r[0] for r in conn.exec_driver_sql("SELECT path FROM base ORDER BY path")]
+        assert collated != sorted(ORDER_NAMES)  # the database's own order is not bytes
+        walked = [path for path, _ in store.walk_base(repo)]
+        assert walked == sorted(ORDER_NAMES, key=lambda n: n.encode())
+    finally:
+        store.close()
