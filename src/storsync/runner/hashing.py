@@ -3,7 +3,6 @@ hashes that confirm a move."""
 
 from __future__ import annotations
 
-import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 from storsync.engine.compare import needs_hash, untouched
@@ -82,9 +81,9 @@ def _digest(ctx: SessionContext, item: Wanted) -> Entry | None:
             now = storage.stat(path)
             if now is None or now.etag != entry.etag:
                 return None
-            entry = dataclasses.replace(entry, mtime_ns=now.mtime_ns, executable=now.executable)
+            entry = entry._replace(mtime_ns=now.mtime_ns, executable=now.executable)
             if now.hash is not None:
-                return dataclasses.replace(entry, hash=now.hash)
-        return dataclasses.replace(entry, hash=storage.hash(path, entry, ctx.stop))
+                return entry._replace(hash=now.hash)
+        return entry._replace(hash=storage.hash(path, entry, ctx.stop))
     except (ChangedError, StorageError):
         return None  # decided without the hash: safe, at worst a conflict copy

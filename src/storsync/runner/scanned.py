@@ -3,7 +3,6 @@ the totals the deletion guard measures against, and what every scan takes out of
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from storsync.model import BaseEntry, Entry, Side, Skipped
@@ -70,5 +69,5 @@ def filled(side: Side, entry: Entry, known: BaseEntry) -> Entry:
         return entry
     then = known.stamp(side)
     if entry.etag is not None and entry.etag == then.etag:
-        return dataclasses.replace(entry, mtime_ns=then.mtime_ns, executable=then.executable)
+        return entry._replace(mtime_ns=then.mtime_ns, executable=then.executable)
     return entry

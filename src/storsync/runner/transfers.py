@@ -6,7 +6,6 @@ rerun finds those files identical on both sides and only records them."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,8 +80,7 @@ def _stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
             counted = _CountingSource(
                 source, lambda n: ctx.progress.add_bytes(side, n), ctx.throttle
             )
-            read = dataclasses.replace(
-                source_entry,
+            read = source_entry._replace(
                 mtime_ns=_known(source.mtime_ns, source_entry.mtime_ns),
                 executable=_known(source.executable, source_entry.executable),
             )
@@ -93,7 +91,7 @@ def _stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
                 mtime_ns=read.mtime_ns,
                 executable=read.executable,
             )
-            return dataclasses.replace(read, hash=staged.hash), staged
+            return read._replace(hash=staged.hash), staged
 
     read, staged = ctx.retry(attempt)
     return transfer, read, staged
