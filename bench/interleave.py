@@ -9,7 +9,8 @@ same load, and prints medians (n, min-max) and ratios:
   empty directory, by storsync (bench/storsync-bench.sh), ``unison -batch -silent -times``
   and ``rclone bisync --resync``, exactly the harness's commands;
 * ``noop``: storsync's no-op on an established pair of the dataset (default ``many``)
-  against ``find -printf`` over both trees (the harness's scan command, once per tree).
+  against unison's no-op on its own established pair and ``find -printf`` over both
+  trees (the harness's scan command, once per tree).
 
 Usage: ``.venv/bin/python bench/interleave.py [--reps 5] [--initial small] [--noop many]``
 (datasets from ../shared/bench/gen_tree.py, generated under --work if missing).
@@ -150,6 +151,14 @@ def main() -> None:
             (d / "st").mkdir()
             pairs[name] = f"{prefix}{WRAPPER} {d / 'a'} {d / 'b'} {d / 'st'}"
             timed(pairs[name], env)
+        if not a.no_peers:  # unison's own no-op on its own established copy
+            d = runs / "noop-unison"
+            d.mkdir()
+            subprocess.run(["cp", "-a", str(data), str(d / "a")], check=True)
+            (d / "b").mkdir()
+            (d / "st").mkdir()
+            pairs["unison"] = f"UNISON={d / 'st'} unison {d / 'a'} {d / 'b'} -batch -silent -times"
+            timed(pairs["unison"], env)
         find = "find {t} -printf '%s %T@\\n' | wc -l"
         d = runs / "noop-storsync"
         for rep in range(1, a.reps + 1):
@@ -174,10 +183,10 @@ def main() -> None:
                 f"{phase} storsync / storsync-before: {after / med[(phase, 'storsync-before')]:.3f}"
                 f" (after median {'within' if inside else 'OUTSIDE'} the before runs' range)"
             )
-    for ref in ("rclone-bisync", "unison"):
-        if ("initial", ref) in med:
-            ratio = med[("initial", "storsync")] / med[("initial", ref)]
-            print(f"initial storsync / {ref}: {ratio:.2f}")
+    for phase, ref in (("initial", "rclone-bisync"), ("initial", "unison"), ("noop", "unison")):
+        if (phase, ref) in med:
+            ratio = med[(phase, "storsync")] / med[(phase, ref)]
+            print(f"{phase} storsync / {ref}: {ratio:.2f}")
     if ("noop", "find x2") in med:
         print(
             f"noop storsync / (find x2): {med[('noop', 'storsync')] / med[('noop', 'find x2')]:.2f}"

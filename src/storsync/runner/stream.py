@@ -46,20 +46,21 @@ class _Pass:
 
     def take(self, triples: Iterator[Triple]) -> None:
         # Written out for speed: this loop runs once per path of the tree.
-        excluded, keep_all, counts, files = self.excluded, self.keep_all, self.counts, self._files
+        excluded, keep_all, fill, files = self.excluded, self.keep_all, self.fill, self._files
+        merged = local = remote = base = 0
         for listed in triples:
-            self.merged += 1
+            merged += 1
             path, lo, re, known = triple = listed
             if excluded and excluded.excluded(path):
                 continue
             if known is not None:
-                counts[2] += 1
-                if self.fill:
+                base += 1
+                if fill:
                     path, lo, re, known = triple = self._filled(listed)
             if lo is not None:
-                counts[0] += 1
+                local += 1
             if re is not None:
-                counts[1] += 1
+                remote += 1
             if CONFLICT_MARK in path:
                 self.conflict_names.add(path)
             # ``files``: the paths on the way to this one (each a prefix of the next).
@@ -69,6 +70,7 @@ class _Pass:
             files.append(triple)
             if under_a_file or keep_all or not untouched(lo, re, known):
                 self._keep(triple)
+        self.merged, self.counts = merged, [local, remote, base]
 
     def _under(self, path: str) -> bool:
         """Whether a file lies on the way to ``path``: then both are kept."""

@@ -125,8 +125,8 @@ class SqliteBaseStore:
         # SQLite's default collation is binary: the byte order of the UTF-8 text. Its
         # sorter spills to temporary files past a few MiB, so memory stays flat.
         rows = self._conn.execute(f"{_SELECT} ORDER BY path", (repository_id,))
-        for path, size, h, x, *rest in rows:
-            yield path, BaseEntry(size, h, bool(x), *rest)
+        for path, size, h, x, lm, li, le, rm, ri, re in rows:  # no star: once per path
+            yield path, BaseEntry(size, h, x == 1, lm, li, le, rm, ri, re)
 
     def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
         found: dict[str, BaseEntry] = {}

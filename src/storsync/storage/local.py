@@ -232,50 +232,52 @@ class LocalStorage(Storage):
             return
         levels = [iter(self._sorted_directory("", str(self.root), skip, stop))]
         while levels:
-            found = next(levels[-1], None)
-            if found is None:
+            for key, rel, entry, directory in levels[-1]:
+                if entry is None:
+                    levels.append(iter(self._sorted_directory(rel + "/", directory, skip, stop)))
+                    break
+                if key != rel:
+                    self._native[key] = rel
+                yield key, entry
+            else:
                 levels.pop()
-                continue
-            key, rel, item, is_dir = found
-            if is_dir:
-                levels.append(iter(self._sorted_directory(rel + "/", item.path, skip, stop)))
-                continue
-            try:
-                st = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if key != rel:
-                self._native[key] = rel
-            yield key, entry_of(st)
 
     def _sorted_directory(
         self, prefix: str, directory: str, skip: SkipReport, stop: StopSignal
-    ) -> list[tuple[str, str, os.DirEntry[str], bool]]:
-        """One directory's files and subdirectories as (key, native path, entry, whether
-        a directory), in the walk's order; of two names equal after normalization, the
-        one the directory lists first."""
+    ) -> list[tuple[str, str, Entry | None, str]]:
+        """One directory's files and subdirectories as (key, native path, the file's
+        entry or None for a directory, its path on disk), in the walk's order; of two
+        names equal after normalization, the one the directory lists first."""
         try:
             it = os.scandir(directory)
         except OSError as exc:
             skip(prefix.rstrip("/") or ".", f"cannot read directory: {exc.strerror}")
             return []
-        rows: list[tuple[str, str, str, os.DirEntry[str], bool]] = []
+        rows: list[tuple[str, str, str, Entry | None, str]] = []
         with it:
             for item in it:
                 stop.check()
                 rel = prefix + item.name
                 is_dir = self._admitted(rel, item, skip)
-                if is_dir is not None:
-                    key = normalize(rel)
-                    rows.append((key + "/" if is_dir else key, key, rel, item, is_dir))
+                if is_dir is None:
+                    continue
+                key = normalize(rel)
+                if is_dir:
+                    rows.append((key + "/", key, rel, None, item.path))
+                    continue
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                rows.append((key, key, rel, entry_of(st), ""))
         rows.sort(key=_first)
-        kept: list[tuple[str, str, os.DirEntry[str], bool]] = []
+        kept: list[tuple[str, str, Entry | None, str]] = []
         last = None
-        for order, key, rel, item, is_dir in rows:
+        for order, key, rel, entry, path in rows:
             if order == last:
                 skip(rel, "another name is the same after Unicode normalization")
             else:
-                kept.append((key, rel, item, is_dir))
+                kept.append((key, rel, entry, path))
                 last = order
         return kept
 
