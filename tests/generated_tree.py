@@ -58,7 +58,9 @@ class GeneratedStorage(Storage):
         self.url = f"generated://{side.value}"
         self.caps = Capabilities(mtime_precision_ns=1, inodes=True)
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
         every = self.changed_every if self.side is Side.LOCAL else None
         inode = 1 if self.side is Side.LOCAL else 2
         for i in range(self.entries):

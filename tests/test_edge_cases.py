@@ -361,8 +361,10 @@ def test_fifos_sockets_and_devices_are_skipped_never_opened(pair: Pair) -> None:
 class FifoAfterScan(LocalStorage):
     """Swaps a regular file for a FIFO right after the scan saw it."""
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
-        yield from super().walk(skip, stop)
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
+        yield from super().walk(skip, stop, expected)
         (self.root / "f.txt").unlink()
         os.mkfifo(self.root / "f.txt")
 
@@ -444,8 +446,10 @@ class EditAfterScan(LocalStorage):
     victim = "doc.txt"
     edit = b"edited after the scan"
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
-        yield from super().walk(skip, stop)
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
+        yield from super().walk(skip, stop, expected)
         time.sleep(0.001)
         (self.root / self.victim).write_bytes(self.edit)
 

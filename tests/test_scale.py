@@ -5,7 +5,9 @@ whose default collation is not C."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import unicodedata
@@ -16,9 +18,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from storsync.errors import ListingOutOfOrder
+from storsync.errors import ListingOutOfOrder, Stopped, StorageError
 from storsync.model import BaseEntry, Entry, StopSignal
 from storsync.state.store import StateStore
+from storsync.storage import local_walk
 from storsync.storage.base import SkipReport
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
@@ -59,24 +62,95 @@ def test_a_one_percent_change_plans_exactly_the_changed_entries() -> None:
     assert (done["merged"], done["push"], done["pull"]) == (200_000, 2_000, 0)
 
 
-def keys_walked(storage: LocalStorage | MemoryStorage) -> list[str]:
-    return [key for key, _ in storage.walk(lambda p, r: None, StopSignal())]
+def keys_walked(storage: LocalStorage | MemoryStorage, expected: int = 0) -> list[str]:
+    return [key for key, _ in storage.walk(lambda p, r: None, StopSignal(), expected)]
 
 
+# Walked in this process, and by a child process as a large tree is.
+WALKS = pytest.mark.parametrize("expected", [0, local_walk.CHILD_FROM], ids=["here", "child"])
+
+
+@WALKS
 def test_a_walk_of_names_stored_in_nfd_comes_in_the_order_of_their_nfc_keys(
-    pair: Pair,
+    pair: Pair, expected: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # NFD "e" + U+0301 sorts before "f" by its bytes on disk; its NFC key U+00E9 after.
     names = ["é.txt", "f.txt", "ea.txt", "é/x", "é/y", "e/z", "zz"]
     for name in names:
         write(pair.local, unicodedata.normalize("NFD", name), name)
-    walked = keys_walked(LocalStorage(pair.local))
+    walked = keys_walked(LocalStorage(pair.local), expected)
     assert walked == sorted(unicodedata.normalize("NFC", n) for n in names)
     assert walked == sorted(walked, key=lambda k: k.encode())
+    monkeypatch.setattr(local_walk, "CHILD_FROM", max(expected, 1))  # sessions likewise
     first = pair.sync()
     assert (first.state, first.pushed) == ("completed", len(names))
     again = pair.sync()
     assert (again.state, again.pushed, again.pulled, again.merged) == ("completed", 0, 0, 7)
+    # The walk told the storage each name's spelling on disk: an edit is read from it.
+    write(pair.local, unicodedata.normalize("NFD", "é/x"), "edited")
+    edited = pair.sync()
+    assert (edited.state, edited.pushed, edited.errors) == ("completed", 1, [])
+    assert tree(pair.remote)[unicodedata.normalize("NFC", "é/x")] == b"edited"
+
+
+def walk_of(root: Path, expected: int) -> tuple[list[tuple[str, Entry]], list[tuple[str, str]]]:
+    skipped: list[tuple[str, str]] = []
+    found = list(
+        LocalStorage(root).walk(lambda p, r: skipped.append((p, r)), StopSignal(), expected)
+    )
+    return found, skipped
+
+
+def test_a_walk_in_a_child_process_finds_and_skips_what_one_here_does(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for name in ("a/x", "a.b", "b/c/d", "exec.sh", "same-é", "é/n"):
+        write(root, unicodedata.normalize("NFD", name), name)
+    write(root, unicodedata.normalize("NFC", "same-é"), "its NFC twin")
+    (root / "exec.sh").chmod(0o755)
+    (root / "link").symlink_to(root / "a.b")
+    (root / "bad\x01name").write_text("refused")
+    here, child = walk_of(root, 0), walk_of(root, local_walk.CHILD_FROM)
+    assert child == here
+    found, skipped = here
+    assert len(found) == 6 and len(skipped) == 3
+    assert dict(found)["exec.sh"].executable
+
+
+def walking_child() -> int:
+    """The pid of this process's child that walks a tree."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid() and b"local_walk" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    [pid] = found
+    return pid
+
+
+def test_a_walking_process_that_dies_fails_the_walk_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "root", "a", "")
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a child that ends at once
+    walk = LocalStorage(tmp_path / "root").walk(
+        lambda p, r: None, StopSignal(), local_walk.CHILD_FROM
+    )
+    with pytest.raises(StorageError, match="the walking process ended before its walk did"):
+        list(walk)
+
+
+def test_a_stop_ends_the_walking_process(tmp_path: Path) -> None:
+    for i in range(3 * local_walk.BATCH):
+        write(tmp_path / "root", f"d/{i:05}", "")
+    stop = StopSignal()
+    walk = LocalStorage(tmp_path / "root").walk(lambda p, r: None, stop, local_walk.CHILD_FROM)
+    next(walk)
+    child = walking_child()
+    stop.set()
+    with pytest.raises(Stopped):
+        list(walk)
+    assert not Path(f"/proc/{child}").exists()  # killed and reaped
 
 
 def test_a_walk_puts_a_directory_where_its_name_and_a_slash_sort(pair: Pair) -> None:
@@ -90,8 +164,10 @@ def test_a_walk_puts_a_directory_where_its_name_and_a_slash_sort(pair: Pair) -> 
 class Unordered(MemoryStorage):
     """Lists its keys in reverse: a server that breaks the order the merge needs."""
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
-        yield from reversed(list(super().walk(skip, stop)))
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
+        yield from reversed(list(super().walk(skip, stop, expected)))
 
 
 def test_a_listing_out_of_order_fails_the_session_before_anything_changes(pair: Pair) -> None:

@@ -87,11 +87,15 @@ class Storage(ABC):
         the scan raises Stopped there.
         """
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
         """Every file ``scan`` finds, in the byte order of the UTF-8 of its key (the order
         of engine.merge). This one sorts a whole scan; a storage that lists in that order
         streams it instead, holding no more than a directory at a time. It may raise
-        ListingOutOfOrder before giving a key out of order: ``sorted_walk`` then."""
+        ListingOutOfOrder before giving a key out of order: ``sorted_walk`` then.
+        ``expected``: about how many files the caller expects (the base's count), for a
+        storage that walks a large tree another way."""
         return self.sorted_walk(skip, stop)
 
     def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:

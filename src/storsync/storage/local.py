@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import operator
 import os
 import shutil
 import stat
@@ -24,15 +23,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from storsync.clock import Clock, SystemClock
-from storsync.errors import (
-    ChangedError,
-    PreconditionFailed,
-)
+from storsync.errors import ChangedError, PreconditionFailed, StorageError
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import MAX_PATH_BYTES, OWN_DIR, normalize, refusal
+from storsync.storage import local_walk
 from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import CHUNK, new_hasher
-from storsync.storage.local_files import entry_of, matches, seal, storage_error
+from storsync.storage.local_files import matches, seal, storage_error
 from storsync.storage.local_resume import (
     RESUME_KEEP_NS,
     ResumablePartial,
@@ -41,6 +38,7 @@ from storsync.storage.local_resume import (
     stage_resumable,
     still_resumable,
 )
+from storsync.storage.local_walk import entry_of
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
@@ -219,92 +217,23 @@ class LocalStorage(Storage):
             return  # a file where a directory of ``top`` was: nothing lies under it
         stack.append((top + "/", os.path.join(self.root, top)))
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
-        """Each directory's entries sorted by key, a subdirectory's as its key and ``/``:
-        the whole walk then comes in key order, one directory on the way held at a time
-        (SYNC.md "Scale"). A case-insensitive side sorts a whole scan: telling ``A`` from
-        ``a`` apart takes every name."""
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
+        """In key order, one directory on the way held at a time (``local_walk``), in a
+        child process from ``CHILD_FROM`` expected entries. A case-insensitive side sorts
+        a whole scan: telling ``A`` from ``a`` apart takes every name."""
         if not self.caps.case_sensitive:
             yield from self.sorted_walk(skip, stop)
             return
         self._native.clear()
         if not self.root.is_dir():
             return
-        levels = [iter(self._sorted_directory("", str(self.root), skip, stop))]
-        while levels:
-            for key, rel, entry, directory in levels[-1]:
-                if entry is None:
-                    levels.append(iter(self._sorted_directory(rel + "/", directory, skip, stop)))
-                    break
-                if key != rel:
-                    self._native[key] = rel
-                yield key, entry
-            else:
-                levels.pop()
-
-    def _sorted_directory(
-        self, prefix: str, directory: str, skip: SkipReport, stop: StopSignal
-    ) -> list[tuple[str, str, Entry | None, str]]:
-        """One directory's files and subdirectories as (key, native path, the file's
-        entry or None for a directory, its path on disk), in the walk's order; of two
-        names equal after normalization, the one the directory lists first."""
+        walk = local_walk.in_child if expected >= local_walk.CHILD_FROM else local_walk.ordered
         try:
-            it = os.scandir(directory)
-        except OSError as exc:
-            skip(prefix.rstrip("/") or ".", f"cannot read directory: {exc.strerror}")
-            return []
-        rows: list[tuple[str, str, str, Entry | None, str]] = []
-        with it:
-            for item in it:
-                stop.check()
-                rel = prefix + item.name
-                is_dir = self._admitted(rel, item, skip)
-                if is_dir is None:
-                    continue
-                key = normalize(rel)
-                if is_dir:
-                    rows.append((key + "/", key, rel, None, item.path))
-                    continue
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                rows.append((key, key, rel, entry_of(st), ""))
-        rows.sort(key=_first)
-        kept: list[tuple[str, str, Entry | None, str]] = []
-        last = None
-        for order, key, rel, entry, path in rows:
-            if order == last:
-                skip(rel, "another name is the same after Unicode normalization")
-            else:
-                kept.append((key, rel, entry, path))
-                last = order
-        return kept
-
-    def _admitted(self, rel: str, item: os.DirEntry[str], skip: SkipReport) -> bool | None:
-        """Whether the walk enters ``item`` (a directory) or takes it (a file); None: it
-        is left out, reported unless it is storsync's own."""
-        name = item.name
-        if name == OWN_DIR:
-            return None
-        if not (name.isascii() and name.isprintable()):
-            reason = refusal(rel)
-            if reason:
-                skip(rel, reason)
-                return None
-        # A link is neither a file nor a directory here (follow_symlinks=False).
-        if item.is_file(follow_symlinks=False):
-            if len(rel) > MAX_PATH_BYTES and refusal(rel):
-                skip(rel, f"path longer than {MAX_PATH_BYTES} bytes")
-                return None
-            return False
-        if item.is_dir(follow_symlinks=False):
-            return True
-        if item.is_symlink():
-            skip(rel, "symbolic link skipped")
-        else:
-            skip(rel, "special file skipped (FIFO, socket or device)")
-        return None
+            yield from walk(str(self.root), skip, stop, self._native.__setitem__)
+        except local_walk.WalkFailed as exc:
+            raise StorageError(f"{self.url}: {exc}") from None
 
     def _walk(
         self,
@@ -326,7 +255,7 @@ class LocalStorage(Storage):
                 for item in it:
                     stop.check()
                     rel = prefix + item.name
-                    is_dir = self._admitted(rel, item, skip)
+                    is_dir = local_walk.admitted(rel, item, skip)
                     if is_dir is None:
                         continue
                     if is_dir:
@@ -584,6 +513,3 @@ class LocalStorage(Storage):
                 drop_files(full)
             except IsADirectoryError:
                 shutil.rmtree(full, ignore_errors=True)  # not storsync's; dropped as before
-
-
-_first = operator.itemgetter(0)  # a row's place in the walk: its key, and "/" for a directory

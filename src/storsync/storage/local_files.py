@@ -13,10 +13,6 @@ from storsync.model import Entry
 from storsync.storage.base import Source
 
 
-def entry_of(st: os.stat_result) -> Entry:
-    return Entry(st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR), st.st_ino)
-
-
 def matches(st: os.stat_result, expected: Entry) -> bool:
     return (
         stat.S_ISREG(st.st_mode)

@@ -159,7 +159,9 @@ class S3Storage(Storage):
     def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         return dict(self._objects("", skip, stop))
 
-    def walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+    def walk(
+        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+    ) -> Iterator[tuple[str, Entry]]:
         """The listing as it comes: S3 lists keys in the byte order of their UTF-8, and
         a key not in NFC is refused, so a key is its own sort key. A server that lists
         folder by folder (SeaweedFS: ``a/x`` before ``a.txt``) is found out at the first
