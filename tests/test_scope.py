@@ -28,6 +28,7 @@ from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import SkipReport
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
+from storsync.storage.memory import MemoryStorage
 from storsync.storage.registry import RemoteSpec
 from storsync.storage.s3 import S3Storage
 from tests.s3_server import SeaweedS3
@@ -40,7 +41,7 @@ QUICK = SyncSettings(transfers=2)
 
 def session(
     local: LocalStorage | FaultyStorage,
-    remote: LocalStorage | FaultyStorage | S3Storage,
+    remote: LocalStorage | FaultyStorage | S3Storage | MemoryStorage,
     store: SqliteBaseStore,
     repo: str,
     scope: Scope = EVERYTHING,
@@ -375,3 +376,38 @@ def test_a_session_scoped_to_what_changed_leaves_nothing_for_a_full_one(
     finally:
         db.close()
         shutil.rmtree(pair)
+
+
+def test_a_remote_check_that_finds_more_than_a_few_paths_changed_is_a_whole_session(
+    synced: tuple[Path, Path, str], store: SqliteBaseStore
+) -> None:
+    local, remote, repo = synced
+    tree(remote, {f"new/{i:03}": b"n" for i in range(Scope.MAX_PATHS + 1)})
+    (local / "d7/f7").write_bytes(b"not named, found by the whole session")
+    check = Scope.named([], remote_whole=True)
+    ran = session(LocalStorage(local), LocalStorage(remote), store, repo, check)
+    assert ran.report.state is SessionState.COMPLETED, ran.report.message
+    assert (ran.report.pulled, ran.report.pushed) == (Scope.MAX_PATHS + 1, 1)
+    assert ran.report.merged == 100 + Scope.MAX_PATHS + 1
+    contents = [{p: held[0] for p, held in scan(root).items()} for root in (local, remote)]
+    assert contents[0] == contents[1]
+
+
+def test_a_remote_check_keeps_what_lies_under_a_changed_object(
+    tmp_path: Path, store: SqliteBaseStore
+) -> None:
+    """An object ``d`` appears beside ``d/y``, which did not change: the check's session
+    of ``d`` holds ``d/y`` too, or ``d/y`` would read as deleted on the remote."""
+    local = tmp_path / "local"
+    tree(local, {"d/y": b"unchanged"})
+    remote = MemoryStorage()
+    repo = store.repository_id(local.as_uri(), remote.url, now_ns=0)
+    assert session(LocalStorage(local), remote, store, repo).report.pushed == 1
+    remote.put_object("d", b"a file named like the directory")
+    check = Scope.named([], remote_whole=True)
+    ran = session(LocalStorage(local), remote, store, repo, check, clock_ns=T0 + 10**9)
+    assert (ran.report.state, ran.report.conflicts) == (SessionState.COMPLETED, ["d"])
+    assert (local / "d/y").read_bytes() == b"unchanged"
+    [copy] = [p for p in local.iterdir() if p.name.startswith("d.conflict-")]
+    assert copy.read_bytes() == b"a file named like the directory"
+    assert remote.objects["d/y"].data == b"unchanged" and "d" not in remote.objects

@@ -15,13 +15,12 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from storsync.engine.compare import stamp_matches
 from storsync.engine.filters import PathFilter
 from storsync.model import BaseEntry, Entry, Scope, Side, Skipped, StopSignal
-from storsync.paths import outermost, within
+from storsync.paths import outermost
 from storsync.runner.context import SessionContext
 from storsync.runner.scanned import Scanned, filled, leave_skipped_alone
-from storsync.runner.stream import stream_scan
+from storsync.runner.stream import remote_differences, stream_scan
 from storsync.storage.base import SkipReport, Storage
 
 
@@ -36,7 +35,7 @@ def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter) -> Scann
         return _settle(ctx, _both(ctx, store.load_base(repository_id), excluded), excluded)
     total = store.base_count(repository_id)
     if scope.remote_whole:
-        return _settle(ctx, _remote_first(ctx, scope.paths, total, excluded), excluded)
+        return _remote_first(ctx, scope.paths, total, excluded)
     return _settle(ctx, _named(ctx, scope.paths, total, excluded), excluded)
 
 
@@ -60,39 +59,31 @@ def _remote_first(
     A listing whose digest is the one saved when the remote was last found equal to the
     base (a digest no write to the base has forgotten since) is equal to it still: the
     check then reads none of its keys, nor the base, and looks at the named paths alone.
+    The listing is merged with the base in key order (runner.stream): a check holds what
+    differs, not the tree; where too much differs it becomes a whole session.
     """
     saved = ctx.store.listing_digest(ctx.repository_id)
     if ctx.retry(listing_unchanged, saved, ctx.remote, excluded.patterns, ctx.stop):
-        return _named(ctx, named, total, excluded)
-    base = ctx.store.load_base(ctx.repository_id)
-    refused = len(ctx.report.skipped)
-    remote, digest = _scan_digested(ctx, excluded)
-    if not ctx.remote.caps.listing_metadata:
-        _fill_from_base(Side.REMOTE, remote, base)
-    caps = ctx.remote.caps
-    differing = {
-        path
-        for path, entry in remote.items()
-        if (known := base.get(path)) is None or not stamp_matches(entry, known, Side.REMOTE, caps)
-    }
-    differing.update(p for p in base if p not in remote and not excluded.excluded(p))
-    if digest and not differing and len(ctx.report.skipped) == refused:
+        return _settle(ctx, _named(ctx, named, total, excluded), excluded)
+    found = remote_differences(ctx, named, excluded)
+    if found.digest and not found.differing and not found.skipped:
         # Equal, and nothing left out that a later check should report again.
         now_ns = ctx.clock.now_ns()
-        salted = _salted(digest, excluded.patterns)
+        salted = _salted(found.digest, excluded.patterns)
         ctx.store.save_listing_digest(ctx.repository_id, salted, now_ns)
-    tops = outermost(named | differing)
+    tops = outermost(named | found.differing)
     if len(tops) > Scope.MAX_PATHS:
-        return Scanned(_scan(ctx, Side.LOCAL, excluded), remote, base)
-    wanted = set(tops)
-    return Scanned(
+        return stream_scan(ctx, excluded)
+    ctx.report.skipped.extend(found.skipped)
+    scanned = Scanned(
         _scan(ctx, Side.LOCAL, excluded, tops),
-        {p: e for p, e in remote.items() if within(p, wanted)},
-        {p: b for p, b in base.items() if within(p, wanted)},
+        found.remote,
+        found.base,
         local_total=total,
-        remote_total=len(remote),
+        remote_total=found.remote_total,
         base_total=total,
     )
+    return _settle(ctx, scanned, excluded)
 
 
 def _both(
@@ -127,19 +118,6 @@ def _scan(
     storage = ctx.storage(side)
     scan = storage.scan if tops is None else functools.partial(storage.scan_under, tops)
     return _listed(ctx, side, excluded, scan)
-
-
-def _scan_digested(ctx: SessionContext, excluded: PathFilter) -> tuple[dict[str, Entry], str]:
-    """The remote listed whole, with the digest of its listing ("": it makes none)."""
-    digests: list[str] = []
-
-    def scan(skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
-        found, digest = ctx.remote.scan_digested(skip, stop)
-        digests.append(digest)  # the last try's: an earlier one raised
-        return found
-
-    found = _listed(ctx, Side.REMOTE, excluded, scan)
-    return found, digests[-1]
 
 
 def _listed(

@@ -16,11 +16,12 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from storsync.engine.compare import untouched
+from storsync.engine.compare import stamp_matches, untouched
 from storsync.engine.filters import PathFilter
 from storsync.engine.merge import Triple, merged
 from storsync.errors import ListingOutOfOrder
 from storsync.model import BaseEntry, Entry, Side, Skipped
+from storsync.paths import within
 from storsync.runner.ahead import read_ahead
 from storsync.runner.context import SessionContext
 from storsync.runner.scanned import Scanned, filled, leave_skipped_alone
@@ -154,3 +155,67 @@ def _one_pass(ctx: SessionContext, excluded: PathFilter, sorted_sides: tuple[Sid
     )
     scanned.local_total, scanned.remote_total, scanned.base_total = local, remote_count, base_count
     return scanned
+
+
+@dataclass
+class RemoteDifferences:
+    """A remote check's pass over the whole remote listing and the base, in key order:
+    where they differ, and the entries a session of those paths needs."""
+
+    differing: set[str] = field(default_factory=set)
+    # Entries at or under a differing or a named path: what a session of those paths
+    # decides over (a differing file may stand where the other keys see a directory).
+    remote: dict[str, Entry] = field(default_factory=dict)
+    base: dict[str, BaseEntry] = field(default_factory=dict)
+    remote_total: int = 0
+    digest: str = ""
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def remote_differences(
+    ctx: SessionContext, named: frozenset[str], excluded: PathFilter
+) -> RemoteDifferences:
+    """Merge the remote's listing, digested, with the base; keep what differs."""
+    try:
+        return ctx.retry(_remote_pass, ctx, named, excluded, sort=False)
+    except _Unordered:
+        return ctx.retry(_remote_pass, ctx, named, excluded, sort=True)
+
+
+def _remote_pass(
+    ctx: SessionContext, named: frozenset[str], excluded: PathFilter, *, sort: bool
+) -> RemoteDifferences:
+    found = RemoteDifferences()
+    remote = ctx.remote
+    skip = functools.partial(_skipped, found.skipped, Side.REMOTE)
+    walk = remote.sorted_walk_digested if sort else remote.walk_digested
+    listing, digest = walk(skip, ctx.stop)
+    fill, caps = not remote.caps.listing_metadata, remote.caps
+    on_the_way: list[str] = []  # differing paths on the way to the current one
+    try:
+        for path, _, listed, known in merged((), listing, ctx.store.walk_base(ctx.repository_id)):
+            if excluded and excluded.excluded(path):
+                continue
+            entry = listed
+            if entry is not None:
+                found.remote_total += 1
+                if fill and known is not None:
+                    entry = filled(Side.REMOTE, entry, known)
+            while on_the_way and not path.startswith(on_the_way[-1]):
+                on_the_way.pop()
+            under = any(path[len(d)] == "/" for d in on_the_way)
+            differs = (
+                entry is None or known is None or not stamp_matches(entry, known, Side.REMOTE, caps)
+            )
+            if differs:
+                found.differing.add(path)
+                on_the_way.append(path)
+            if differs or under or (named and within(path, named)):
+                if entry is not None:
+                    found.remote[path] = entry
+                if known is not None:
+                    found.base[path] = known
+    except ListingOutOfOrder:
+        raise _Unordered(Side.REMOTE) from None
+    found.digest = digest()
+    return found

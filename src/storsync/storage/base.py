@@ -116,6 +116,20 @@ class Storage(ABC):
         a storage that makes one makes the same for the same listing."""
         return self.scan(skip, stop), ""
 
+    def walk_digested(
+        self, skip: SkipReport, stop: StopSignal
+    ) -> tuple[Iterator[tuple[str, Entry]], Callable[[], str]]:
+        """``walk``, and what gives the digest ``scan_digested`` makes of the same listing
+        once the walk has ended."""
+        return self.sorted_walk_digested(skip, stop)
+
+    def sorted_walk_digested(
+        self, skip: SkipReport, stop: StopSignal
+    ) -> tuple[Iterator[tuple[str, Entry]], Callable[[], str]]:
+        """``walk_digested`` from a whole scan, sorted (as ``sorted_walk``)."""
+        found, digest = self.scan_digested(skip, stop)
+        return iter(sorted(found.items())), lambda: digest
+
     def listing_digest(self, stop: StopSignal) -> str:
         """The digest ``scan_digested`` would give now, at a fraction of its cost ("":
         none)."""

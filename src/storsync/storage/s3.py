@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -179,6 +179,18 @@ class S3Storage(Storage):
         with s3_listing.digesting(keys=True) as digest:
             found = self.scan(skip, stop)
         return found, digest.hexdigest()
+
+    def walk_digested(
+        self, skip: SkipReport, stop: StopSignal
+    ) -> tuple[Iterator[tuple[str, Entry]], Callable[[], str]]:
+        """The pages digested as the walk reads them (in the walk's thread)."""
+        digest = s3_listing.Digest(keys=True)
+
+        def listed() -> Iterator[tuple[str, Entry]]:
+            with s3_listing.digested_into(digest):
+                yield from self.walk(skip, stop)
+
+        return listed(), digest.hexdigest
 
     def listing_digest(self, stop: StopSignal) -> str:
         """The listing's pages hashed as they come, none of their keys parsed: a tenth of

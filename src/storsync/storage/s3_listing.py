@@ -63,9 +63,16 @@ _DIGEST: ContextVar[Digest | None] = ContextVar("s3_listing_digest", default=Non
 def digesting(*, keys: bool) -> Iterator[Digest]:
     """Digest the listings made in this block; without ``keys``, parse none of their keys."""
     digest = Digest(keys)
+    with digested_into(digest):
+        yield digest
+
+
+@contextlib.contextmanager
+def digested_into(digest: Digest) -> Iterator[None]:
+    """Digest the listings made in this block into ``digest``."""
     token = _DIGEST.set(digest)
     try:
-        yield digest
+        yield
     finally:
         _DIGEST.reset(token)
 
