@@ -183,15 +183,17 @@ class PgServer:
         """A new autocommit connection to the admin database; close it (``with``)."""
         return _connect(self.port, self.user, self.admin_db, timeout=10)
 
-    def create_database(self) -> str:
-        """A fresh, empty database (UTF8, locale C, from template0); its name."""
+    def create_database(self, *, icu_locale: str | None = None) -> str:
+        """A fresh, empty database (UTF8, locale C, from template0); its name. With
+        ``icu_locale`` (``"en-US"``) it collates by ICU's rules for that locale instead."""
         name = f"{DB_PREFIX}{int(time.time())}_{os.getpid()}_{secrets.token_hex(4)}"
+        icu = sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(icu_locale))
         with self.admin() as conn:
             conn.execute(
                 sql.SQL(
                     "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'"
-                    " LC_COLLATE 'C' LC_CTYPE 'C'"
-                ).format(sql.Identifier(name))
+                    " LC_COLLATE 'C' LC_CTYPE 'C'{}"
+                ).format(sql.Identifier(name), icu if icu_locale else sql.SQL(""))
             )
         return name
 

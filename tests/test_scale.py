@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from psycopg import sql
 
 from storsync.errors import ListingOutOfOrder, Stopped, StorageError
 from storsync.model import BaseEntry, Entry, StopSignal
@@ -238,14 +237,7 @@ ORDER_NAMES = ["a_b", "a-b", "a.b", "a/b", "ab", "aB", "B", "é", "z/é", "Z"]
 @pytest.fixture
 def icu_postgres_url(postgres_server: PgServer) -> Iterator[str]:
     """A database whose default collation is ICU's en-US, not C."""
-    name = postgres_server.create_database() + "_icu"
-    with postgres_server.admin() as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu "
-                "ICU_LOCALE 'en-US' LC_COLLATE 'C' LC_CTYPE 'C'"
-            ).format(sql.Identifier(name))
-        )
+    name = postgres_server.create_database(icu_locale="en-US")
     try:
         yield postgres_server.url(name)
     finally:
