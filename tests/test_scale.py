@@ -135,8 +135,29 @@ def test_a_walking_process_that_dies_fails_the_walk_clearly(
     walk = LocalStorage(tmp_path / "root").walk(
         lambda p, r: None, StopSignal(), local_walk.CHILD_FROM
     )
-    with pytest.raises(StorageError, match="the walking process ended before its walk did"):
+    with pytest.raises(StorageError, match=r"the walking process ended before its walk did$"):
         list(walk)
+
+
+def test_a_walking_process_that_fails_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "root", "a", "")
+    failing = tmp_path / "failing-python"
+    failing.write_text(
+        "#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
+        "echo 'MemoryError: out of memory' >&2\nexit 1\n"
+    )
+    failing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(failing))
+    walk = LocalStorage(tmp_path / "root").walk(
+        lambda p, r: None, StopSignal(), local_walk.CHILD_FROM
+    )
+    with pytest.raises(StorageError) as failed:
+        list(walk)
+    assert str(failed.value).endswith(
+        "the walking process ended before its walk did: MemoryError: out of memory"
+    )
 
 
 def test_a_stop_ends_the_walking_process(tmp_path: Path) -> None:

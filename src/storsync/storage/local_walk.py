@@ -145,15 +145,20 @@ def in_child(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert child.stdout is not None
+    assert child.stdout is not None and child.stderr is not None
     try:
         yield from _received(child.stdout.read, skip, stop, native)
+    except WalkFailed as failed:
+        child.wait()
+        said = child.stderr.read().decode(errors="replace").strip().splitlines()
+        if said:  # the last line of the child's own report (its exception)
+            raise WalkFailed(f"{failed}: {said[-1]}") from None
+        raise
     finally:
         child.kill()
         child.wait()
         child.stdout.close()
-        if child.stderr is not None:
-            child.stderr.close()
+        child.stderr.close()
 
 
 def _received(
