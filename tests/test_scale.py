@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from storsync.errors import ListingOutOfOrder, Stopped, StorageError
-from storsync.model import BaseEntry, Entry, StopSignal
+from storsync.model import BaseEntry, Entry, StopSignal, SyncSettings
+from storsync.runner.session import SyncSession
+from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.state.store import StateStore
 from storsync.storage import local_walk
 from storsync.storage.base import SkipReport
@@ -203,6 +205,39 @@ def test_a_listing_out_of_order_fails_the_session_before_anything_changes(pair: 
     )
     assert tree(pair.local) == {"a.txt": b"local"}
     assert sorted(remote.objects) == ["b.txt", "c.txt"]
+
+
+class UnorderedBase(SqliteBaseStore):
+    """Reads its base in reverse: a database whose collation the read did not override."""
+
+    def walk_base(self, repository_id: str) -> Iterator[tuple[str, BaseEntry]]:
+        yield from reversed(list(super().walk_base(repository_id)))
+
+
+def test_a_base_read_out_of_order_fails_the_session_before_anything_changes(
+    pair: Pair,
+) -> None:
+    for name in ("a.txt", "b.txt"):
+        write(pair.local, name, name)
+    assert pair.sync().pushed == 2
+    write(pair.local, "a.txt", "edited")
+    (pair.remote / "b.txt").unlink()
+    store = UnorderedBase(pair.state / "state.db")
+    try:
+        repo = store.repository_id(pair.local.as_uri(), pair.remote.as_uri(), now_ns=0)
+        settings = SyncSettings()
+        report = SyncSession(
+            LocalStorage(pair.local), LocalStorage(pair.remote), store, repo, settings
+        ).run()
+    finally:
+        store.close()
+    assert (report.state, report.message) == (
+        "failed",
+        "the base gave 'a.txt' after 'b.txt', out of the order the session merges in; "
+        "nothing was changed",
+    )
+    assert tree(pair.remote) == {"a.txt": b"a.txt"}  # neither pushed nor deleted
+    assert tree(pair.local) == {"a.txt": b"edited", "b.txt": b"b.txt"}
 
 
 def test_a_file_against_a_directory_whose_files_did_not_change_is_kept_aside(

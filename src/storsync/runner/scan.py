@@ -24,16 +24,16 @@ from storsync.runner.stream import remote_differences, stream_scan
 from storsync.storage.base import SkipReport, Storage
 
 
-def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter) -> Scanned:
-    """What the session decides over: everything, or the paths of its scope. A local
-    side that cannot tell ``A`` from ``a`` always looks at everything, since the remote
-    spellings of a name are told apart only in a whole listing."""
-    store, repository_id = ctx.store, ctx.repository_id
+def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter, total: int) -> Scanned:
+    """What the session decides over: everything, or the paths of its scope (``total``:
+    how many paths the base records). A local side that cannot tell ``A`` from ``a``
+    always looks at everything, since the remote spellings of a name are told apart only
+    in a whole listing."""
     if scope.paths is None and ctx.local.caps.case_sensitive:
-        return stream_scan(ctx, excluded)
+        return stream_scan(ctx, excluded, total)
     if scope.paths is None or not ctx.local.caps.case_sensitive:
-        return _settle(ctx, _both(ctx, store.load_base(repository_id), excluded), excluded)
-    total = store.base_count(repository_id)
+        base = ctx.store.load_base(ctx.repository_id)
+        return _settle(ctx, _both(ctx, base, excluded), excluded)
     if scope.remote_whole:
         return _remote_first(ctx, scope.paths, total, excluded)
     return _settle(ctx, _named(ctx, scope.paths, total, excluded), excluded)
@@ -73,7 +73,7 @@ def _remote_first(
         ctx.store.save_listing_digest(ctx.repository_id, salted, now_ns)
     tops = outermost(named | found.differing)
     if len(tops) > Scope.MAX_PATHS:
-        return stream_scan(ctx, excluded)
+        return stream_scan(ctx, excluded, total)
     ctx.report.skipped.extend(found.skipped)
     scanned = Scanned(
         _scan(ctx, Side.LOCAL, excluded, tops),

@@ -129,13 +129,16 @@ class SyncSession:
         ctx = self.ctx
         for storage in (ctx.local, ctx.remote):
             storage.start_session()
-        check_markers(ctx, established=ctx.store.base_count(ctx.repository_id) > 0)
+        # Counted once: a count reads every row of the repository's base.
+        recorded = ctx.store.base_count(ctx.repository_id)
+        check_markers(ctx, established=recorded > 0)
         if ctx.log_session is not None and not ctx.settings.dry_run:
             # Decisions on conflicts change local files only (not the base): the scan
             # below sees them as local changes, which the plan takes to the remote.
             conflicts.carry_out(ctx, ctx.store.resolutions(ctx.log_session))
         with self._before_changes():
-            plan = self._plan(scan_scope(ctx, self.scope, PathFilter(ctx.settings.excludes)))
+            excluded = PathFilter(ctx.settings.excludes)
+            plan = self._plan(scan_scope(ctx, self.scope, excluded, recorded))
             ctx.stop.check()
         if ctx.settings.dry_run:
             ctx.report.plan = plan

@@ -102,13 +102,14 @@ class _Pass:
         return path, lo, re, known
 
 
-def stream_scan(ctx: SessionContext, excluded: PathFilter) -> Scanned:
-    """The changes of the whole pair, with the totals the deletion guard needs. A side
+def stream_scan(ctx: SessionContext, excluded: PathFilter, expected: int) -> Scanned:
+    """The changes of the whole pair, with the totals the deletion guard needs
+    (``expected``: the base's count, which a storage may walk a large tree by). A side
     whose listing turns out not to be in key order is listed again, whole, and sorted."""
     try:
-        return ctx.retry(_one_pass, ctx, excluded, sorted_sides=())
+        return ctx.retry(_one_pass, ctx, excluded, expected, sorted_sides=())
     except _Unordered as unordered:
-        return ctx.retry(_one_pass, ctx, excluded, sorted_sides=(unordered.side,))
+        return ctx.retry(_one_pass, ctx, excluded, expected, sorted_sides=(unordered.side,))
 
 
 def _skipped(skipped: list[Skipped], side: Side, path: str, reason: str) -> None:
@@ -120,12 +121,12 @@ class _Unordered(Exception):
         self.side = side
 
 
-def _one_pass(ctx: SessionContext, excluded: PathFilter, sorted_sides: tuple[Side, ...]) -> Scanned:
+def _one_pass(
+    ctx: SessionContext, excluded: PathFilter, expected: int, sorted_sides: tuple[Side, ...]
+) -> Scanned:
     skipped: list[Skipped] = []
     fill = tuple(side for side in Side if not ctx.storage(side).caps.listing_metadata)
     taken = _Pass(excluded, ctx.settings.checksum, fill)
-
-    expected = ctx.store.base_count(ctx.repository_id)
 
     def walk(side: Side) -> Iterator[tuple[str, Entry]]:
         storage = ctx.storage(side)
