@@ -27,9 +27,11 @@ Usage::
     .venv/bin/python bench/s3.py --reps 1 --scale 0.02    # a smoke test of this script
     .venv/bin/python bench/s3.py --before-src OLD/src --no-peers   # an A/B of a change
 
-Records (one JSON line per timed run: wall, CPU of the command, CPU of the S3 server) go to
-``bench/results/s3-<timestamp>.jsonl``; the summary with the ratios is printed at the end
-and can be printed again with ``--summary FILE``. 72 minutes on the 2 shared cores here.
+Records (one JSON line per timed run: wall, CPU of the command, CPU of the S3 server, and
+the requests the server answered by type, from its Prometheus counters) go to
+``bench/results/s3-<timestamp>.jsonl``; the summary with the ratios, and per file for the
+pushes (client CPU, server CPU, requests), is printed at the end and can be printed again
+with ``--summary FILE``. 72 minutes on the 2 shared cores here.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,6 +155,7 @@ class Bench:
 
     def timed(self, cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
         subprocess.run(["sync"], check=True)  # setup writeback is not billed to the tool
+        requests_before = self.requests()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_before = self.server.cpu_seconds() or 0.0
         start = time.monotonic()
@@ -163,12 +168,26 @@ class Bench:
             ok = json.loads(proc.stdout)["state"] == "completed"
         if not ok:
             raise RuntimeError(f"{cmd} failed ({proc.returncode}): {proc.stderr[-800:]}")
+        server_cpu = (self.server.cpu_seconds() or 0.0) - server_before
+        requests = self.requests()
+        requests.subtract(requests_before)
         return {
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu, 2),
-            "srv_cpu_s": round((self.server.cpu_seconds() or 0.0) - server_before, 2),
+            "srv_cpu_s": round(server_cpu, 2),
             "load1": round(os.getloadavg()[0], 1),
+            "requests": {kind: n for kind, n in sorted(requests.items()) if n},
         }
+
+    def requests(self) -> Counter[str]:
+        """The requests the server answered so far, by type (GET counts HEADs too)."""
+        answered: Counter[str] = Counter()
+        with urllib.request.urlopen(self.server.metrics_url, timeout=10) as page:
+            for line in page.read().decode().splitlines():
+                if line.startswith("SeaweedFS_s3_request_total{") and 'type="' in line:
+                    kind = line.split('type="', 1)[1].split('"', 1)[0]
+                    answered[kind] += int(float(line.rsplit(" ", 1)[1]))
+        return answered
 
     def record(self, scenario: str, phase: str, tool: str, rep: int, **fields: Any) -> None:
         rec = {"ts": time.time(), "scenario": scenario, "phase": phase, "tool": tool}
@@ -201,6 +220,7 @@ class Bench:
         """storsync push-only and rclone sync --transfers 16, each into a new prefix."""
         data = dataset(self.work, preset, self.scale)
         size = tree_bytes(data)
+        files = sum(1 for p in data.rglob("*") if p.is_file())
         mine = {t: copy(data, self.work / "runs" / f"{preset}-{t}") for t in self.storsyncs}
         tools = [*self.storsyncs, *(["rclone"] if self.peers else [])]
         for rep in range(1, reps + 1):
@@ -217,7 +237,9 @@ class Bench:
                 result = self.timed(cmd, self.env_of(tool))
                 self.check_remote(data, prefix, download=preset == "large")
                 mbps = round(size / result["wall_s"] / 1e6, 1)
-                self.record(preset, "push", tool, rep, **result, bytes=size, mb_per_s=mbps)
+                self.record(
+                    preset, "push", tool, rep, **result, bytes=size, files=files, mb_per_s=mbps
+                )
 
     def two_way(self, reps: int) -> None:
         """``many``: establish a pair per tool, then no-op, then 1% mutations of both sides."""
@@ -277,7 +299,7 @@ class Bench:
     # -- summary ----------------------------------------------------------------------
 
     def summary(self) -> None:
-        print_summary(self.walls)
+        print_summary(self.out)
 
 
 TARGETS = [
@@ -289,7 +311,36 @@ TARGETS = [
 ]
 
 
-def print_summary(walls: dict[tuple[str, str, str], list[float]]) -> None:
+def print_summary(path: Path) -> None:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    walls: dict[tuple[str, str, str], list[float]] = {}
+    for rec in records:
+        walls.setdefault((rec["scenario"], rec["phase"], rec["tool"]), []).append(rec["wall_s"])
+    print_walls(walls)
+    print_per_file(records)
+
+
+def print_per_file(records: list[dict[str, Any]]) -> None:
+    """Per file of the pushes: client CPU, server CPU and requests (medians over reps)."""
+    per: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for rec in records:
+        files = rec.get("files")
+        if rec["phase"] != "push" or not files or "requests" not in rec:
+            continue
+        requests = sum(rec["requests"].values())
+        per.setdefault((rec["scenario"], rec["tool"]), []).append(
+            (rec["cpu_s"] / files * 1e3, rec["srv_cpu_s"] / files * 1e3, requests / files)
+        )
+    if not per:
+        return
+    print("| push | tool | client CPU ms/file | server CPU ms/file | requests/file |")
+    print("|---|---|---|---|---|")
+    for (scenario, tool), rows in per.items():
+        client, server, requests = (statistics.median(column) for column in zip(*rows, strict=True))
+        print(f"| {scenario} | {tool} | {client:.3f} | {server:.3f} | {requests:.3f} |")
+
+
+def print_walls(walls: dict[tuple[str, str, str], list[float]]) -> None:
     print("| scenario | phase | tool | n | median s | min-max s |")
     print("|---|---|---|---|---|---|")
     for (scenario, phase, tool), w in walls.items():
@@ -309,21 +360,13 @@ def print_summary(walls: dict[tuple[str, str, str], list[float]]) -> None:
         print(f"{scenario} {phase}: {what} = {ratio:.2f} (target {sign} {limit}): {verdict}")
 
 
-def load(path: Path) -> dict[tuple[str, str, str], list[float]]:
-    walls: dict[tuple[str, str, str], list[float]] = {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        walls.setdefault((rec["scenario"], rec["phase"], rec["tool"]), []).append(rec["wall_s"])
-    return walls
-
-
 @contextmanager
 def s3_server(work: Path) -> Iterator[SeaweedS3]:
     root = work / "s3"
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    server = SeaweedS3(root, buckets=[BUCKET], volume_size_limit_mb=1024)
+    server = SeaweedS3(root, buckets=[BUCKET], volume_size_limit_mb=1024, metrics=True)
     server.start()
     try:
         yield server
@@ -344,7 +387,7 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true", help="leave rclone out")
     a = ap.parse_args()
     if a.summary:
-        print_summary(load(a.summary))
+        print_summary(a.summary)
         return
     work = Path(a.work)
     if (work / "runs").exists():

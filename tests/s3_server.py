@@ -121,6 +121,7 @@ class SeaweedS3:
         volume_size_limit_mb: int = 256,
         extra_args: Iterable[str] = (),
         weed: str | None = None,
+        metrics: bool = False,
     ) -> None:
         self.root = Path(root)
         self.data_dir = self.root / "data"
@@ -134,6 +135,8 @@ class SeaweedS3:
         self.extra_args = list(extra_args)
         self.weed = weed or find_weed()
         self.port, self.master_port, self.volume_port, self.filer_port = free_port_block(4)
+        # Prometheus counters (requests answered by type), for benchmarks: ``metrics_url``.
+        self.metrics_port = free_port_block(1)[0] if metrics else None
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
         self.starts = 0
@@ -142,6 +145,11 @@ class SeaweedS3:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.metrics_port, "made without metrics=True"
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def bucket(self) -> str:
@@ -216,6 +224,11 @@ class SeaweedS3:
             # with raft state resumed, a restart waits 10-20 s for a leader election; the
             # data (volumes, filer store) survives either way (test_s3_server checks it)
             "-master.resumeState=false",
+            *(
+                [f"-metricsPort={self.metrics_port}", "-metricsIp=127.0.0.1"]
+                if self.metrics_port
+                else []
+            ),
             *self.extra_args,
         ]
 

@@ -89,6 +89,15 @@ def test_put_get_list_delete(s3_server: SeaweedS3, s3: Any, prefix: str) -> None
     assert status(s3.head_object, Bucket=b, Key=next(iter(bodies)))[0] == 404
 
 
+def test_a_backslash_in_a_key_is_stored_as_a_slash(
+    s3_server: SeaweedS3, s3: Any, prefix: str
+) -> None:
+    """Why the S3 adapter refuses to write a name with a backslash (docs/decisions.md)."""
+    s3.put_object(Bucket=s3_server.bucket, Key=f"{prefix}back\\slash.txt", Body=b"x")
+    listed = s3.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)["Contents"]
+    assert [o["Key"] for o in listed] == [f"{prefix}back/slash.txt"]
+
+
 def test_create_bucket_and_paginated_listing(s3_server: SeaweedS3, s3: Any) -> None:
     name = s3_server.create_bucket(f"storsync-{uuid.uuid4().hex[:8]}")
     assert s3_server.create_bucket(name) == name  # idempotent

@@ -118,12 +118,14 @@ def test_a_walk_in_a_child_process_finds_and_skips_what_one_here_does(tmp_path: 
 
 
 def walking_child() -> int:
-    """The pid of this process's child that walks a tree."""
+    """The pid of this process's child that walks a tree (one that wrote its whole walk
+    into the pipe may have ended already: a zombie, whose command line reads empty)."""
     found = []
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == os.getpid() and b"local_walk" in (proc / "cmdline").read_bytes():
+            state, ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            walking = state == "Z" or b"local_walk" in (proc / "cmdline").read_bytes()
+            if int(ppid) == os.getpid() and walking:
                 found.append(int(proc.name))
     [pid] = found
     return pid

@@ -36,7 +36,7 @@ from storsync.storage.base import Resumable, Source, Storage
 from storsync.storage.content import hash_bytes
 from storsync.storage.local import LocalStorage
 from storsync.storage.registry import RemoteSpec
-from storsync.storage.s3 import S3Settings, S3Storage
+from storsync.storage.s3 import MULTIPART_THRESHOLD, S3Settings, S3Storage
 from tests.conftest import Pair, trash, tree, write
 
 FILES = 3000
@@ -288,7 +288,9 @@ class _Zeros:
 
 
 def test_an_s3_scan_and_hash_stop_between_pages_and_chunks() -> None:
-    bucket = _PagedBucket(pages=5, body_size=48 * MiB)
+    # An object above the multipart threshold: read through the client, by ranges
+    # (a smaller one is read by a signed GET, which this client cannot answer).
+    bucket = _PagedBucket(pages=5, body_size=MULTIPART_THRESHOLD + MiB)
     storage = S3Storage(S3Settings(bucket="b", prefix="p"), client=bucket)
 
     with pytest.raises(Stopped):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ from datetime import datetime
 from typing import Any
 
 from storsync.clock import Clock, SystemClock, utc_datetime
-from storsync.errors import ChangedError, ListingOutOfOrder, PreconditionFailed
+from storsync.errors import (
+    ChangedError,
+    ListingOutOfOrder,
+    PermanentStorageError,
+    PreconditionFailed,
+)
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import OWN_DIR, is_own, normalize, refusal
 from storsync.storage import s3_listing
@@ -33,6 +39,7 @@ from storsync.storage.content import CHUNK, new_hasher
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client, unquote_etag
 from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
 from storsync.storage.s3_seaweed import drop_empty_folders
+from storsync.storage.s3_signed import SignedRequests
 
 __all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
 
@@ -60,6 +67,11 @@ def _metadata(mtime_ns: int, executable: bool, digest: str | None) -> dict[str, 
     if digest:
         meta[META_HASH] = digest
     return meta
+
+
+def _headers(metadata: dict[str, str]) -> dict[str, str]:
+    """User metadata as the headers of a request."""
+    return {f"x-amz-meta-{name}": value for name, value in metadata.items()}
 
 
 class _ObjectSource:
@@ -151,8 +163,24 @@ class S3Storage(Storage):
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path}" if self.prefix else path
 
+    def _new_key(self, path: str) -> str:
+        """The key ``path`` is written to, refused for a name a server stores under another
+        key: SeaweedFS takes a backslash for a folder separator (``a\\b`` lands as ``a/b``),
+        and the next listing would lack the file the base knows and show one it does not."""
+        if "\\" in path:
+            raise PermanentStorageError(
+                f"{path}: not written to S3: servers such as SeaweedFS take a backslash in a "
+                "name for a folder separator"
+            )
+        return self._key(path)
+
     def _own_key(self, name: str) -> str:
         return self._key(f"{OWN_DIR}/{name}")
+
+    @functools.cached_property
+    def _signed(self) -> SignedRequests:
+        """The small PUTs and GETs, outside botocore's pipeline (made when first used)."""
+        return SignedRequests(self._client, self._bucket)
 
     # -- scan -------------------------------------------------------------------------
 
@@ -267,15 +295,17 @@ class S3Storage(Storage):
 
     @contextlib.contextmanager
     def open(self, path: str, expected: Entry) -> Iterator[Source]:
-        bucket, key = self.settings.bucket, self._key(path)
+        key = self._key(path)
         with self._bucket.calling(path):
             if expected.size > MULTIPART_THRESHOLD and expected.etag:
                 # Resumable: the metadata now, the bytes (from some offset) on first read.
-                head = self._client.head_object(Bucket=bucket, Key=key, IfMatch=expected.etag)
+                head = self._client.head_object(
+                    Bucket=self.settings.bucket, Key=key, IfMatch=expected.etag
+                )
                 source = _ObjectSource(self, path, expected, head.get("Metadata", {}), None)
             else:
-                got = self._client.get_object(Bucket=bucket, Key=key, IfMatch=expected.etag or "*")
-                source = _ObjectSource(self, path, expected, got.get("Metadata", {}), got["Body"])
+                meta, body = self._signed.get(path, key, {"If-Match": expected.etag or "*"})
+                source = _ObjectSource(self, path, expected, meta, body)
         try:
             with self._bucket.calling(path):
                 yield source
@@ -317,6 +347,7 @@ class S3Storage(Storage):
     def stage(
         self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
     ) -> Staged:
+        key = self._new_key(path)
         if size <= MULTIPART_THRESHOLD:
             data = b"".join(iter(lambda: source.read(CHUNK), b""))
             digest = source.finish()
@@ -326,7 +357,7 @@ class S3Storage(Storage):
         return stage_multipart(
             self._client,
             self._bucket,
-            self._key(path),
+            key,
             path,
             source,
             size=size,
@@ -338,32 +369,37 @@ class S3Storage(Storage):
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         path, token = staged.path, staged.token
         bucket, key = self.settings.bucket, self._key(path)
-        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or ""}
         if expected is not None and trash is not None:
             self._copy_to_trash(path, expected, trash)
 
-        def write() -> Any:
+        def write() -> str:
+            if isinstance(token, _Buffered):
+                headers = {
+                    "Content-MD5": _md5_b64(token.data),
+                    **_headers(_metadata(token.mtime_ns, token.executable, staged.hash)),
+                    **(
+                        {"If-None-Match": "*"}
+                        if expected is None
+                        else {"If-Match": expected.etag or ""}
+                    ),
+                }
+                return self._signed.put(path, key, token.data, headers)
+            assert isinstance(token, Multipart)
+            condition = (
+                {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or ""}
+            )
             with self._bucket.calling(path):
-                if isinstance(token, _Buffered):
-                    return self._client.put_object(
-                        Bucket=bucket,
-                        Key=key,
-                        Body=token.data,
-                        ContentMD5=_md5_b64(token.data),
-                        Metadata=_metadata(token.mtime_ns, token.executable, staged.hash),
-                        **condition,
-                    )
-                assert isinstance(token, Multipart)
-                return self._client.complete_multipart_upload(
+                answer = self._client.complete_multipart_upload(
                     Bucket=bucket,
                     Key=key,
                     UploadId=token.upload_id,
                     MultipartUpload={"Parts": token.parts},
                     **condition,
                 )
+            return unquote_etag(answer["ETag"])
 
         try:
-            answer = write()
+            etag = write()
         except PreconditionFailed:
             if (
                 expected is not None
@@ -371,9 +407,8 @@ class S3Storage(Storage):
                 or not drop_empty_folders(self._client, self._bucket, self._key(path), path)
             ):
                 raise
-            answer = write()  # only empty folders of that name were in the way
+            etag = write()  # only empty folders of that name were in the way
         assert isinstance(token, _Buffered | Multipart)
-        etag = unquote_etag(answer["ETag"])
         return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
 
     def discard(self, staged: Staged) -> None:
@@ -392,16 +427,13 @@ class S3Storage(Storage):
     def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
         if trash is not None:
             self._copy_to_trash(path, expected, trash)
-        with self._bucket.calling(path):
-            self._client.delete_object(
-                Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or ""
-            )
+        self._signed.delete(path, self._key(path), {"If-Match": expected.etag or ""})
 
     def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
         with self._bucket.calling(new_path):
             answer = self._client.copy_object(
                 Bucket=self.settings.bucket,
-                Key=self._key(new_path),
+                Key=self._new_key(new_path),
                 CopySource={"Bucket": self.settings.bucket, "Key": self._key(path)},
                 CopySourceIfMatch=expected.etag or "",
                 IfNoneMatch="*",

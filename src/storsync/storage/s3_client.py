@@ -165,12 +165,12 @@ class S3Bucket:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError):
-            return self._answered(exc.response, path)
+            return self.answered(exc.response, path)
         if isinstance(exc, BotoCoreError):
             return self._not_answered(exc)
         raise exc
 
-    def _answered(self, response: dict[str, Any], path: str) -> StorsyncError:
+    def answered(self, response: dict[str, Any], path: str) -> StorsyncError:
         error = response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))

@@ -1,0 +1,182 @@
+"""The small PUTs, GETs and DELETEs signed outside botocore's pipeline (storage/s3_signed.py),
+on the real SeaweedFS: every name a user may give is written as exactly the key asked for
+and read back byte for byte, and every refusal says what botocore's calls said."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storsync.errors import PermanentStorageError, PreconditionFailed, StorageUnavailable
+from storsync.model import Entry
+from storsync.storage.s3 import S3Storage
+from storsync.storage.s3_client import S3Bucket, make_client
+from storsync.storage.s3_signed import EXPECT_CONTINUE, SignedRequests
+from tests.conftest import Pair, tree, write
+from tests.s3_server import SeaweedS3
+from tests.test_s3_sync import free_port, objects, settings_for, sync_s3
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server: SeaweedS3) -> Any:
+    """A plain boto3 client: what the server holds, read as another tool reads it."""
+    return s3_server.boto3_client()
+
+
+# Valid names a percent-encoding, a URL parser or a signature could get wrong: every
+# printable ASCII character a file name may hold, spaces where they are easy to lose,
+# encodings that look already encoded, and names outside ASCII (NFC, as storsync keys).
+AWKWARD = [
+    "sp ace.txt",
+    " leading and trailing ",
+    "per%cent.txt",
+    "per%20cent already.txt",
+    "%2F not a slash",
+    "hash#tag.txt",
+    "ques?tion=1&and=2.txt",
+    "plus+sign.txt",
+    "semi;colon:at@.txt",
+    "quote'bang!dollar$.txt",
+    "paren(star*)comma,.txt",
+    "tilde~caret^pipe|back`tick.txt",
+    'dq"uote<less>greater.txt',
+    "bracket[brace]{}.txt",
+    "café.txt",
+    "日本語/ファイル.txt",
+    "emoji 😀.txt",
+    "dir with space/inner + file.txt",
+    "a/b%2Fc/d.txt",
+]
+
+
+def test_awkward_names_are_the_keys_asked_for_both_ways(
+    s3_server: SeaweedS3, s3: Any, pair: Pair
+) -> None:
+    prefix = f"signed/{uuid.uuid4().hex[:12]}"
+    contents = {name: f"bytes of {name}".encode() for name in AWKWARD}
+    # A body from 1 MiB on is sent after the server's 100 Continue, as botocore sends it.
+    contents["big/over the continue threshold.bin"] = os.urandom(EXPECT_CONTINUE + 1)
+    for name, data in contents.items():
+        write(pair.local, name, data)
+
+    pushed = sync_s3(pair, s3_server, prefix)
+    assert pushed.errors == [] and pushed.pushed == len(contents)
+    listed = {k for k in objects(s3, s3_server.bucket, prefix) if not k.startswith(".storsync/")}
+    assert listed == set(contents)  # no key re-encoded, decoded or lost
+    for name, data in contents.items():
+        got = s3.get_object(Bucket=s3_server.bucket, Key=f"{prefix}/{name}")
+        assert got["Body"].read() == data, name
+        assert got["Metadata"]["storsync-mtime-ns"].isdigit()  # the metadata headers landed
+
+    fresh, state = pair.local.parent / "fresh", pair.state.parent / "fresh-state"
+    fresh.mkdir()
+    state.mkdir()
+    pulled = Pair(fresh, pair.remote, state)
+    report = sync_s3(pulled, s3_server, prefix)
+    assert report.errors == [] and report.pulled == len(contents)
+    assert tree(fresh) == contents
+
+    gone = sorted(contents)[:3]
+    for name in gone:
+        (fresh / name).unlink()
+    deleted = sync_s3(pulled, s3_server, prefix)
+    assert deleted.errors == [] and deleted.deleted_remote == len(gone)
+    left = {k for k in objects(s3, s3_server.bucket, prefix) if not k.startswith(".storsync/")}
+    assert left == set(contents) - set(gone)
+
+
+def test_a_name_with_a_backslash_is_refused_not_rewritten(
+    s3_server: SeaweedS3, s3: Any, pair: Pair
+) -> None:
+    """SeaweedFS stores ``a\\b`` as ``a/b`` (test_s3_server): written, the next session
+    would find the file it pushed gone from the remote and delete it locally."""
+    prefix = f"signed/{uuid.uuid4().hex[:12]}"
+    write(pair.local, "back\\slash.txt", b"a name with a backslash")
+    write(pair.local, "plain.txt", b"plain")
+    for _ in range(2):
+        report = sync_s3(pair, s3_server, prefix)
+        assert [e["path"] for e in report.errors] == ["back\\slash.txt"]
+        assert "backslash" in report.errors[0]["message"]
+    assert tree(pair.local) == {
+        "back\\slash.txt": b"a name with a backslash",
+        "plain.txt": b"plain",
+    }
+    assert [k for k in objects(s3, s3_server.bucket, prefix) if not k.startswith(".storsync/")] == [
+        "plain.txt"
+    ]
+
+
+@pytest.fixture
+def signed(s3_server: SeaweedS3) -> SignedRequests:
+    settings = settings_for(s3_server, "")
+    return SignedRequests(make_client(settings), S3Bucket.of(settings, "s3://test"))
+
+
+def test_conditions_refused_by_the_server_are_precondition_failures(
+    s3: Any, s3_server: SeaweedS3, signed: SignedRequests
+) -> None:
+    key = f"signed/{uuid.uuid4().hex[:12]}/file.txt"
+    etag = signed.put("file.txt", key, b"first", {"If-None-Match": "*"})
+    assert etag == s3.head_object(Bucket=s3_server.bucket, Key=key)["ETag"].strip('"')
+
+    with pytest.raises(PreconditionFailed, match="changed on the remote since the scan"):
+        signed.put("file.txt", key, b"second", {"If-None-Match": "*"})
+    with pytest.raises(PreconditionFailed):
+        signed.put("file.txt", key, b"second", {"If-Match": '"0123"'})
+    with pytest.raises(PreconditionFailed):
+        signed.get("file.txt", key, {"If-Match": '"0123"'})
+    with pytest.raises(PreconditionFailed):
+        signed.delete("file.txt", key, {"If-Match": '"0123"'})
+    with pytest.raises(PreconditionFailed, match="no longer on the remote"):
+        signed.get("gone.txt", f"{key}.gone", {"If-Match": "*"})
+    assert s3.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read() == b"first"
+
+    meta, body = signed.get("file.txt", key, {"If-Match": etag})
+    assert body.read() == b"first" and meta == {}
+    body.close()
+    signed.delete("file.txt", key, {"If-Match": etag})
+    assert "Contents" not in s3.list_objects_v2(Bucket=s3_server.bucket, Prefix=key)
+
+
+def test_a_missing_bucket_and_an_absent_server_say_what_botocore_calls_say(
+    s3_server: SeaweedS3,
+) -> None:
+    settings = replace(settings_for(s3_server, ""), bucket="absent-bucket")
+    client = make_client(settings)
+    bucket = S3Bucket.of(settings, "s3://absent-bucket")
+    with pytest.raises(PermanentStorageError) as by_botocore, bucket.calling("f"):
+        client.put_object(Bucket="absent-bucket", Key="f", Body=b"x")
+    with pytest.raises(PermanentStorageError) as signed:
+        SignedRequests(client, bucket).put("f", "f", b"x", {})
+    assert signed.value.message == by_botocore.value.message
+
+    nowhere = replace(settings, endpoint=f"http://127.0.0.1:{free_port()}", connect_timeout=2)
+    signed_nowhere = SignedRequests(make_client(nowhere), S3Bucket.of(nowhere, "s3://x"))
+    for call in (
+        lambda: signed_nowhere.put("f", "f", b"x", {}),
+        lambda: signed_nowhere.get("f", "f", {}),
+        lambda: signed_nowhere.delete("f", "f", {}),
+    ):
+        with pytest.raises(StorageUnavailable, match=r"^cannot reach S3 endpoint http"):
+            call()
+
+
+def test_without_credentials_the_message_says_where_they_go(
+    s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no lookup off this machine
+    settings = settings_for(s3_server, "")
+    anonymous = replace(settings, access_key_id=None, secret_access_key=None)
+    storage = S3Storage(anonymous)
+    with pytest.raises(PermanentStorageError, match="no S3 credentials were found"):
+        storage.remove("f", Entry(1, 0, False, None, "e"), trash=None)
