@@ -22,7 +22,7 @@ DEFAULTS = {
     "checksum": False,
     "maxDeletePercent": 50.0,
     "trashDays": 30.0,
-    "transfers": 8,
+    "transfers": 16,
 }
 
 

@@ -43,7 +43,7 @@ class Settings:
     quiet_retention_days: float = 1.0
     token_ttl_s: int = 3600
     refresh_ttl_s: int = 14 * 86_400
-    transfers: int = 8
+    transfers: int = 16
     # The total bandwidth of all running sessions, bytes per second (None: no limit);
     # PATCH /api/v1/settings changes it for good.
     bwlimit_bytes_per_second: int | None = None

@@ -243,7 +243,7 @@ class SyncSettings:
     excludes: tuple[str, ...] = ()
     max_delete_percent: float = 50.0
     force: bool = False
-    transfers: int = 8
+    transfers: int = 16
     trash_days: float = 30.0
     bwlimit_bps: int | None = None  # bytes per second all transfers read; None: no limit
 

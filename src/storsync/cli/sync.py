@@ -93,7 +93,7 @@ def _default_state_dir(local_url: str, remote_url: str) -> Path:
 @click.option(
     "--transfers",
     type=click.IntRange(1, 256),
-    default=8,
+    default=16,
     show_default=True,
     help="Parallel transfers.",
 )

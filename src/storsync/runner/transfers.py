@@ -24,6 +24,10 @@ Done = tuple[Transfer, Entry, Staged]  # the transfer, the source as read, what 
 BATCH_FILES = 1000
 BATCH_BYTES = 256 << 20
 BATCH_SECONDS = 1.0
+# What staging may hold beyond the batch being gathered: an S3 destination stages a file
+# of up to 64 MiB in memory, and a window counted in files alone would let 64 such files
+# (16 workers) sit there. The first file in flight always may, whatever its size.
+IN_FLIGHT_BYTES = 256 << 20
 # Under a bandwidth limit, a batch waits less: what a remote receives at each publish
 # (S3 objects are sent then) stays a small part of any 10-second window of the limit.
 LIMITED_BATCH_SECONDS = 0.25
@@ -41,7 +45,9 @@ def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> 
     # Publishing has threads of its own: behind the staging tasks queued in one pool (each
     # waiting on a bandwidth limit, or on a slow source) a batch would wait for all of them.
     with ThreadPoolExecutor(workers) as staging, ThreadPoolExecutor(workers) as pool:
-        staged = _bounded_map(staging, lambda t: _stage(ctx, side, t), transfers, workers * 4)
+        staged = _bounded_map(
+            staging, lambda t: _stage(ctx, side, t), transfers, workers * 4, IN_FLIGHT_BYTES
+        )
         for transfer, outcome in staged:
             if isinstance(outcome, StorsyncError):
                 if isinstance(outcome, StorageError) and outcome.retryable:
@@ -193,21 +199,31 @@ def _bounded_map(
     fn: Callable[[Transfer], Done],
     items: list[Transfer],
     window: int,
+    budget: int,
 ) -> Iterator[tuple[Transfer, Done | StorsyncError]]:
-    """Run ``fn`` over ``items`` with at most ``window`` in flight, results in order."""
+    """Run ``fn`` over ``items``, results in order, with at most ``window`` in flight and,
+    past the first, at most ``budget`` bytes of their sources."""
     pending: deque[tuple[Transfer, Future[Done]]] = deque()
     it = iter(items)
-    for item in it:
-        pending.append((item, pool.submit(fn, item)))
-        if len(pending) >= window:
-            break
+    upcoming = next(it, None)
+    held = 0
+
+    def fill() -> None:
+        nonlocal upcoming, held
+        while upcoming is not None and (
+            not pending or (len(pending) < window and held + upcoming.source.size <= budget)
+        ):
+            pending.append((upcoming, pool.submit(fn, upcoming)))
+            held += upcoming.source.size
+            upcoming = next(it, None)
+
+    fill()
     while pending:
         item, future = pending.popleft()
+        held -= item.source.size
         try:
             outcome: Done | StorsyncError = future.result()
         except StorsyncError as exc:
             outcome = exc
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append((nxt, pool.submit(fn, nxt)))
+        fill()
         yield item, outcome

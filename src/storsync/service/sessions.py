@@ -60,7 +60,7 @@ INTERRUPTED = (
 @dataclass(frozen=True)
 class SessionOptions:
     database_url: str
-    transfers: int = 8
+    transfers: int = 16
     niceness: int = 10
     # One worker process started ahead for the next session (service.workers.Workers).
     spare_worker: bool = True

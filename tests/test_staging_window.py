@@ -1,0 +1,71 @@
+"""What a direction's staging may hold at once (runner/transfers.py): a window of files,
+and, past the first file, a budget of bytes, since an S3 destination stages a file of up to
+64 MiB in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from storsync.engine.reconcile import Transfer
+from storsync.model import Entry
+from storsync.runner.transfers import _bounded_map
+
+MiB = 1 << 20
+
+
+class _Recording(ThreadPoolExecutor):
+    """Runs each task at once, and records the bytes submitted and not yet handed back:
+    those in flight, and the one on its way out (the next are submitted before it is
+    handed over, so staging goes on while a batch is published)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.held = 0
+        self.peak = 0
+        self.peak_files = 0
+        self.files = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        (transfer,) = args
+        self.held += transfer.source.size
+        self.files += 1
+        self.peak, self.peak_files = max(self.peak, self.held), max(self.peak_files, self.files)
+        done: Future[Any] = Future()
+        done.set_result(fn(transfer))
+        return done
+
+    def handed_back(self, transfer: Transfer) -> None:
+        self.held -= transfer.source.size
+        self.files -= 1
+
+
+def _run(sizes: list[int], window: int, budget: int) -> _Recording:
+    pool = _Recording()
+    transfers = [
+        Transfer(f"f{i}", Entry(size, 0, False, None, None), None) for i, size in enumerate(sizes)
+    ]
+    got = []
+    for transfer, _outcome in _bounded_map(
+        pool, lambda t: (t, t.source, None), transfers, window, budget
+    ):
+        pool.handed_back(transfer)
+        got.append(transfer.path)
+    assert got == [t.path for t in transfers]  # every one, in order
+    return pool
+
+
+def test_large_files_in_flight_stay_within_the_byte_budget() -> None:
+    pool = _run([60 * MiB] * 20, window=64, budget=256 * MiB)
+    # 4 in flight (240 MiB) and the one handed over, not 20 (the window alone allowed all)
+    assert pool.peak == 5 * 60 * MiB
+    assert pool.peak_files == 5
+
+
+def test_small_files_fill_the_window_and_a_file_over_the_budget_still_goes() -> None:
+    assert _run([4096] * 200, window=64, budget=256 * MiB).peak_files == 64 + 1
+    over = _run([10, 300 * MiB, 10, 10], window=64, budget=256 * MiB)
+    # Alone in flight (the one before it handed over), then handed over while the two
+    # small ones after it are staged.
+    assert over.peak == 300 * MiB + 20
