@@ -10,7 +10,7 @@ from typing import Any
 
 from storsync.engine.reconcile import Transfer
 from storsync.model import Entry
-from storsync.runner.transfers import _bounded_map
+from storsync.runner.transfers import Budget, _bounded_map
 
 MiB = 1 << 20
 
@@ -41,14 +41,18 @@ class _Recording(ThreadPoolExecutor):
         self.files -= 1
 
 
-def _run(sizes: list[int], window: int, budget: int) -> _Recording:
+def _in_memory(size: int) -> int:
+    return size  # as S3 holds a small file it staged
+
+
+def _run(sizes: list[int], window: int, budget: int, held: Any = _in_memory) -> _Recording:
     pool = _Recording()
     transfers = [
         Transfer(f"f{i}", Entry(size, 0, False, None, None), None) for i, size in enumerate(sizes)
     ]
     got = []
     for transfer, _outcome in _bounded_map(
-        pool, lambda t: (t, t.source, None), transfers, window, budget
+        pool, lambda t: (t, t.source, None), transfers, window, Budget(budget, held)
     ):
         pool.handed_back(transfer)
         got.append(transfer.path)
@@ -69,3 +73,8 @@ def test_small_files_fill_the_window_and_a_file_over_the_budget_still_goes() -> 
     # Alone in flight (the one before it handed over), then handed over while the two
     # small ones after it are staged.
     assert over.peak == 300 * MiB + 20
+
+
+def test_files_staged_where_they_are_written_are_counted_by_the_window_alone() -> None:
+    # A local destination's partial file, an S3 multipart upload: nothing held in memory.
+    assert _run([60 * MiB] * 20, window=8, budget=256 * MiB, held=lambda _: 0).peak_files == 9

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from storsync.engine.reconcile import Transfer
@@ -24,9 +25,9 @@ Done = tuple[Transfer, Entry, Staged]  # the transfer, the source as read, what 
 BATCH_FILES = 1000
 BATCH_BYTES = 256 << 20
 BATCH_SECONDS = 1.0
-# What staging may hold beyond the batch being gathered: an S3 destination stages a file
-# of up to 64 MiB in memory, and a window counted in files alone would let 64 such files
-# (16 workers) sit there. The first file in flight always may, whatever its size.
+# What staging may hold in memory beyond the batch being gathered: an S3 destination
+# stages a file of up to 64 MiB there, and a window counted in files alone would let 64
+# such files (16 workers) sit in it. The first file in flight always may, whatever its size.
 IN_FLIGHT_BYTES = 256 << 20
 # Under a bandwidth limit, a batch waits less: what a remote receives at each publish
 # (S3 objects are sent then) stays a small part of any 10-second window of the limit.
@@ -46,7 +47,11 @@ def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> 
     # waiting on a bandwidth limit, or on a slow source) a batch would wait for all of them.
     with ThreadPoolExecutor(workers) as staging, ThreadPoolExecutor(workers) as pool:
         staged = _bounded_map(
-            staging, lambda t: _stage(ctx, side, t), transfers, workers * 4, IN_FLIGHT_BYTES
+            staging,
+            lambda t: _stage(ctx, side, t),
+            transfers,
+            workers * 4,
+            Budget(IN_FLIGHT_BYTES, ctx.storage(side).staged_in_memory),
         )
         for transfer, outcome in staged:
             if isinstance(outcome, StorsyncError):
@@ -194,33 +199,43 @@ def _known(value: V | None, default: V) -> V:
     return default if value is None else value
 
 
+@dataclass(frozen=True)
+class Budget:
+    """At most ``limit`` bytes held in memory by the transfers in flight, as ``held`` says
+    a transfer of so many bytes holds them."""
+
+    limit: int
+    held: Callable[[int], int]
+
+
 def _bounded_map(
     pool: ThreadPoolExecutor,
     fn: Callable[[Transfer], Done],
     items: list[Transfer],
     window: int,
-    budget: int,
+    budget: Budget,
 ) -> Iterator[tuple[Transfer, Done | StorsyncError]]:
     """Run ``fn`` over ``items``, results in order, with at most ``window`` in flight and,
-    past the first, at most ``budget`` bytes of their sources."""
-    pending: deque[tuple[Transfer, Future[Done]]] = deque()
+    past the first, within the ``budget``."""
+    pending: deque[tuple[Transfer, Future[Done], int]] = deque()
     it = iter(items)
     upcoming = next(it, None)
     held = 0
 
     def fill() -> None:
         nonlocal upcoming, held
-        while upcoming is not None and (
-            not pending or (len(pending) < window and held + upcoming.source.size <= budget)
-        ):
-            pending.append((upcoming, pool.submit(fn, upcoming)))
-            held += upcoming.source.size
+        while upcoming is not None:
+            cost = budget.held(upcoming.source.size)
+            if pending and (len(pending) >= window or held + cost > budget.limit):
+                return
+            pending.append((upcoming, pool.submit(fn, upcoming), cost))
+            held += cost
             upcoming = next(it, None)
 
     fill()
     while pending:
-        item, future = pending.popleft()
-        held -= item.source.size
+        item, future, cost = pending.popleft()
+        held -= cost
         try:
             outcome: Done | StorsyncError = future.result()
         except StorsyncError as exc:

@@ -149,6 +149,11 @@ class Storage(ABC):
     ) -> Staged:
         """Write a version where nobody sees it yet; the source is checked when read."""
 
+    def staged_in_memory(self, size: int) -> int:
+        """The bytes a staged file of ``size`` holds in memory until it is published (0:
+        it is staged where it is written)."""
+        return 0
+
     @abstractmethod
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         """Make a staged version visible at its path.

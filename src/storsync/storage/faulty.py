@@ -67,6 +67,9 @@ class FaultyStorage(Storage):
         self._gate("open")
         return self.inner.open(path, expected)
 
+    def staged_in_memory(self, size: int) -> int:
+        return self.inner.staged_in_memory(size)
+
     def stage(
         self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
     ) -> Staged:

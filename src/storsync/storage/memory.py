@@ -110,6 +110,9 @@ class MemoryStorage(Storage):
             raise ChangedError(f"{path} changed since the scan")
         yield _BytesSource(blob.data)
 
+    def staged_in_memory(self, size: int) -> int:
+        return size
+
     def stage(
         self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
     ) -> Staged:

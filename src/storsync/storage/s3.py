@@ -366,6 +366,9 @@ class S3Storage(Storage):
             metadata=_metadata(mtime_ns, executable, None),
         )
 
+    def staged_in_memory(self, size: int) -> int:
+        return size if size <= MULTIPART_THRESHOLD else 0  # a multipart upload is sent
+
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         path, token = staged.path, staged.token
         bucket, key = self.settings.bucket, self._key(path)
