@@ -12,8 +12,9 @@ that imports boto3 lazily.
     server.stop()             # SIGTERM, 5 s grace, SIGKILL, by pid
 
 No identities are configured, so SeaweedFS accepts any credentials (and unsigned
-requests). Everything listens on 127.0.0.1 only. ``weed`` also listens on a gRPC port
-for each HTTP port (HTTP port + 10000) and leaves unix sockets
+requests); ``verify_signatures=True`` makes it check every signed request against
+``access_key`` and ``secret_key``. Everything listens on 127.0.0.1 only. ``weed`` also
+listens on a gRPC port for each HTTP port (HTTP port + 10000) and leaves unix sockets
 ``/tmp/seaweedfs-<service>[-grpc]-<port>.sock``; ports are chosen so that both are free,
 and the sockets of our ports are removed before a start and after a stop.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import random
 import re
@@ -122,6 +124,7 @@ class SeaweedS3:
         extra_args: Iterable[str] = (),
         weed: str | None = None,
         metrics: bool = False,
+        verify_signatures: bool = False,
     ) -> None:
         self.root = Path(root)
         self.data_dir = self.root / "data"
@@ -135,6 +138,10 @@ class SeaweedS3:
         self.extra_args = list(extra_args)
         self.weed = weed or find_weed()
         self.port, self.master_port, self.volume_port, self.filer_port = free_port_block(4)
+        # With ``verify_signatures``, a signed request must be signed with ``access_key`` and
+        # ``secret_key`` (SeaweedFS checks it); unsigned ones are still let through (the
+        # probes here send none).
+        self.verify_signatures = verify_signatures
         # Prometheus counters (requests answered by type), for benchmarks: ``metrics_url``.
         self.metrics_port = free_port_block(1)[0] if metrics else None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -229,8 +236,26 @@ class SeaweedS3:
                 if self.metrics_port
                 else []
             ),
+            *([f"-s3.config={self._identities()}"] if self.verify_signatures else []),
             *self.extra_args,
         ]
+
+    def _identities(self) -> Path:
+        everything = ["Admin", "Read", "Write", "List", "Tagging"]
+        config = {
+            "identities": [
+                {"name": "anonymous", "actions": everything},
+                {
+                    "name": "storsync-test",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": everything,
+                },
+            ]
+        }
+        path = self.root / "identities.json"
+        self.root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config))
+        return path
 
     def start(self, timeout: float = 90.0) -> None:
         """Start weed, wait until S3 answers and every bucket accepts a write."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,44 @@ def test_a_missing_bucket_and_an_absent_server_say_what_botocore_calls_say(
     ):
         with pytest.raises(StorageUnavailable, match=r"^cannot reach S3 endpoint http"):
             call()
+
+
+@pytest.fixture(scope="module")
+def verifying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A server that checks every signature (the session's accepts any)."""
+    with SeaweedS3(
+        tmp_path_factory.mktemp("verifying"), buckets=["signed"], verify_signatures=True
+    ) as server:
+        yield server
+
+
+def test_a_server_that_checks_signatures_accepts_each_request_for_any_name(
+    verifying: SeaweedS3,
+) -> None:
+    settings = settings_for(verifying, "")
+    signed = SignedRequests(make_client(settings), S3Bucket.of(settings, "s3://signed"))
+    for name in AWKWARD:
+        data = name.encode()
+        etag = signed.put(name, name, data, {"If-None-Match": "*", "x-amz-meta-storsync-exec": "1"})
+        assert signed.head(name, name, {"If-Match": etag}) == {"storsync-exec": "1"}
+        meta, body = signed.get(name, name, {"If-Match": etag})
+        assert body.read() == data and meta == {"storsync-exec": "1"}
+        body.close()
+        signed.delete(name, name, {"If-Match": etag})
+
+    wrong = replace(settings, secret_access_key="not-the-secret")
+    client = make_client(wrong)
+    bucket = S3Bucket.of(wrong, "s3://signed")
+    with pytest.raises(PermanentStorageError) as by_botocore, bucket.calling("f"):
+        client.put_object(Bucket="signed", Key="f", Body=b"x")
+    for call in (
+        lambda: SignedRequests(client, bucket).put("f", "f", b"x", {}),
+        lambda: SignedRequests(client, bucket).get("f", "f", {}),
+    ):
+        with pytest.raises(PermanentStorageError) as refused:
+            call()
+        assert refused.value.message == by_botocore.value.message
+        assert "SignatureDoesNotMatch" in refused.value.message
 
 
 def test_without_credentials_the_message_says_where_they_go(

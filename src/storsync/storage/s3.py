@@ -335,11 +335,8 @@ class S3Storage(Storage):
 
     def hash(self, path: str, expected: Entry, stop: StopSignal) -> str:
         """The stored BLAKE3 (one HEAD), or the bytes hashed when another tool wrote them."""
-        with self._bucket.calling(path):
-            head = self._client.head_object(
-                Bucket=self.settings.bucket, Key=self._key(path), IfMatch=expected.etag or "*"
-            )
-        stored = head.get("Metadata", {}).get(META_HASH)
+        meta = self._signed.head(path, self._key(path), {"If-Match": expected.etag or "*"})
+        stored = meta.get(META_HASH)
         return str(stored) if stored else super().hash(path, expected, stop)
 
     # -- writing ----------------------------------------------------------------------

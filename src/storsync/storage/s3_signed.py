@@ -27,7 +27,7 @@ _CODE = re.compile(rb"<Code>([^<]*)</Code>")
 
 
 class SignedRequests:
-    """PUT, GET and DELETE of one object of ``bucket`` through ``client``'s pool and
+    """PUT, GET, HEAD and DELETE of one object of ``bucket`` through ``client``'s pool and
     signer."""
 
     def __init__(self, client: Any, bucket: S3Bucket) -> None:
@@ -57,13 +57,12 @@ class SignedRequests:
         from botocore.response import StreamingBody
 
         answer = self._send(path, "GET", key, dict(headers), None, stream=True)
-        metadata = {
-            name[len(_META) :].lower(): value
-            for name, value in answer.headers.items()
-            if name.lower().startswith(_META)
-        }
         size = int(answer.headers.get("Content-Length", "0"))
-        return metadata, StreamingBody(answer.raw, size)
+        return _metadata(answer.headers), StreamingBody(answer.raw, size)
+
+    def head(self, path: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """The user metadata of ``key``."""
+        return _metadata(self._send(path, "HEAD", key, dict(headers), None, stream=False).headers)
 
     def delete(self, path: str, key: str, headers: Mapping[str, str]) -> None:
         self._send(path, "DELETE", key, dict(headers), None, stream=False)
@@ -103,3 +102,12 @@ class SignedRequests:
             {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": answer.status_code}},
             path,
         )
+
+
+def _metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """The user metadata an answer's headers carry, by name as stored (lower case)."""
+    return {
+        name[len(_META) :].lower(): value
+        for name, value in headers.items()
+        if name.lower().startswith(_META)
+    }
