@@ -5,10 +5,10 @@ A PUT or GET of a small object through a botocore client cost 1.1 ms of client C
 half of it around the request rather than in it: parameters validated against the model,
 serialized, a dozen event hooks, the user agent string rebuilt, the answer parsed through
 the shape model. On two cores shared with the server that CPU is the wall time of a push
-of many small files. These requests are signed by botocore's own SigV4 signer, with the
-client's credentials and configuration, and sent on the client's own connection pool (its
-proxies, TLS settings and timeouts): 0.5 ms each (docs/decisions.md, "Small objects
-without botocore's pipeline"). Their answers become the same errors as botocore's calls.
+of many small files. These requests are signed with the client's credentials as botocore
+signs them (``s3_sigv4``) and sent on the client's own connection pool (its proxies, TLS
+settings and timeouts): about 0.5 ms each (docs/decisions.md, "Small objects without
+botocore's pipeline"). Their answers become the same errors as botocore's calls.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from storsync.clock import SystemClock, utc_datetime
 from storsync.storage.s3_client import S3Bucket, unquote_etag
+from storsync.storage.s3_sigv4 import SigV4, host_of
 
 # botocore asks the server before sending a body of this size (Expect: 100-continue),
 # so a refused condition does not cost the upload of the bytes.
@@ -35,10 +38,12 @@ class SignedRequests:
 
         meta = client.meta
         self._bucket = bucket
-        self._config = meta.config
-        self._region = meta.region_name
         self._encode = percent_encode
-        self._base = f"{meta.endpoint_url.rstrip('/')}/{percent_encode(bucket.name)}/"
+        endpoint = meta.endpoint_url.rstrip("/")
+        self._origin = endpoint
+        self._path = f"{urlsplit(endpoint).path}/{percent_encode(bucket.name)}/"
+        self._signer = SigV4(host_of(endpoint), meta.region_name)
+        self._wall = SystemClock()
         # Two attributes botocore keeps to itself: the pool its own calls go through and
         # the credentials it signs them with (refreshed as its own calls refresh them).
         self._http = client._endpoint.http_session
@@ -79,16 +84,26 @@ class SignedRequests:
     ) -> Any:
         """The answer of a success; a body not ``stream``ed is read whole, which gives the
         connection back to the pool."""
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
+        from botocore.awsrequest import AWSPreparedRequest
+        from botocore.exceptions import NoCredentialsError
 
-        url = self._base + self._encode(key, safe="/~")
-        request = AWSRequest(method, url, headers=headers, data=data, stream_output=stream)
-        request.context["client_config"] = self._config  # payload signing as the client's
+        path_sent = self._path + self._encode(key, safe="/~")
         with self._bucket.calling(path):
-            credentials = self._credentials and self._credentials.get_frozen_credentials()
-            S3SigV4Auth(credentials, "s3", self._region).add_auth(request)
-            answer = self._http.send(request.prepare())
+            if self._credentials is None:
+                raise NoCredentialsError()
+            frozen = self._credentials.get_frozen_credentials()
+            credentials = (frozen.access_key, frozen.secret_key, frozen.token)
+            # The machine's time, whatever clock a session runs on: a server refuses a
+            # request dated 15 minutes away from its own.
+            now = utc_datetime(self._wall.now_ns())
+            signed = self._signer.sign(method, path_sent, headers, credentials, now)
+            if data is not None:
+                signed["Content-Length"] = str(len(data))
+            # As botocore's endpoint sends them: values as bytes (its connection class
+            # waits for "100 Continue" only when the Expect header is the bytes).
+            wire = {name: value.encode() for name, value in signed.items()}
+            request = AWSPreparedRequest(method, self._origin + path_sent, wire, data, stream)
+            answer = self._http.send(request)
         if answer.status_code >= 300:
             raise self._refused(path, answer)
         return answer
