@@ -1,6 +1,7 @@
 """Client CPU of one small S3 request: botocore's ``put_object``/``get_object``/
-``delete_object`` against storsync's signed requests (storage/s3_signed.py), the same
-headers each way (``Content-MD5``, a condition, storsync's three metadata values).
+``copy_object``/``delete_object`` against storsync's signed requests
+(storage/s3_signed.py), the same headers each way (``Content-MD5``, a condition,
+storsync's three metadata values; a copy conditional on its source).
 
 One thread, requests one after the other on a SeaweedFS of its own on 127.0.0.1, the two
 ways interleaved in rounds; the figure is the process's CPU time per request (client only:
@@ -76,6 +77,18 @@ def ways(client: Any, settings: S3Settings, data: bytes) -> dict[str, Callable[[
         ),
         "get botocore": boto_get,
         "get signed": signed_get,
+        "copy botocore": lambda i: client.copy_object(
+            Bucket=BUCKET,
+            Key=key("botocore-copy", i),
+            CopySource={"Bucket": BUCKET, "Key": key("botocore", i)},
+            CopySourceIfMatch=f'"{hashlib.md5(data).hexdigest()}"',
+        ),
+        "copy signed": lambda i: signed.copy(
+            "f",
+            key("signed-copy", i),
+            key("signed", i),
+            {"x-amz-copy-source-if-match": f'"{hashlib.md5(data).hexdigest()}"'},
+        ),
         "delete botocore": lambda i: client.delete_object(
             Bucket=BUCKET, Key=key("botocore", i), IfMatch=f'"{hashlib.md5(data).hexdigest()}"'
         ),
@@ -103,7 +116,7 @@ def main() -> None:
         calls = ways(client, settings, os.urandom(a.size))
         figures: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(a.rounds):
-            for verb in ("put", "get", "delete"):  # each round writes, reads, then deletes
+            for verb in ("put", "get", "copy", "delete"):  # write, read, copy, delete
                 for way in ("botocore", "signed"):
                     name = f"{verb} {way}"
                     figures[name].append(cpu_per_request(calls[name], a.requests))

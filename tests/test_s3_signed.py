@@ -140,6 +140,12 @@ def test_conditions_refused_by_the_server_are_precondition_failures(
     meta, body = signed.get("file.txt", key, {"If-Match": etag})
     assert body.read() == b"first" and meta == {}
     body.close()
+    with pytest.raises(PreconditionFailed):  # the source changed since the scan
+        signed.copy("file.txt", f"{key}.copy", key, {"x-amz-copy-source-if-match": '"0123"'})
+    assert signed.copy("file.txt", f"{key}.copy", key, {"If-None-Match": "*"}) == etag
+    with pytest.raises(PreconditionFailed):  # the destination was taken meanwhile
+        signed.copy("file.txt", f"{key}.copy", key, {"If-None-Match": "*"})
+    signed.delete("file.txt", f"{key}.copy", {"If-Match": etag})
     signed.delete("file.txt", key, {"If-Match": etag})
     assert "Contents" not in s3.list_objects_v2(Bucket=s3_server.bucket, Prefix=key)
 
@@ -188,6 +194,9 @@ def test_a_server_that_checks_signatures_accepts_each_request_for_any_name(
         meta, body = signed.get(name, name, {"If-Match": etag})
         assert body.read() == data and meta == {"storsync-exec": "1"}
         body.close()
+        copied = signed.copy(name, f"copies/{name}", name, {"x-amz-copy-source-if-match": etag})
+        assert copied == etag  # the same bytes: the same MD5
+        assert signed.head(name, f"copies/{name}", {}) == {"storsync-exec": "1"}
         signed.delete(name, name, {"If-Match": etag})
 
     wrong = replace(settings, secret_access_key="not-the-secret")
@@ -219,3 +228,26 @@ def test_without_credentials_the_message_says_where_they_go(
     storage = S3Storage(anonymous)
     with pytest.raises(PermanentStorageError, match="no S3 credentials were found"):
         storage.remove("f", Entry(1, 0, False, None, "e"), trash=None)
+
+
+class _Answer:
+    status_code = 200
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+
+def test_a_copy_answered_200_with_an_error_is_a_failure_to_try_again(
+    signed: SignedRequests,
+) -> None:
+    failed = b"<Error><Code>InternalError</Code><Message>We encountered</Message></Error>"
+    for body in (failed, b"", b"<CopyObjectRes"):
+        with pytest.raises(StorageUnavailable):
+            signed._copied("f", _Answer(body))
+    done = (
+        b'<?xml version="1.0" encoding="UTF-8"?><CopyObjectResult '
+        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-12-05T00:00:00Z'
+        b"</LastModified><ETag>&quot;9a0364b9e99bb480dd25e1f0284c8555&quot;</ETag>"
+        b"</CopyObjectResult>"
+    )
+    assert signed._copied("f", _Answer(done)) == "9a0364b9e99bb480dd25e1f0284c8555"

@@ -416,13 +416,12 @@ class S3Storage(Storage):
             abort(self._client, self._bucket, self._key(staged.path), staged.token.upload_id)
 
     def _copy_to_trash(self, path: str, expected: Entry, trash: str) -> None:
-        with self._bucket.calling(path):
-            self._client.copy_object(
-                Bucket=self.settings.bucket,
-                Key=self._own_key(f"trash/{trash}/{path}"),
-                CopySource={"Bucket": self.settings.bucket, "Key": self._key(path)},
-                CopySourceIfMatch=expected.etag or "",
-            )
+        self._signed.copy(
+            path,
+            self._own_key(f"trash/{trash}/{path}"),
+            self._key(path),
+            {"x-amz-copy-source-if-match": expected.etag or ""},
+        )
 
     def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
         if trash is not None:
@@ -430,15 +429,12 @@ class S3Storage(Storage):
         self._signed.delete(path, self._key(path), {"If-Match": expected.etag or ""})
 
     def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
-        with self._bucket.calling(new_path):
-            answer = self._client.copy_object(
-                Bucket=self.settings.bucket,
-                Key=self._new_key(new_path),
-                CopySource={"Bucket": self.settings.bucket, "Key": self._key(path)},
-                CopySourceIfMatch=expected.etag or "",
-                IfNoneMatch="*",
-            )
-        etag = unquote_etag(answer["CopyObjectResult"]["ETag"])
+        etag = self._signed.copy(
+            new_path,
+            self._new_key(new_path),
+            self._key(path),
+            {"x-amz-copy-source-if-match": expected.etag or "", "If-None-Match": "*"},
+        )
         return Entry(expected.size, expected.mtime_ns, expected.executable, None, etag)
 
     # -- own files --------------------------------------------------------------------

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 from storsync.clock import SystemClock, utc_datetime
 from storsync.storage.s3_client import S3Bucket, unquote_etag
@@ -30,8 +31,8 @@ _CODE = re.compile(rb"<Code>([^<]*)</Code>")
 
 
 class SignedRequests:
-    """PUT, GET, HEAD and DELETE of one object of ``bucket`` through ``client``'s pool and
-    signer."""
+    """PUT, GET, HEAD, DELETE and the server-side copy of one object of ``bucket`` through
+    ``client``'s pool."""
 
     def __init__(self, client: Any, bucket: S3Bucket) -> None:
         from botocore.utils import percent_encode
@@ -71,6 +72,28 @@ class SignedRequests:
 
     def delete(self, path: str, key: str, headers: Mapping[str, str]) -> None:
         self._send(path, "DELETE", key, dict(headers), None, stream=False)
+
+    def copy(self, path: str, key: str, source_key: str, headers: Mapping[str, str]) -> str:
+        """Copy the object ``source_key`` to ``key``, its metadata with it; the ETag of the
+        copy. The source as botocore names it: bucket and key, percent-encoded."""
+        source = self._encode(f"{self._bucket.name}/{source_key}", safe="-._~/")
+        sent = {**headers, "x-amz-copy-source": source}
+        return self._copied(path, self._send(path, "PUT", key, sent, b"", stream=False))
+
+    def _copied(self, path: str, answer: Any) -> str:
+        """The ETag of a copy's answer. S3 may answer a copy 200 and fail it in the body
+        (botocore then takes it for a 500, as here: a failure to try again)."""
+        try:
+            result = ElementTree.fromstring(answer.content)
+        except ElementTree.ParseError:  # cut short, or not S3's: no copy to count on
+            result = ElementTree.Element("Error")
+        if result.tag.endswith("Error"):
+            code = result.findtext("Code") or ""
+            raise self._bucket.answered(
+                {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": 500}}, path
+            )
+        etags = [e.text or "" for e in result.iter() if e.tag.endswith("ETag")]
+        return unquote_etag(etags[0] if etags else "")
 
     def _send(
         self,
