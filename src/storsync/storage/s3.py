@@ -179,7 +179,8 @@ class S3Storage(Storage):
 
     @functools.cached_property
     def _signed(self) -> SignedRequests:
-        """The small PUTs and GETs, outside botocore's pipeline (made when first used)."""
+        """The requests of one object (PUT, GET, HEAD, DELETE, copy) outside botocore's
+        pipeline; made when first used (a client given for a test may have no pool)."""
         return SignedRequests(self._client, self._bucket)
 
     # -- scan -------------------------------------------------------------------------
@@ -374,15 +375,12 @@ class S3Storage(Storage):
 
         def write() -> str:
             if isinstance(token, _Buffered):
-                headers = {
-                    "Content-MD5": _md5_b64(token.data),
-                    **_headers(_metadata(token.mtime_ns, token.executable, staged.hash)),
-                    **(
-                        {"If-None-Match": "*"}
-                        if expected is None
-                        else {"If-Match": expected.etag or ""}
-                    ),
-                }
+                headers = _headers(_metadata(token.mtime_ns, token.executable, staged.hash))
+                headers["Content-MD5"] = _md5_b64(token.data)
+                if expected is None:
+                    headers["If-None-Match"] = "*"
+                else:
+                    headers["If-Match"] = expected.etag or ""
                 return self._signed.put(path, key, token.data, headers)
             assert isinstance(token, Multipart)
             condition = (
