@@ -4,7 +4,9 @@ and read back byte for byte, and every refusal says what botocore's calls said."
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -251,3 +253,38 @@ def test_a_copy_answered_200_with_an_error_is_a_failure_to_try_again(
         b"</CopyObjectResult>"
     )
     assert signed._copied("f", _Answer(done)) == "9a0364b9e99bb480dd25e1f0284c8555"
+
+
+class _Chunked(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that sends an object's body in chunks, without a length (as some
+    gateways do), and its metadata."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("x-amz-meta-storsync-exec", "1")
+        self.end_headers()
+        for part in (b"chunked ", b"body"):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_body_sent_in_chunks_without_a_length_is_read_whole(s3_server: SeaweedS3) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Chunked)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = replace(settings_for(s3_server, ""), endpoint=endpoint, bucket="chunked")
+        signed = SignedRequests(make_client(settings), S3Bucket.of(settings, "s3://chunked"))
+        meta, body = signed.get("f", "f", {"If-Match": "*"})
+        assert body.read() == b"chunked body" and meta == {"storsync-exec": "1"}
+        body.close()
+    finally:
+        server.shutdown()
+        server.server_close()

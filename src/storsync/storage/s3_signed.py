@@ -63,12 +63,17 @@ class SignedRequests:
         from botocore.response import StreamingBody
 
         answer = self._send(path, "GET", key, dict(headers), None, stream=True)
-        size = int(answer.headers.get("Content-Length", "0"))
-        return _metadata(answer.headers), StreamingBody(answer.raw, size)
+        # Without a length (a body sent in chunks) nothing is checked here; the source
+        # checks the bytes against the size the listing gave.
+        length = answer.headers.get("Content-Length")
+        size = int(length) if length is not None else None
+        return _user_metadata(answer.headers), StreamingBody(answer.raw, size)
 
     def head(self, path: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
         """The user metadata of ``key``."""
-        return _metadata(self._send(path, "HEAD", key, dict(headers), None, stream=False).headers)
+        return _user_metadata(
+            self._send(path, "HEAD", key, dict(headers), None, stream=False).headers
+        )
 
     def delete(self, path: str, key: str, headers: Mapping[str, str]) -> None:
         self._send(path, "DELETE", key, dict(headers), None, stream=False)
@@ -142,7 +147,7 @@ class SignedRequests:
         )
 
 
-def _metadata(headers: Mapping[str, str]) -> dict[str, str]:
+def _user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     """The user metadata an answer's headers carry, by name as stored (lower case)."""
     return {
         name[len(_META) :].lower(): value
