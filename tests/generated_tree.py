@@ -128,8 +128,8 @@ def plan_once(entries: int, changed_every: int | None) -> dict[str, int]:
     assert report.plan is not None
     return {
         "merged": report.merged,
-        "push": len(report.plan.push),
-        "pull": len(report.plan.pull),
+        "push": report.plan.count("push"),
+        "pull": report.plan.count("pull"),
         "peak_kib": peak_kib(),
     }
 

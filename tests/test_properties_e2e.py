@@ -33,6 +33,7 @@ from tests.test_properties_engine import (
     OPS,
     PATHS,
     T0,
+    WINDOWS,
     Held,
     Sides,
     Version,
@@ -43,6 +44,7 @@ from tests.test_properties_engine import (
     note,
     run,
     version,
+    windows_of,
 )
 
 Stat = tuple[bytes, bool, int, int]  # bytes, executable bit, mtime, inode
@@ -333,16 +335,17 @@ def test_histories_on_real_directories(
         editors = [Editor(root, data) for root in roots]
         base: dict[str, Version] = {}
         last: tuple[dict[str, Stat], dict[str, Stat]] = ({}, {})
-        for round_ in range(data.draw(st.integers(1, 3))):
-            for editor in editors:
-                for _ in range(data.draw(st.integers(0, 4 if round_ == 0 else 3))):
-                    editor.edit()
-            mode = data.draw(st.sampled_from(Mode))
-            clock = T0 + (0 if same_second else (round_ + 1) * 10**9)
-            options = SyncSettings(mode=mode, policy=policy, checksum=checksum, transfers=2)
-            base, last = session_keeps_the_promises(
-                roots, store, repo, base, last, clock_ns=clock, settings_=options
-            )
+        with windows_of(data.draw(WINDOWS)):
+            for round_ in range(data.draw(st.integers(1, 3))):
+                for editor in editors:
+                    for _ in range(data.draw(st.integers(0, 4 if round_ == 0 else 3))):
+                        editor.edit()
+                mode = data.draw(st.sampled_from(Mode))
+                clock = T0 + (0 if same_second else (round_ + 1) * 10**9)
+                options = SyncSettings(mode=mode, policy=policy, checksum=checksum, transfers=2)
+                base, last = session_keeps_the_promises(
+                    roots, store, repo, base, last, clock_ns=clock, settings_=options
+                )
     finally:
         shutil.rmtree(pair)
 

@@ -18,10 +18,12 @@ SQLite file. After every session the test checks, against the state at its start
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -30,6 +32,7 @@ from hypothesis import strategies as st
 from storsync.clock import SystemClock
 from storsync.model import ConflictPolicy, Mode, Side, SyncSettings
 from storsync.paths import OWN_DIR, conflict_name, is_own, parents
+from storsync.runner import stream
 from storsync.runner.report import Report
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
@@ -73,6 +76,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteBaseStore]
     db = SqliteBaseStore(tmp_path_factory.mktemp("engine") / "state.db")
     yield db
     db.close()
+
+
+# Paths a window of the scan keeps before it may end (runner.stream): one path, a few, or
+# the default, which these small trees never fill (the plan is then never spilled).
+WINDOWS = st.sampled_from([1, 3, stream.WINDOW_PATHS])
+
+
+def windows_of(paths: int) -> contextlib.AbstractContextManager[object]:
+    """Sessions whose scans are cut into windows of ``paths`` kept paths, each decided
+    alone and spilled (SYNC.md "Scale"): the same promises must hold."""
+    if paths != stream.WINDOW_PATHS:
+        event("the plan decided and spilled window by window")
+    return mock.patch.object(stream, "WINDOW_PATHS", paths)
 
 
 def run(
@@ -355,10 +371,25 @@ def check_history(data: st.DataObject, store: SqliteBaseStore, *, remote_fs: boo
     local, remote = MemoryStorage(f"memory://local/{n}"), MemoryStorage(f"memory://remote/{n}")
     repo = store.repository_id(local.url, remote.url, now_ns=0)
     policy = data.draw(st.sampled_from(ConflictPolicy))
+    base: dict[str, Version] = {}
+    with windows_of(data.draw(WINDOWS)):
+        _history(data, store, local, remote, repo, base, policy, remote_fs=remote_fs)
+
+
+def _history(
+    data: st.DataObject,
+    store: SqliteBaseStore,
+    local: MemoryStorage,
+    remote: MemoryStorage,
+    repo: str,
+    base: dict[str, Version],
+    policy: ConflictPolicy,
+    *,
+    remote_fs: bool,
+) -> None:
     modes = list(Mode) if remote_fs else [Mode.TWO_WAY]
     # Sessions a second apart, or all in one second (their conflict names must not clash).
     same_second, checksum = data.draw(st.booleans()), data.draw(st.booleans())
-    base: dict[str, Version] = {}
     for round_ in range(data.draw(st.integers(1, 3))):
         for side, fs in ((local, True), (remote, remote_fs)):
             for _ in range(data.draw(st.integers(0, 5 if round_ == 0 else 3))):

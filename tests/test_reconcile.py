@@ -498,7 +498,8 @@ def guard(
     plan: Plan, local: dict[str, Entry], remote: dict[str, Entry], n: int, pct: float
 ) -> None:
     check_safety(
-        plan,
+        len(plan.delete_local),
+        len(plan.delete_remote),
         local_count=len(local),
         remote_count=len(remote),
         base_count=n,

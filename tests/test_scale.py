@@ -58,6 +58,19 @@ def test_a_no_op_over_two_million_entries_takes_the_memory_of_one_over_200_000()
     assert large["peak_kib"] < 64 * MiB  # the whole process, interpreter included
 
 
+@pytest.mark.slow
+def test_a_one_percent_change_over_two_million_entries_takes_the_memory_of_one_over_200_000() -> (
+    None
+):
+    """20,000 changed paths against 2,000: the plan is decided window by window and
+    spilled, so what is held does not grow with what changed (runner.session_plan)."""
+    small = planned(200_000, "--changed-every", "100")
+    large = planned(2_000_000, "--changed-every", "100")
+    assert small["merged"] == 200_000 and large["merged"] == 2_000_000
+    assert (small["push"], large["push"]) == (2_000, 20_000)
+    assert large["peak_kib"] - small["peak_kib"] < 8 * MiB, (small, large)
+
+
 def test_a_one_percent_change_plans_exactly_the_changed_entries() -> None:
     done = planned(200_000, "--changed-every", "100")
     assert (done["merged"], done["push"], done["pull"]) == (200_000, 2_000, 0)

@@ -9,68 +9,57 @@ from itertools import islice
 
 import click
 
-from storsync.engine.reconcile import Plan, Transfer
+from storsync.engine.reconcile import Transfer
 from storsync.model import Side
+from storsync.runner.session_plan import SessionPlan
 from storsync.units import size
 
 SHOWN = 50
 
 
-def print_plan(plan: Plan) -> None:
+def print_plan(plan: SessionPlan) -> None:
+    """Read from the session's plan as it is printed: a large plan is not made whole."""
     for line in islice(_lines(plan), SHOWN):
         click.echo(line)
-    count = _count(plan)
+    count = sum(plan.count(name) for name in _SHOWN_STEPS)
     if count > SHOWN:
         click.echo(f"... and {count - SHOWN} more (--json lists them all)")
     click.echo(_totals_line(plan))
 
 
-def _totals_line(plan: Plan) -> str:
-    pushed = sum(t.source.size for t in plan.push)
-    pulled = sum(t.source.size for t in plan.pull)
+_SHOWN_STEPS = ("renames", "keep_both", "moves", "delete_remote", "push", "delete_local", "pull")
+
+
+def _totals_line(plan: SessionPlan) -> str:
     return (
-        f"dry run, nothing changed: would push {len(plan.push)} ({size(pushed)}), "
-        f"pull {len(plan.pull)} ({size(pulled)}), move {len(plan.moves)}, delete "
-        f"{len(plan.delete_local)} local and {len(plan.delete_remote)} remote; "
+        f"dry run, nothing changed: would push {plan.count('push')} "
+        f"({size(plan.bytes('push'))}), pull {plan.count('pull')} "
+        f"({size(plan.bytes('pull'))}), move {plan.count('moves')}, delete "
+        f"{plan.count('delete_local')} local and {plan.count('delete_remote')} remote; "
         f"{len(plan.conflicts)} conflicts"
     )
 
 
-def _count(plan: Plan) -> int:
-    return sum(
-        len(actions)
-        for actions in (
-            plan.renames,
-            plan.keep_both,
-            plan.moves,
-            plan.delete_remote,
-            plan.push,
-            plan.delete_local,
-            plan.pull,
-        )
-    )
-
-
-def _lines(plan: Plan) -> Iterator[str]:
+def _lines(plan: SessionPlan) -> Iterator[str]:
     """Conflict renames and copies first, then the push direction (deletions, moves,
     then transfers), then the pull direction, as runner/execute.py does them."""
-    for rename in plan.renames:
+    for rename in plan.steps("renames"):
         yield _line(f"rename {rename.side.value}", f"{rename.path} -> {rename.new_path}")
-    for kept in plan.keep_both:
+    for kept in plan.steps("keep_both"):
         yield _line("keep both", f"{kept.path} (the remote version as {kept.copy_path})")
-    for deleted in plan.delete_remote:
+    for deleted in plan.steps("delete_remote"):
         yield _line("delete remote", deleted.path)
     yield from _moves(plan, Side.REMOTE)
-    for transfer in plan.push:
+    for transfer in plan.steps("push"):
         yield _transfer("push", transfer)
-    for deleted in plan.delete_local:
+    for deleted in plan.steps("delete_local"):
         yield _line("delete local", deleted.path)
     yield from _moves(plan, Side.LOCAL)
-    for transfer in plan.pull:
+    for transfer in plan.steps("pull"):
         yield _transfer("pull", transfer)
 
 
-def _moves(plan: Plan, side: Side) -> Iterator[str]:
+def _moves(plan: SessionPlan, side: Side) -> Iterator[str]:
     for move in plan.moves:
         if move.side is side:
             yield _line(f"move {side.value}", f"{move.path} -> {move.new_path}")

@@ -20,7 +20,7 @@ moved file is transferred (a modification beats a deletion).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from storsync.engine.compare import stamp_matches
@@ -83,34 +83,57 @@ def _old_paths(
             yield transfer.path, transfer.source, True, known
 
 
+class Pairing:
+    """The old paths of a plan gathered part by part, each with its part's base, then
+    paired with the new paths of the whole plan (runner.session_plan)."""
+
+    def __init__(self, caps: Mapping[Side, Capabilities]) -> None:
+        self.caps = caps
+        self._old: dict[Side, dict[Stamp, list[Old]]] = {side: {} for side in Side}
+
+    def remember(self, plan: Plan, base: Mapping[str, BaseEntry]) -> None:
+        caps = self.caps
+        for side in Side:
+            observed, old = side.other, self._old[side]
+            for path, entry, edited, known in _old_paths(plan, base, side, caps):
+                if known.hash is not None:  # else no content to confirm a move by
+                    old.setdefault(_base_stamp(known, observed, caps[observed]), []).append(
+                        (path, entry, edited, known)
+                    )
+
+    def candidates(self, transfers: Callable[[Side], Iterable[Transfer]]) -> list[Candidate]:
+        """The steps that may be moves, one new path (of ``transfers`` to a side) to one
+        old path; a stamp that several old paths share pairs none of them."""
+        found: list[Candidate] = []
+        for side in Side:
+            old, observed = self._old[side], side.other
+            if not old:
+                continue  # a first sync reads no transfer again
+            limit = self.caps[side].move_limit
+            for transfer in transfers(side):
+                if transfer.target is not None or transfer.conflict:
+                    continue
+                if limit is not None and transfer.source.size > limit:
+                    continue
+                source = transfer.source
+                stamp = _stamp(
+                    source.size, source.mtime_ns, source.inode, source.etag, self.caps[observed]
+                )
+                same = old.get(stamp)
+                if same is None or len(same) != 1 or _nested(same[0][0], transfer.path):
+                    continue
+                path, entry, edited, known = same.pop()
+                found.append(Candidate(side, path, entry, edited, transfer, known))
+        return found
+
+
 def candidates(
     plan: Plan, base: Mapping[str, BaseEntry], caps: Mapping[Side, Capabilities]
 ) -> list[Candidate]:
-    """The steps of ``plan`` that may be moves, one new path to one old path; a stamp
-    that several old paths share pairs none of them."""
-    found: list[Candidate] = []
-    for side in Side:
-        observed = side.other
-        old: dict[Stamp, list[Old]] = {}
-        for path, entry, edited, known in _old_paths(plan, base, side, caps):
-            if known.hash is not None:  # else no content to confirm a move by
-                old.setdefault(_base_stamp(known, observed, caps[observed]), []).append(
-                    (path, entry, edited, known)
-                )
-        limit = caps[side].move_limit
-        for transfer in plan.transfers(side):
-            if transfer.target is not None or transfer.conflict:
-                continue
-            if limit is not None and transfer.source.size > limit:
-                continue
-            source = transfer.source
-            stamp = _stamp(source.size, source.mtime_ns, source.inode, source.etag, caps[observed])
-            same = old.get(stamp)
-            if same is None or len(same) != 1 or _nested(same[0][0], transfer.path):
-                continue
-            path, entry, edited, known = same.pop()
-            found.append(Candidate(side, path, entry, edited, transfer, known))
-    return found
+    """The steps of ``plan`` that may be moves (``Pairing`` over one part)."""
+    pairing = Pairing(caps)
+    pairing.remember(plan, base)
+    return pairing.candidates(plan.transfers)
 
 
 def _nested(old: str, new: str) -> bool:
@@ -131,20 +154,33 @@ def confirmed(candidate: Candidate, source: Entry, caps: Capabilities) -> Move |
     return Move(candidate.side, candidate.path, new_path, candidate.entry, source, candidate.edited)
 
 
+def dropped(moves: list[Move]) -> dict[str, set[str]]:
+    """The paths whose steps ``moves`` take the place of, by list of a plan: the old
+    path's deletion on the move's side (or, edited, its transfer from there) and the
+    transfer of the new path to it."""
+    found: dict[str, set[str]] = {}
+    for m in moves:
+        old = Plan.transfer_list(m.side.other) if m.edited else Plan.delete_list(m.side)
+        found.setdefault(old, set()).add(m.path)
+        found.setdefault(Plan.transfer_list(m.side), set()).add(m.new_path)
+    return found
+
+
+def added(moves: list[Move]) -> dict[str, list[Transfer]]:
+    """The steps ``moves`` add, by list of a plan: an edited one takes the edit to the
+    other side under the new name, over the moved file."""
+    found: dict[str, list[Transfer]] = {}
+    for m in moves:
+        if m.edited:
+            step = Transfer(m.new_path, m.entry, m.source)
+            found.setdefault(Plan.transfer_list(m.side.other), []).append(step)
+    return found
+
+
 def apply(plan: Plan, moves: list[Move]) -> None:
-    """Make ``moves`` part of ``plan``, in place of the steps they pair. An edited one
-    then takes the edit to the other side under the new name, over the moved file."""
-    for side in Side:
-        mine = [m for m in moves if m.side is side]
-        gone = {m.path for m in mine if not m.edited}
-        edited = {m.path for m in mine if m.edited}
-        arriving = {m.new_path for m in mine}
-        deletes = [d for d in plan.deletes(side) if d.path not in gone]
-        to_side = [t for t in plan.transfers(side) if t.path not in arriving]
-        from_side = [t for t in plan.transfers(side.other) if t.path not in edited]
-        from_side += [Transfer(m.new_path, m.entry, m.source) for m in mine if m.edited]
-        if side is Side.LOCAL:
-            plan.delete_local, plan.pull, plan.push = deletes, to_side, from_side
-        else:
-            plan.delete_remote, plan.push, plan.pull = deletes, to_side, from_side
+    """Make ``moves`` part of ``plan``, in place of the steps they pair."""
+    for name, paths in dropped(moves).items():
+        setattr(plan, name, [s for s in getattr(plan, name) if s.path not in paths])
+    for name, steps in added(moves).items():
+        getattr(plan, name).extend(steps)
     plan.moves.extend(moves)

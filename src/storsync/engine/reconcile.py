@@ -104,6 +104,15 @@ class Plan:
     def deletes(self, side: Side) -> list[Delete]:
         return self.delete_local if side is Side.LOCAL else self.delete_remote
 
+    @staticmethod
+    def transfer_list(side: Side) -> str:
+        """The name of the list of transfers that write to ``side``."""
+        return "pull" if side is Side.LOCAL else "push"
+
+    @staticmethod
+    def delete_list(side: Side) -> str:
+        return "delete_local" if side is Side.LOCAL else "delete_remote"
+
     @property
     def moves_nothing(self) -> bool:
         return not (
@@ -339,20 +348,22 @@ def _directories(paths: Iterable[str]) -> set[str]:
 
 
 def check_safety(
-    plan: Plan,
+    delete_local: int,
+    delete_remote: int,
     *,
     local_count: int,
     remote_count: int,
     base_count: int,
     max_delete_percent: float,
 ) -> None:
-    """Refuse a plan that looks like a vanished side rather than a wish to delete.
+    """Refuse a plan whose deletions (so many on each side) look like a vanished side
+    rather than a wish to delete.
 
     Raises DeletionGuard before anything is deleted; ``--force`` skips this check.
     """
     for side, count, deletes in (
-        (Side.LOCAL, local_count, len(plan.delete_local)),
-        (Side.REMOTE, remote_count, len(plan.delete_remote)),
+        (Side.LOCAL, local_count, delete_local),
+        (Side.REMOTE, remote_count, delete_remote),
     ):
         if not deletes:
             continue

@@ -14,24 +14,26 @@ from storsync.model import BaseEntry, LogKind, Phase, PhaseState, Side
 from storsync.runner.context import SessionContext
 from storsync.runner.observer import Planned
 from storsync.runner.progress import Stage
+from storsync.runner.session_plan import SessionPlan
 from storsync.runner.transfers import transfer_all
 from storsync.storage.base import Storage
 
 
-def execute(ctx: SessionContext, plan: Plan) -> None:
+def execute(ctx: SessionContext, plan: SessionPlan) -> None:
     ctx.report.conflicts = list(plan.conflicts)
     for side in (Side.REMOTE, Side.LOCAL):
         counters = ctx.progress.counters(side)
-        transfers = plan.transfers(side)
         moved = sum(1 for m in plan.moves if m.side is side)
-        counters.files_planned = len(transfers) + len(plan.deletes(side)) + moved
-        counters.bytes_planned = sum(t.source.size for t in transfers)
+        counters.files_planned = plan.transfer_count(side) + plan.delete_count(side) + moved
+        counters.bytes_planned = plan.bytes(Plan.transfer_list(side))
     progress = ctx.progress
     push, pull = progress.push.frozen(), progress.pull.frozen()
     ctx.observer.planned(Planned(push, pull, tuple(plan.conflicts)))
     _prelude(ctx, plan)
-    ctx.commit([(r.path, BaseEntry.of(r.local, r.remote, r.hash)) for r in plan.record], [])
-    ctx.commit([], plan.forget)
+    for records in plan.batches("record"):
+        ctx.commit([(r.path, BaseEntry.of(r.local, r.remote, r.hash)) for r in records], [])
+    for forgotten in plan.batches("forget"):
+        ctx.commit([], forgotten)
     # A move runs in its side's direction, after the deletions there (one may free its
     # new name); but a local move whose edit then goes to the remote runs before the push
     # direction, whose transfer reads the edit under its new name.
@@ -41,16 +43,17 @@ def execute(ctx: SessionContext, plan: Plan) -> None:
         _direction(ctx, plan, side, [m for m in plan.moves if m.side is side and m not in early])
 
 
-def _direction(ctx: SessionContext, plan: Plan, side: Side, moves: list[Move]) -> None:
+def _direction(ctx: SessionContext, plan: SessionPlan, side: Side, moves: list[Move]) -> None:
     ctx.stop.check()
     phase = Phase.writing(side)
     ctx.progress.stage = Stage(phase.value)
     ctx.observer.phase(phase, PhaseState.RUNNING)
     errors_before = len(ctx.report.errors)
     try:
-        _deletions(ctx, side, plan.deletes(side))
+        for deletes in plan.batches(Plan.delete_list(side)):
+            _deletions(ctx, side, deletes)
         _moves(ctx, side, moves)
-        transfer_all(ctx, side, plan.transfers(side))
+        transfer_all(ctx, side, plan.steps(Plan.transfer_list(side)))
         ctx.stop.check()
     except Stopped:
         ctx.observer.phase(phase, PhaseState.STOPPED)
@@ -62,10 +65,10 @@ def _direction(ctx: SessionContext, plan: Plan, side: Side, moves: list[Move]) -
     ctx.observer.phase(phase, PhaseState.PARTIAL if partial else PhaseState.COMPLETED)
 
 
-def _prelude(ctx: SessionContext, plan: Plan) -> None:
+def _prelude(ctx: SessionContext, plan: SessionPlan) -> None:
     """Conflict renames and copies, before anything is transferred."""
     forgotten = []
-    for rename in plan.renames:
+    for rename in plan.steps("renames"):
         storage = ctx.storage(rename.side)
         try:
             moved = ctx.retry(storage.move, rename.path, rename.new_path, rename.entry)
@@ -75,7 +78,7 @@ def _prelude(ctx: SessionContext, plan: Plan) -> None:
             continue
         ctx.moved[(rename.side, rename.new_path)] = moved
         forgotten.append(rename.path)
-    for keep in plan.keep_both:
+    for keep in plan.steps("keep_both"):
         try:
             copied = ctx.retry(ctx.remote.copy, keep.path, keep.copy_path, keep.remote)
         except StorsyncError as exc:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from storsync.engine.reconcile import Plan
 from storsync.model import Halt, SessionState, Side, Skipped
+from storsync.runner.session_plan import SessionPlan
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Report:
     bytes_pulled: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    plan: Plan | None = None
+    plan: SessionPlan | None = None  # a dry run's
     message: str | None = None
     halt: Halt | None = None
     # Paths the ordered scan merged, each once (whatever it kept): what shows that a

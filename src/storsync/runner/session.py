@@ -5,13 +5,14 @@ carry out both directions of that one plan (SYNC.md)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import secrets
 from collections.abc import Iterator
 
 from storsync.clock import Clock, SystemClock, utc_stamp
 from storsync.engine import moves
 from storsync.engine.filters import PathFilter
-from storsync.engine.reconcile import Options, Plan, check_safety, reconcile
+from storsync.engine.reconcile import Delete, Options, Plan, check_safety, reconcile
 from storsync.errors import DeletionGuard, Stopped, StorsyncError, UsageError
 from storsync.model import (
     EVERYTHING,
@@ -36,6 +37,7 @@ from storsync.runner.progress import Progress
 from storsync.runner.report import Report
 from storsync.runner.scan import scan_scope
 from storsync.runner.scanned import Scanned
+from storsync.runner.session_plan import SessionPlan
 from storsync.state.protocol import BaseStore
 from storsync.storage.base import Storage
 
@@ -149,11 +151,12 @@ class SyncSession:
             cutoff = ctx.clock.now_ns() - int(ctx.settings.trash_days * DAY_NS)
             for storage in (ctx.local, ctx.remote):
                 storage.prune_trash(cutoff)
-        found = conflicts.candidates(plan)
+        found = [c for part in plan.parts() for c in conflicts.candidates(part)]
         try:
             execute(ctx, plan)
         finally:  # what was settled before a failure or a stop is an object too
             conflicts.record(ctx, found)
+            plan.close()
 
     @contextlib.contextmanager
     def _before_changes(self) -> Iterator[None]:
@@ -166,33 +169,45 @@ class SyncSession:
                 "changed anything; the next run scans again"
             ) from None
 
-    def _plan(self, scanned: Scanned) -> Plan:
+    def _plan(self, scanned: Scanned) -> SessionPlan:
+        """The plan, window by window of the scan (runner.scanned): each hashed where a
+        decision needs it, decided and spilled; then the moves paired across the whole
+        plan, and its safety checked on its totals."""
         ctx = self.ctx
         self._fresh_conflict_stamp(scanned)
-        hash_what_decides(ctx, scanned)
         settings = ctx.settings
-        plan = reconcile(
-            scanned.local,
-            scanned.remote,
-            scanned.base,
-            local_caps=ctx.local.caps,
-            remote_caps=ctx.remote.caps,
-            options=Options(
-                mode=settings.mode,
-                policy=settings.policy,
-                checksum=settings.checksum,
-                conflict_stamp=self.stamp,
-            ),
+        options = Options(
+            mode=settings.mode,
+            policy=settings.policy,
+            checksum=settings.checksum,
+            conflict_stamp=self.stamp,
         )
         caps = {Side.LOCAL: ctx.local.caps, Side.REMOTE: ctx.remote.caps}
-        moves.apply(plan, confirm_moves(ctx, moves.candidates(plan, scanned.base, caps)))
+        plan, pairing = SessionPlan(), moves.Pairing(caps)
+        for window in scanned.windows(ctx.report.skipped):
+            hash_what_decides(ctx, window)
+            part = reconcile(
+                window.local,
+                window.remote,
+                window.base,
+                local_caps=ctx.local.caps,
+                remote_caps=ctx.remote.caps,
+                options=options,
+            )
+            pairing.remember(part, window.base)
+            plan.add(part)
+            ctx.stop.check()
+        scanned.spill.close()
+        found = pairing.candidates(lambda side: plan.steps(Plan.transfer_list(side)))
+        plan.apply_moves(confirm_moves(ctx, found))
         if self.approves is not None:
             self._carry_approval(plan)
         elif not settings.force:
             local_total, remote_total, base_total = scanned.totals()
             try:
                 check_safety(
-                    plan,
+                    plan.delete_count(Side.LOCAL),
+                    plan.delete_count(Side.REMOTE),
                     local_count=local_total,
                     remote_count=remote_total,
                     base_count=base_total,
@@ -204,20 +219,20 @@ class SyncSession:
                 raise
         return plan
 
-    def _halt(self, plan: Plan, guard: DeletionGuard) -> None:
+    def _halt(self, plan: SessionPlan, guard: DeletionGuard) -> None:
         """Keep the plan for a person to read and approve; nothing is changed."""
         ctx = self.ctx
         if ctx.log_session is not None:
             ctx.store.record_plan(ctx.log_session, plan_items(plan))
-        deleted = [d.path for side in Side for d in plan.deletes(side)]
+        deletes = (d.path for side in Side for d in plan.steps(Plan.delete_list(side)))
         ctx.report.halt = Halt(
             guard.message,
-            len(plan.delete_local),
-            len(plan.delete_remote),
-            tuple(deleted[:HALT_SAMPLE]),
+            plan.delete_count(Side.LOCAL),
+            plan.delete_count(Side.REMOTE),
+            tuple(itertools.islice(deletes, HALT_SAMPLE)),
         )
 
-    def _carry_approval(self, plan: Plan) -> None:
+    def _carry_approval(self, plan: SessionPlan) -> None:
         """Delete exactly what the approved halt listed, each only while the scan still
         shows the version it listed; a deletion that appeared since is left for the next
         session, under the guard as usual."""
@@ -228,13 +243,11 @@ class SyncSession:
         }
         for side in Side:
             action = PlanAction.deleting(side)
-            kept = [
-                d for d in plan.deletes(side) if listed.get((action, d.path)) == _version(d.entry)
-            ]
-            if side is Side.LOCAL:
-                plan.delete_local = kept
-            else:
-                plan.delete_remote = kept
+
+            def approved(d: Delete, action: PlanAction = action) -> bool:
+                return listed.get((action, d.path)) == _version(d.entry)
+
+            plan.keep_only(Plan.delete_list(side), approved)
 
     def _fresh_conflict_stamp(self, scanned: Scanned) -> None:
         """Name this session's conflict copies with a second no existing copy uses.
@@ -263,12 +276,15 @@ def _version(entry: Entry | None) -> tuple[object, ...] | None:
     return (entry.size, entry.mtime_ns, entry.inode, entry.etag)
 
 
-def plan_items(plan: Plan) -> list[PlanItem]:
+def plan_items(plan: SessionPlan) -> Iterator[PlanItem]:
     """A plan, step by step, as a halt keeps it."""
-    items = [PlanItem(PlanAction.PUSH, t.path, t.source) for t in plan.push]
-    items += [PlanItem(PlanAction.PULL, t.path, t.source) for t in plan.pull]
+    for t in plan.steps("push"):
+        yield PlanItem(PlanAction.PUSH, t.path, t.source)
+    for t in plan.steps("pull"):
+        yield PlanItem(PlanAction.PULL, t.path, t.source)
     for side in Side:
         action = PlanAction.deleting(side)
-        items += [PlanItem(action, d.path, d.entry) for d in plan.deletes(side)]
-    items += [PlanItem(PlanAction.CONFLICT, path, None) for path in plan.conflicts]
-    return items
+        for d in plan.steps(Plan.delete_list(side)):
+            yield PlanItem(action, d.path, d.entry)
+    for path in plan.conflicts:
+        yield PlanItem(PlanAction.CONFLICT, path, None)

@@ -1,12 +1,18 @@
 """The scan of a whole session as one ordered pass (SYNC.md "Scale"): both sides walked in
 key order (the remote's read ahead in a thread), merged with the base read in the same
 order, each path looked at once. A path both sides still hold as the base recorded it is
-counted and forgotten; what the plan must decide over is kept: memory grows with what
-changed and with the largest directory, not with the tree.
+counted and forgotten; what the plan must decide over is kept, a window of it in memory:
+memory grows with the largest directory, not with the tree nor with what changed.
 
 Kept beside the changes: a file whose name is a directory's on the way to a later path
 (a file against a directory is decided over both), and the names of conflict copies (a
 new copy's name must not be taken).
+
+What is kept is cut into windows of about ``WINDOW_PATHS`` paths, each spilled to the
+session's scratch file as the next begins (runner.scanned): a first sync of ten million
+files holds a window, not ten million entries. A window ends only where no path kept
+in it can be a directory of a later one (a file against a directory is decided within
+one window).
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from storsync.model import BaseEntry, Entry, Side, Skipped
 from storsync.paths import within
 from storsync.runner.ahead import read_ahead
 from storsync.runner.context import SessionContext
-from storsync.runner.scanned import Scanned, filled, leave_skipped_alone
+from storsync.runner.scanned import Scanned, filled
 
 CONFLICT_MARK = ".conflict-"
+# Paths a window keeps before it may end. What a session holds of what changed is about
+# 1.2 KB a path while it is decided; windows of 1,024 plan 200,000 new files in 25 MiB
+# (all held: 256 MiB) and as fast (docs/benchmarks.md "The plan in windows").
+WINDOW_PATHS = 1024
 
 
 @dataclass
@@ -36,15 +46,14 @@ class _Pass:
     excluded: PathFilter
     keep_all: bool
     fill: tuple[Side, ...]  # sides whose listings lack what the base fills in
-    local: dict[str, Entry] = field(default_factory=dict)
-    remote: dict[str, Entry] = field(default_factory=dict)
-    base: dict[str, BaseEntry] = field(default_factory=dict)
+    window: int  # paths a window keeps before it may end
+    kept: Scanned = field(default_factory=lambda: Scanned({}, {}, {}))
     counts: list[int] = field(default_factory=lambda: [0, 0, 0])
     merged: int = 0
-    conflict_names: set[str] = field(default_factory=set)
-    # The paths on the way to the current one that are files somewhere: each a prefix of
-    # the next, so a file against a directory is found as the directory's paths pass.
+    # The paths on the way to the current one: each a string prefix of the next, so a
+    # file against a directory is found as the directory's paths pass.
     _files: list[Triple] = field(default_factory=list)
+    _in_window: int = 0
 
     def take(self, triples: Iterator[Triple]) -> None:
         # Written out for speed: this loop runs once per path of the tree.
@@ -64,10 +73,14 @@ class _Pass:
             if re is not None:
                 remote += 1
             if CONFLICT_MARK in path:
-                self.conflict_names.add(path)
-            # ``files``: the paths on the way to this one (each a prefix of the next).
+                self.kept.conflict_names.add(path)
             while files and not path.startswith(files[-1][0]):
                 files.pop()
+            if not files and self._in_window >= self.window:
+                # No kept path is a prefix of this one, so none is a directory of it or
+                # of any later one (those between a path and its children start with it).
+                self.kept.spill_window()
+                self._in_window = 0
             under_a_file = bool(files) and self._under(path)
             files.append(triple)
             if under_a_file or keep_all or not untouched(lo, re, known):
@@ -85,12 +98,14 @@ class _Pass:
 
     def _keep(self, triple: Triple) -> None:
         path, lo, re, known = triple
+        kept = self.kept
         if lo is not None:
-            self.local[path] = lo
+            kept.local[path] = lo
         if re is not None:
-            self.remote[path] = re
+            kept.remote[path] = re
         if known is not None:
-            self.base[path] = known
+            kept.base[path] = known
+        self._in_window += 1
 
     def _filled(self, triple: Triple) -> Triple:
         path, lo, re, known = triple
@@ -126,7 +141,7 @@ def _one_pass(
 ) -> Scanned:
     skipped: list[Skipped] = []
     fill = tuple(side for side in Side if not ctx.storage(side).caps.listing_metadata)
-    taken = _Pass(excluded, ctx.settings.checksum, fill)
+    taken = _Pass(excluded, ctx.settings.checksum, fill, WINDOW_PATHS)
 
     def walk(side: Side) -> Iterator[tuple[str, Entry]]:
         storage = ctx.storage(side)
@@ -149,12 +164,10 @@ def _one_pass(
         taken.take(merged(walk(Side.LOCAL), remote, base))
     ctx.report.skipped.extend(skipped)  # one call: atomic under the GIL
     ctx.report.merged = taken.merged
-    scanned = Scanned(taken.local, taken.remote, taken.base, conflict_names=taken.conflict_names)
-    removed = leave_skipped_alone(ctx.report.skipped, scanned.local, scanned.remote, scanned.base)
-    local, remote_count, base_count = (
-        n - gone for n, gone in zip(taken.counts, removed, strict=True)
-    )
-    scanned.local_total, scanned.remote_total, scanned.base_total = local, remote_count, base_count
+    # What the scan skipped is taken out window by window, from the totals too
+    # (Scanned.windows): a skip may be reported after paths under it were kept.
+    scanned = taken.kept
+    scanned.local_total, scanned.remote_total, scanned.base_total = taken.counts
     return scanned
 
 

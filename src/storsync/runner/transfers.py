@@ -7,7 +7,7 @@ rerun finds those files identical on both sides and only records them."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,11 +34,10 @@ IN_FLIGHT_BYTES = 256 << 20
 LIMITED_BATCH_SECONDS = 0.25
 
 
-def transfer_all(ctx: SessionContext, side: Side, transfers: list[Transfer]) -> None:
-    """Write ``transfers`` to ``side``; files that fail alone are reported, an outage of
-    a storage ends the direction (what was staged before it is still published)."""
-    if not transfers:
-        return
+def transfer_all(ctx: SessionContext, side: Side, transfers: Iterable[Transfer]) -> None:
+    """Write ``transfers`` (read as they are staged) to ``side``; files that fail alone
+    are reported, an outage of a storage ends the direction (what was staged before it is
+    still published)."""
     batch: list[Done] = []
     batch_bytes = 0
     last_flush = ctx.clock.monotonic()
@@ -211,7 +210,7 @@ class Budget:
 def _bounded_map(
     pool: ThreadPoolExecutor,
     fn: Callable[[Transfer], Done],
-    items: list[Transfer],
+    items: Iterable[Transfer],
     window: int,
     budget: Budget,
 ) -> Iterator[tuple[Transfer, Done | StorsyncError]]:

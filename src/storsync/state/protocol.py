@@ -78,7 +78,7 @@ class BaseStore(Protocol):
         pass through (and never stall) the process that answers the API."""
         ...
 
-    def record_plan(self, session_id: str, items: Sequence[PlanItem]) -> None:
+    def record_plan(self, session_id: str, items: Iterable[PlanItem]) -> None:
         """Store a halted session's plan, in one transaction."""
         ...
 

@@ -215,7 +215,7 @@ class SqliteBaseStore:
             last = int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
         return last - len(items) + 1, last
 
-    def record_plan(self, session_id: str, items: Sequence[PlanItem]) -> None:
+    def record_plan(self, session_id: str, items: Iterable[PlanItem]) -> None:
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(_ADD_PLAN, [(session_id, *plan_row(i)) for i in items])

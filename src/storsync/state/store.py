@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -178,15 +179,15 @@ class StateStore:
 
     # -- a halted plan ----------------------------------------------------------------
 
-    def record_plan(self, session_id: str, items: Sequence[PlanItem]) -> None:
+    def record_plan(self, session_id: str, items: Iterable[PlanItem]) -> None:
         table = schema.plan_items
         names = ("action", "path", "size", "mtime_ns", "inode", "etag")
-        rows = [
+        rows = (
             {"session_id": session_id, **dict(zip(names, plan_row(i), strict=True))} for i in items
-        ]
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(table.insert(), rows)
+        )
+        with self.engine.begin() as conn:  # one transaction, inserted a thousand at a time
+            while chunk := list(itertools.islice(rows, 1000)):
+                conn.execute(table.insert(), chunk)
 
     def plan_deletions(self, session_id: str) -> list[PlanItem]:
         t = schema.plan_items
