@@ -158,11 +158,10 @@ def test_a_session_plan_reads_back_its_spilled_parts_in_order() -> None:
     plan.keep_only("push", lambda t: t.source.size % 2 == 0)
     assert [t.path for t in plan.steps("push")] == ["p0", "p2", "p4", "p6", "p8"]
     assert (plan.count("push"), plan.bytes("push")) == (5, 20)
-    assert [[t.path for t in p.push] for p in plan.parts()] == [
+    assert [[t.path for t in batch] for batch in plan.batches("push")] == [
         ["p0", "p2"],
         ["p4"],
         ["p6", "p8"],
-        [],
     ]
     plan.close()
 

@@ -80,6 +80,7 @@ class SyncSession:
         self.halts = halts
         self.approves = approves
         self.scope = scope or EVERYTHING
+        self._conflicts: list[conflicts.Candidate] = []  # the conflicts the plan settles
         self._stamp_ns = clock.now_ns()
         self.stamp = utc_stamp(self._stamp_ns)
         if settings.trash:
@@ -151,11 +152,10 @@ class SyncSession:
             cutoff = ctx.clock.now_ns() - int(ctx.settings.trash_days * DAY_NS)
             for storage in (ctx.local, ctx.remote):
                 storage.prune_trash(cutoff)
-        found = [c for part in plan.parts() for c in conflicts.candidates(part)]
         try:
             execute(ctx, plan)
         finally:  # what was settled before a failure or a stop is an object too
-            conflicts.record(ctx, found)
+            conflicts.record(ctx, self._conflicts)
             plan.close()
 
     @contextlib.contextmanager
@@ -195,6 +195,9 @@ class SyncSession:
                 options=options,
             )
             pairing.remember(part, window.base)
+            # Found while the part is at hand: neither a move nor an approval takes out a
+            # step of a conflict.
+            self._conflicts += conflicts.candidates(part)
             plan.add(part)
             ctx.stop.check()
         scanned.spill.close()

@@ -142,17 +142,6 @@ class SessionPlan:
         if tail:
             yield list(tail)
 
-    def parts(self) -> Iterator[Plan]:
-        """Each part whole, as the engine's plan (without the moves, which span parts)."""
-        for index in range(len(self._spilled) + (self._held is not None)):
-            part = Plan()
-            for name in STEPS:
-                keep = self._keep.get(name, [])
-                steps = self._part_list(index, name)
-                setattr(part, name, [s for s in steps if all(k(s) for k in keep)])
-            yield part
-        yield self._tail
-
     def whole(self) -> Plan:
         """The plan in one piece: a dry run's, which is shown whole."""
         plan = Plan(moves=list(self.moves))
