@@ -5,6 +5,7 @@ The windows here are a few paths long, so that small trees cross many of them.""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -179,3 +180,22 @@ def test_the_spill_file_has_no_name_and_goes_where_large_files_do(
     spill.close()
     monkeypatch.delenv("TMPDIR")
     assert spill_module._scratch_dir() == "/var/tmp"  # not /tmp, often held in memory
+
+
+def test_a_scratch_file_that_cannot_be_written_fails_the_session_before_any_change(
+    pair: Pair, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(10):
+        write(pair.local, f"f{i}", f"{i}")
+
+    def full_disk(**kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spill_module.tempfile, "TemporaryFile", full_disk)
+    report = pair.sync()
+    assert report.state == "failed" and report.pushed == 0
+    assert report.message is not None and report.message.startswith(
+        "the session's scratch file in "
+    )
+    assert "No space left on device" in report.message and "TMPDIR" in report.message
+    assert tree(pair.remote) == {}

@@ -71,6 +71,10 @@ class NotFoundError(PermanentStorageError):
     """The object or file is not there."""
 
 
+class ScratchError(StorsyncError):
+    """The session's scratch file (its plan, spilled) could not be written or read."""
+
+
 class ChangedError(StorsyncError):
     """A file is no longer as the scan saw it; the next session handles it."""
 

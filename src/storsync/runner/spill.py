@@ -13,6 +13,8 @@ import os
 import tempfile
 from typing import IO, Any
 
+from storsync.errors import ScratchError
+
 # A scratch file belongs where the system keeps large temporary files: /tmp is a RAM
 # file system on many systems (Debian since 13), which would hold in memory what the
 # spill is there to keep out of it. TMPDIR, where set, decides.
@@ -30,17 +32,27 @@ class Spill:
 
     def put(self, record: Any) -> Handle:
         data = marshal.dumps(record)
-        file = self._open()
-        file.write(data)
+        try:
+            file = self._open()
+            file.write(data)
+        except OSError as exc:
+            raise _failed("written", exc) from None
         handle = (self._end, len(data))
         self._end += len(data)
         return handle
 
     def get(self, handle: Handle) -> Any:
-        file = self._open()
-        file.flush()
         start, length = handle
-        return marshal.loads(os.pread(file.fileno(), length, start))
+        try:
+            file = self._open()
+            file.flush()  # what ``put`` left in the buffer: a write that may fail here
+        except OSError as exc:
+            raise _failed("written", exc) from None
+        try:
+            data = os.pread(file.fileno(), length, start)
+        except OSError as exc:
+            raise _failed("read", exc) from None
+        return marshal.loads(data)
 
     def close(self) -> None:
         if self._file is not None:
@@ -54,6 +66,14 @@ class Spill:
                 prefix="storsync-spill-", dir=_scratch_dir()
             )
         return self._file
+
+
+def _failed(done: str, exc: OSError) -> ScratchError:
+    where = _scratch_dir() or tempfile.gettempdir()
+    return ScratchError(
+        f"the session's scratch file in {where} could not be {done} ({exc.strerror or exc}); "
+        "free some space there or set TMPDIR to a directory with room"
+    )
 
 
 def _scratch_dir() -> str | None:
