@@ -11,15 +11,18 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from storsync.engine.reconcile import Plan, Transfer
-from storsync.model import Entry, StopSignal
+from storsync.model import Entry, StopSignal, SyncSettings
 from storsync.runner import spill as spill_module
 from storsync.runner import stream
+from storsync.runner.session import SyncSession
 from storsync.runner.session_plan import SessionPlan
 from storsync.runner.spill import Spill
+from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import SkipReport
 from storsync.storage.local import LocalStorage
 from tests.conftest import Pair, tree, write
@@ -199,3 +202,35 @@ def test_a_scratch_file_that_cannot_be_written_fails_the_session_before_any_chan
     )
     assert "No space left on device" in report.message and "TMPDIR" in report.message
     assert tree(pair.remote) == {}
+
+
+def session(pair: Pair, store: SqliteBaseStore, **kwargs: Any) -> SyncSession:
+    repo = store.repository_id(pair.local.as_uri(), pair.remote.as_uri(), now_ns=0)
+    return SyncSession(
+        LocalStorage(pair.local), LocalStorage(pair.remote), store, repo, SyncSettings(), **kwargs
+    )
+
+
+def test_a_halt_keeps_and_an_approval_carries_the_deletions_of_every_window(
+    pair: Pair, window: int
+) -> None:
+    for i in range(12):
+        write(pair.local, f"f{i:02d}", f"{i}")
+    assert pair.sync().state == "completed"
+    for i in range(8):  # two thirds, over several windows
+        (pair.local / f"f{i:02d}").unlink()
+    store = SqliteBaseStore(pair.state / "state.db")
+    try:
+        halted = session(pair, store, log_session="halted", halts=True).run()
+        assert halted.state == "halted" and halted.halt is not None
+        assert (halted.halt.delete_local, halted.halt.delete_remote) == (0, 8)
+        assert sorted(halted.halt.sample) == [f"f{i:02d}" for i in range(8)]
+        kept = sorted(item.path for item in store.plan_deletions("halted"))
+        assert kept == [f"f{i:02d}" for i in range(8)]
+        (pair.local / "f08").unlink()  # deleted after the halt: not approved
+        approved = session(pair, store, log_session="approving", approves="halted").run()
+    finally:
+        store.close()
+    assert approved.state == "completed", approved.message
+    assert approved.deleted_remote == 8
+    assert sorted(tree(pair.remote)) == ["f08", "f09", "f10", "f11"]
