@@ -14,6 +14,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from storsync.storage.base import SkipReport
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
 from storsync.storage.s3 import S3Storage
+from storsync.storage.s3_folders import Folder
 from tests.conftest import Pair, tree, write
 from tests.pg_server import PgServer
 from tests.s3_server import SeaweedS3
@@ -278,22 +280,38 @@ def test_seaweedfs_lists_folder_by_folder_and_the_session_sorts_its_listing(
     pair: Pair, s3_server: SeaweedS3
 ) -> None:
     """SeaweedFS lists ``a/x`` before ``a.txt`` (folder by folder): its walk stops at the
-    first key out of order, and the session lists it again, whole, and sorts it."""
+    first key out of order, and the session lists it again folder by folder, each folder
+    sorted (storage.s3_folders), in the byte order of the keys."""
     prefix = f"scale/{uuid.uuid4().hex[:12]}"
-    for name in ("a/x", "a.txt", "a-b/y", "b"):
+    names = ["a/x", "a.txt", "a-b/y", "b", "a/b/c", "a/b.c", "a/b-c/d", "a0", "é/x", "a b/y"]
+    for name in names:
         write(pair.local, name, name)
-    assert sync_s3(pair, s3_server, prefix).pushed == 4
+    assert sync_s3(pair, s3_server, prefix).pushed == len(names)
     remote = S3Storage(settings_for(s3_server, prefix))
     try:
         with pytest.raises(ListingOutOfOrder):
             list(remote.walk(lambda p, r: None, StopSignal()))
-        sorted_keys = [key for key, _ in remote.sorted_walk(lambda p, r: None, StopSignal())]
-        assert sorted_keys == ["a-b/y", "a.txt", "a/x", "b"]
+        listed: list[str] = []
+        folder = remote._folder
+
+        def recorded(at: str, **kwargs: Any) -> Folder:
+            listed.append(at)
+            return folder(at, **kwargs)
+
+        remote._folder = recorded  # type: ignore[method-assign]
+        walk = remote.sorted_walk(lambda p, r: None, StopSignal())
+        first = next(walk)
+        assert first[0] == "a b/y" and listed == ["", "a b/"]  # no more than its way
+        walked = [first, *walk]
+        assert sorted(listed) == ["", "a b/", "a-b/", "a/", "a/b-c/", "a/b/", "é/"]
+        assert [key for key, _ in walked] == sorted(names)
+        assert dict(walked) == remote.scan(lambda p, r: None, StopSignal())
     finally:
         remote.close()
     write(pair.local, "a.txt", "edited")
     report = sync_s3(pair, s3_server, prefix)
-    assert (report.state, report.pushed, report.pulled, report.merged) == ("completed", 1, 0, 4)
+    assert (report.state, report.pushed, report.pulled) == ("completed", 1, 0)
+    assert report.merged == len(names)
     quiet = sync_s3(pair, s3_server, prefix)
     assert (quiet.state, quiet.pushed, quiet.pulled) == ("completed", 0, 0)
 

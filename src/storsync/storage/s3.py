@@ -37,6 +37,7 @@ from storsync.storage import s3_listing
 from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import CHUNK, new_hasher
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client, unquote_etag
+from storsync.storage.s3_folders import Folder, folder_walk
 from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
 from storsync.storage.s3_seaweed import drop_empty_folders
 from storsync.storage.s3_signed import SignedRequests
@@ -52,6 +53,25 @@ META_EXEC = "storsync-exec"
 
 def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _listed(rel: str, obj: dict[str, Any], skip: SkipReport) -> Entry | None:
+    """The file a listed object is, or None: storsync's own, a folder marker, or a name
+    refused (with a log item)."""
+    if is_own(rel):
+        return None
+    if rel.endswith("/"):
+        if obj["Size"]:
+            skip(rel, "an object whose name ends with '/' is not a file")
+        return None  # a folder marker made by another tool
+    reason = refusal(rel)
+    if reason is None and normalize(rel) != rel:
+        reason = "name is not in Unicode NFC"
+    if reason:
+        skip(rel, reason)
+        return None
+    mtime = _ns(obj["LastModified"])
+    return Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
 
 
 def _no_skips(path: str, reason: str) -> None:
@@ -252,20 +272,35 @@ class S3Storage(Storage):
                     rel = obj["Key"][start:]
                     if top and rel != top and not rel.startswith(under):
                         continue  # ``top`` as a prefix also lists its longer siblings
-                    if is_own(rel):
-                        continue
-                    if rel.endswith("/"):
-                        if obj["Size"]:
-                            skip(rel, "an object whose name ends with '/' is not a file")
-                        continue  # a folder marker made by another tool
-                    reason = refusal(rel)
-                    if reason is None and normalize(rel) != rel:
-                        reason = "name is not in Unicode NFC"
-                    if reason:
-                        skip(rel, reason)
-                        continue
-                    mtime = _ns(obj["LastModified"])
-                    yield rel, Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
+                    entry = _listed(rel, obj, skip)
+                    if entry is not None:
+                        yield rel, entry
+
+    def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
+        """For a server whose listing is not in byte order: folder by folder, each sorted
+        (storage.s3_folders), one listing with a delimiter a folder; memory holds the
+        folders on the way, not the bucket."""
+        return folder_walk(functools.partial(self._folder, skip=skip, stop=stop))
+
+    def _folder(self, folder: str, *, skip: SkipReport, stop: StopSignal) -> Folder:
+        """The objects of one folder ("": the root) and its subfolders' prefixes, by key."""
+        start = len(self.prefix) + 1 if self.prefix else 0
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(folder), "Delimiter": "/"}
+        objects: list[tuple[str, Entry]] = []
+        subfolders: list[str] = []
+        with self._bucket.calling(self.url):
+            for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
+                stop.check()
+                for obj in page.get("Contents", ()):
+                    rel = obj["Key"][start:]
+                    entry = _listed(rel, obj, skip)
+                    if entry is not None:
+                        objects.append((rel, entry))
+                for sub in page.get("CommonPrefixes", ()):
+                    rel = sub["Prefix"][start:]
+                    if not is_own(rel):
+                        subfolders.append(rel)
+        return objects, subfolders
 
     def stat(self, path: str) -> Entry | None:
         from botocore.exceptions import ClientError
