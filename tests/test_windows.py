@@ -52,6 +52,7 @@ def rich_history(pair: Pair) -> None:
     for i in range(10):
         write(pair.remote, f"new/n{i}", f"new {i}")
     (pair.local / "moved").rename(pair.local / "zz-moved")
+    write(pair.remote, "moved/b", "beta, edited where it was not moved")
     write(pair.local, "clash", "the file edited")
     (pair.remote / "clash").unlink()
     write(pair.remote, "clash/inside", "a directory now")
@@ -73,6 +74,11 @@ def test_a_plan_made_in_windows_is_the_plan_made_whole(
     windowed = pair.sync(dry_run=True)
     assert whole.plan is not None and windowed.plan is not None
     assert steps(windowed.plan) == steps(whole.plan)
+    for plan in (whole.plan, windowed.plan):  # the totals, counted as parts came, exact
+        made = plan.as_json()
+        for name in ("push", "pull", "delete_local", "delete_remote", "moves", "record"):
+            assert plan.count(name) == len(made[name]), name  # type: ignore[arg-type]
+        assert (plan.bytes("push"), plan.bytes("pull")) == (made["bytes_push"], made["bytes_pull"])
     assert whole.plan.count("moves") == 2 and whole.plan.count("pull") > 10
 
 

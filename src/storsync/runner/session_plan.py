@@ -75,14 +75,6 @@ class SessionPlan:
         self._counts = dict.fromkeys(STEPS, 0)
         self._bytes = dict.fromkeys(_BYTES, 0)
 
-    @classmethod
-    def of(cls, plan: Plan) -> SessionPlan:
-        """A plan made whole, as one part."""
-        made = cls()
-        made.add(plan)
-        made.moves = list(plan.moves)
-        return made
-
     def add(self, part: Plan) -> None:
         """The next part in key order; the one before it goes to the spill."""
         if self._held is not None:
@@ -120,11 +112,6 @@ class SessionPlan:
 
     def delete_count(self, side: Side) -> int:
         return self._counts[Plan.delete_list(side)]
-
-    @property
-    def moves_nothing(self) -> bool:
-        moving_steps = ("push", "pull", "delete_local", "delete_remote", "renames", "keep_both")
-        return not (self.moves or any(self._counts[name] for name in moving_steps))
 
     def steps(self, name: str) -> Iterator[Any]:
         """The steps of list ``name``, part after part, in key order."""
@@ -183,8 +170,15 @@ class SessionPlan:
             self._bytes[name] += sum(t.source.size for t in getattr(part, name))
 
     def _recount(self) -> None:
-        """Counted again after a filter: each list read back once."""
+        """Counted again after a filter: those lists read back once (a move's added step
+        goes to a list it filters too)."""
         for name in STEPS:
-            self._counts[name] = sum(map(len, self.batches(name)))
-        for name in _BYTES:
-            self._bytes[name] = sum(t.source.size for t in self.steps(name))
+            if name not in self._keep:
+                continue
+            self._counts[name] = size = 0
+            for batch in self.batches(name):
+                self._counts[name] += len(batch)
+                if name in _BYTES:
+                    size += sum(t.source.size for t in batch)
+            if name in _BYTES:
+                self._bytes[name] = size
