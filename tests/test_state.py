@@ -240,8 +240,9 @@ def test_migrations_create_exactly_the_schema_module(url: str) -> None:
     assert differences == []
 
 
-def test_the_base_is_keyed_by_the_path_hash_and_the_path_is_not_indexed(url: str) -> None:
-    # compare_metadata does not compare primary keys.
+def test_the_base_is_keyed_by_the_path_hash_or_on_sqlite_stored_by_path(url: str) -> None:
+    # compare_metadata does not compare primary keys. PostgreSQL cannot index a path of
+    # 4,096 bytes; SQLite stores the base in path order (0014), read without a sort.
     StateStore(url).close()
     engine = sa.create_engine(url)
     try:
@@ -249,9 +250,13 @@ def test_the_base_is_keyed_by_the_path_hash_and_the_path_is_not_indexed(url: str
             inspector = sa.inspect(conn)
             key = inspector.get_pk_constraint("base")["constrained_columns"]
             indexed = [i["column_names"] for i in inspector.get_indexes("base")]
+            sqlite = engine.dialect.name == "sqlite"
+            if sqlite:
+                made = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'base'"))
+                assert made.scalar_one().endswith("WITHOUT ROWID")
     finally:
         engine.dispose()
-    assert key == ["repository_id", "path_key"]
+    assert key == ["repository_id", "path" if sqlite else "path_key"]
     assert indexed == []
 
 
@@ -399,6 +404,55 @@ def test_0003_downgrades_to_the_path_as_key(url: str) -> None:
         engine.dispose()
     assert key == ["repository_id", "path"]
     assert paths == [("d/y",), ("x",)]
+
+
+def test_0014_stores_a_sqlite_base_in_path_order_and_downgrades(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = alembic_config()
+    engine = sa.create_engine(url)
+    paths = [f"d{i % 7}/f{i:03d}" for i in range(200)]
+    random.Random(14).shuffle(paths)  # written in no order: the old table kept them so
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0013_session_moves")
+        with sqlite3.connect(tmp_path / "state.db") as conn13:  # rows as 0013 keyed them
+            conn13.execute(
+                "INSERT INTO repositories (id, local_url, remote_url, created_ns) "
+                "VALUES ('r1', 'file:///a', 'file:///b', 1)"
+            )
+            for i, path in enumerate(paths):
+                key = hashlib.sha256(path.encode()).hexdigest()
+                conn13.execute(
+                    "INSERT INTO base VALUES ('r1', ?, ?, 'h', 0, ?, ?, NULL, ?, ?, NULL, ?)",
+                    (path, i, i, i, i, i, key),
+                )
+        conn13.close()
+        upgraded = SqliteBaseStore(tmp_path / "state.db")  # migrates to HEAD
+        try:
+            walked = list(upgraded.walk_base("r1"))
+            assert [p for p, _ in walked] == sorted(paths)
+            assert upgraded.base_entry("r1", paths[5]) == BaseEntry(
+                5, "h", False, 5, 5, None, 5, 5, None
+            )
+            upgraded.commit_base(
+                "r1", [(paths[0], BaseEntry(1, None, True, 1, 1, None, 1, 1, None))], [paths[1]]
+            )
+            assert upgraded.base_count("r1") == 199
+        finally:
+            upgraded.close()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0013_session_moves")
+        with engine.connect() as conn:
+            key = sa.inspect(conn).get_pk_constraint("base")["constrained_columns"]
+            rows = conn.execute(sa.text("SELECT path, path_key FROM base")).all()
+    finally:
+        engine.dispose()
+    assert key == ["repository_id", "path_key"]
+    assert sorted(rows) == sorted(
+        (p, hashlib.sha256(p.encode()).hexdigest()) for p in paths if p != paths[1]
+    )
 
 
 # ------------------------------------------------------------ log items of the workers

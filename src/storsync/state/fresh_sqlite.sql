@@ -99,22 +99,6 @@ CREATE TABLE events (
 
 CREATE INDEX ix_events_session ON events (session_id, id);
 
-CREATE TABLE "base" (
-	repository_id VARCHAR(36) NOT NULL, 
-	path TEXT NOT NULL, 
-	size BIGINT NOT NULL, 
-	hash VARCHAR(64), 
-	executable BOOLEAN NOT NULL, 
-	local_mtime_ns BIGINT NOT NULL, 
-	local_inode BIGINT, 
-	local_etag TEXT, 
-	remote_mtime_ns BIGINT NOT NULL, 
-	remote_inode BIGINT, 
-	remote_etag TEXT, 
-	path_key VARCHAR(64) NOT NULL, 
-	CONSTRAINT base_pkey PRIMARY KEY (repository_id, path_key)
-);
-
 CREATE INDEX ix_tokens_sign_in ON tokens (sign_in);
 
 CREATE TABLE schedule_fires (
@@ -183,4 +167,20 @@ CREATE TABLE remote_listings (
 	recorded_ns BIGINT NOT NULL, 
 	PRIMARY KEY (repository_id)
 );
+
+CREATE TABLE "base" (
+	repository_id VARCHAR(36) NOT NULL,
+	path TEXT NOT NULL,
+	size BIGINT NOT NULL,
+	hash VARCHAR(64),
+	executable BOOLEAN NOT NULL,
+	local_mtime_ns BIGINT NOT NULL,
+	local_inode BIGINT,
+	local_etag TEXT,
+	remote_mtime_ns BIGINT NOT NULL,
+	remote_inode BIGINT,
+	remote_etag TEXT,
+	path_key VARCHAR(64) NOT NULL,
+	CONSTRAINT base_pkey PRIMARY KEY (repository_id, path)
+) WITHOUT ROWID;
 

@@ -22,13 +22,13 @@ from storsync.state.migrations import HEAD
 from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
 
 _columns = operator.attrgetter(*BASE_COLUMNS)  # an entry's BASE_COLUMNS values, as a tuple
-_key = operator.itemgetter(1)  # a row's path_key
+_path = operator.itemgetter(1)  # a row's path
 _SELECT = f"SELECT path, {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ?"
-_ONE = f"SELECT {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ? AND path_key = ?"
+_ONE = f"SELECT {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ? AND path = ?"
 # ``path`` compared as bytes: SQLite's default collation is binary.
 _BELOW = "SELECT 1 FROM base WHERE repository_id = ? AND path >= ? AND path < ? LIMIT 1"
 _ADD_ITEM = "INSERT INTO log_items (session_id, ts_ns, kind, path, size) VALUES (?, ?, ?, ?, ?)"
-_DELETE = "DELETE FROM base WHERE repository_id = ? AND path_key = ?"
+_DELETE = "DELETE FROM base WHERE repository_id = ? AND path = ?"
 _ADD_PLAN = (
     "INSERT INTO plan_items (session_id, action, path, size, mtime_ns, inode, etag) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -40,9 +40,9 @@ _DELETIONS = (
 # A recorded path replaces its row in place: the same as the SQLAlchemy store's delete
 # and insert, at a third less of the cost (an upsert: SQLite 3.24 or later).
 _UPSERT = (
-    f"INSERT INTO base (repository_id, path_key, path, {', '.join(BASE_COLUMNS)}) "
+    f"INSERT INTO base (repository_id, path, path_key, {', '.join(BASE_COLUMNS)}) "
     f"VALUES ({', '.join('?' * (len(BASE_COLUMNS) + 3))}) "
-    "ON CONFLICT (repository_id, path_key) DO UPDATE SET "
+    "ON CONFLICT (repository_id, path) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in BASE_COLUMNS)
 )
 
@@ -50,7 +50,7 @@ _FORGET_LISTING = "DELETE FROM remote_listings WHERE repository_id = ?"
 
 # The schema of revision _FRESH_REVISION as Alembic writes it to SQLite, statement by
 # statement, in the order it creates them (tests/test_state_fresh_schema.py regenerates it).
-_FRESH_REVISION = "0013_session_moves"
+_FRESH_REVISION = "0014_base_in_path_order"
 _FRESH_SCHEMA_FILE = Path(__file__).with_name("fresh_sqlite.sql")
 
 
@@ -151,7 +151,7 @@ class SqliteBaseStore:
         return int(row.fetchone()[0])
 
     def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
-        row = self._conn.execute(_ONE, (repository_id, sha256(path.encode()).hexdigest()))
+        row = self._conn.execute(_ONE, (repository_id, path))
         found = row.fetchone()
         if found is None:
             return None
@@ -169,18 +169,19 @@ class SqliteBaseStore:
         records: Iterable[tuple[str, BaseEntry]],
         forgotten: Iterable[str],
     ) -> None:
-        # The key is storsync.state.keys.path_key, inlined: this runs for every file.
+        # path_key (storsync.state.keys.path_key, inlined: this runs for every file) is
+        # PostgreSQL's key; on SQLite the table is keyed and stored by path (0014).
         rows = [
-            (repository_id, sha256(path.encode()).hexdigest(), path, *_columns(entry))
+            (repository_id, path, sha256(path.encode()).hexdigest(), *_columns(entry))
             for path, entry in records
         ]
-        gone = [(repository_id, sha256(path.encode()).hexdigest()) for path in forgotten]
+        gone = [(repository_id, path) for path in forgotten]
         if not rows and not gone:
             return
-        # Keys are random; in key order the primary key's index is written page after page
-        # instead of all over, which a batch larger than the page cache pays for dearly.
-        rows.sort(key=_key)
-        gone.sort(key=_key)
+        # In key order the table's pages are written one after the other instead of all
+        # over, which a batch larger than the page cache pays for dearly.
+        rows.sort(key=_path)
+        gone.sort(key=_path)
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(_FORGET_LISTING, (repository_id,))

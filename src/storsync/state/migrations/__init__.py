@@ -4,4 +4,4 @@ HEAD names the newest revision, so that opening an up-to-date database costs one
 instead of loading the migration scripts; a test checks it against the scripts.
 """
 
-HEAD = "0013_session_moves"
+HEAD = "0014_base_in_path_order"
