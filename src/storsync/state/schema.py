@@ -161,6 +161,8 @@ remote_listings = Table(
 
 # Keyed by the path's SHA-256 (storsync.state.keys.path_key; 0003_base_path_key): a path
 # may be 4,096 bytes, more than a PostgreSQL btree entry may hold. The path is not indexed.
+# On SQLite the table is stored by (repository_id, path) instead, WITHOUT ROWID (0014):
+# read in the merge's order without a sort (state.sqlite_base).
 base = Table(
     "base",
     metadata,
