@@ -28,6 +28,7 @@ from tests.notifications_support import (
     ws_request,
     ws_until_completed,
 )
+from tests.session_support import wait_for
 from tests.test_schedules import Recording, at, catalog_with
 
 PLM = "/api/media-manager/v0/storage/synchronizers"
@@ -83,8 +84,15 @@ def test_sixty_percent_deletions_halt_change_nothing_and_list_the_plan(api: Api)
     sync_id = synchronizer_id(halted)
     plm = api.get(f"{PLM}/{sync_id}").json()["synchronizer"]
     assert plm["state"] == "error"
-    page = api.get(f"/api/v1/events?since=0&limit=1000&sessionId={halted['id']}").json()
-    assert [e["type"] for e in page["items"]][-1] == "session.halted"
+
+    # The session's row ends before its end event is published: wait for the event, then
+    # nothing may follow it.
+    def types() -> list[str]:
+        page = api.get(f"/api/v1/events?since=0&limit=1000&sessionId={halted['id']}").json()
+        return [e["type"] for e in page["items"]]
+
+    assert wait_for(lambda: "session.halted" in types(), "the halted event")
+    assert types()[-1] == "session.halted"
 
 
 def test_an_empty_side_on_an_established_repository_halts(api: Api) -> None:
