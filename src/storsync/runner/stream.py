@@ -57,12 +57,13 @@ class _Pass:
 
     def take(self, triples: Iterator[Triple]) -> None:
         # Written out for speed: this loop runs once per path of the tree.
-        excluded, keep_all, fill, files = self.excluded, self.keep_all, self.fill, self._files
+        keep_all, fill, files = self.keep_all, self.fill, self._files
+        excluded = self.excluded.excluded if self.excluded else None  # asked once, not per path
         merged = local = remote = base = 0
         for listed in triples:
             merged += 1
             path, lo, re, known = triple = listed
-            if excluded and excluded.excluded(path):
+            if excluded is not None and excluded(path):
                 continue
             if known is not None:
                 base += 1

