@@ -9,6 +9,7 @@ else" are written with boto3, as another tool or another working copy would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -802,6 +803,32 @@ HOSTILE: dict[str, str | None] = {
     "a/b": None,
     "nested/.storsync/evil": None,  # storsync's own folder at any depth: never synced
 }
+
+
+def test_a_folder_by_folder_walk_refuses_hostile_keys_as_a_whole_listing_does(
+    s3_server: SeaweedS3, s3: Any, prefix: str
+) -> None:
+    """The walk a session falls back to on a server that lists folder by folder
+    (storage.s3_folders) gives and refuses exactly what a whole listing does: every hostile
+    key the server took is skipped for the same reason, none reaches the session."""
+    from botocore.exceptions import ClientError
+
+    for key in [*HOSTILE, "a.txt", "a-b/c", "ok/fine.txt"]:
+        with contextlib.suppress(ClientError):  # a key the server would not store
+            put(s3, s3_server.bucket, prefix, key, key.encode())
+    remote = S3Storage(settings_for(s3_server, prefix))
+    try:
+        scan_skips: list[tuple[str, str]] = []
+        scanned = remote.scan(lambda p, r: scan_skips.append((p, r)), StopSignal())
+        walk_skips: list[tuple[str, str]] = []
+        walked = list(remote.sorted_walk(lambda p, r: walk_skips.append((p, r)), StopSignal()))
+    finally:
+        remote.close()
+    assert [key for key, _ in walked] == sorted(scanned)
+    assert dict(walked) == scanned
+    assert sorted(walk_skips) == sorted(scan_skips)
+    assert {"tab\tname", "cafe\u0301.txt"} <= {path for path, _ in walk_skips}
+    assert not any(".." in key.split("/") or key.startswith("/") for key in scanned)
 
 
 def test_hostile_remote_keys_are_refused_and_nothing_lands_outside_the_root(

@@ -225,10 +225,12 @@ def test_a_halt_keeps_and_an_approval_carries_the_deletions_of_every_window(
     assert pair.sync().state == "completed"
     for i in range(8):  # two thirds, over several windows
         (pair.local / f"f{i:02d}").unlink()
+    before = (tree(pair.local), tree(pair.remote))
     store = SqliteBaseStore(pair.state / "state.db")
     try:
         halted = session(pair, store, log_session="halted", halts=True).run()
         assert halted.state == "halted" and halted.halt is not None
+        assert (tree(pair.local), tree(pair.remote)) == before  # a halt changes nothing
         assert (halted.halt.delete_local, halted.halt.delete_remote) == (0, 8)
         assert sorted(halted.halt.sample) == [f"f{i:02d}" for i in range(8)]
         kept = sorted(item.path for item in store.plan_deletions("halted"))
