@@ -4,6 +4,7 @@ between each step; each direction reports its state to the observer."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
@@ -17,6 +18,8 @@ from storsync.runner.progress import Stage
 from storsync.runner.session_plan import SessionPlan
 from storsync.runner.transfers import transfer_all
 from storsync.storage.base import Storage
+
+DELETE_BATCH = 10_000  # deletions done, then recorded, at once
 
 
 def execute(ctx: SessionContext, plan: SessionPlan) -> None:
@@ -50,8 +53,11 @@ def _direction(ctx: SessionContext, plan: SessionPlan, side: Side, moves: list[M
     ctx.observer.phase(phase, PhaseState.RUNNING)
     errors_before = len(ctx.report.errors)
     try:
-        for deletes in plan.batches(Plan.delete_list(side)):
-            _deletions(ctx, side, deletes)
+        deletes = plan.steps(Plan.delete_list(side))
+        # In batches of their own, not the plan's parts: a part holds few deletions, and
+        # each batch waits for its slowest deletion, then commits.
+        while batch := list(itertools.islice(deletes, DELETE_BATCH)):
+            _deletions(ctx, side, batch)
         _moves(ctx, side, moves)
         transfer_all(ctx, side, plan.steps(Plan.transfer_list(side)))
         ctx.stop.check()
