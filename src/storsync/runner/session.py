@@ -232,7 +232,7 @@ class SyncSession:
             guard.message,
             plan.delete_count(Side.LOCAL),
             plan.delete_count(Side.REMOTE),
-            tuple(itertools.islice(deletes, HALT_SAMPLE)),
+            tuple(sorted(itertools.islice(deletes, HALT_SAMPLE))),  # read by a person
         )
 
     def _carry_approval(self, plan: SessionPlan) -> None:
