@@ -192,6 +192,44 @@ def test_a_stop_ends_the_walking_process(tmp_path: Path) -> None:
     assert not Path(f"/proc/{child}").exists()  # killed and reaped
 
 
+def test_a_walking_process_starts_before_its_first_entry_is_asked_and_ends_when_dropped(
+    tmp_path: Path,
+) -> None:
+    """A session starts both sides' walks at once (runner.stream): the second must not
+    wait for the merge to ask it."""
+    write(tmp_path / "root", "a", "")
+    walk = LocalStorage(tmp_path / "root").walk(
+        lambda p, r: None, StopSignal(), local_walk.CHILD_FROM
+    )
+    child = walking_child()  # running, nothing read yet
+    del walk  # dropped unread, as when the other side's walk fails to start
+    assert not Path(f"/proc/{child}").exists()  # killed and reaped
+
+
+def test_a_directory_swapped_for_a_link_while_walked_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write(root, "a", "")
+    write(root, "b/mine", "")
+    write(outside, "secret", "not under the root")
+    skipped: list[tuple[str, str]] = []
+    walk = local_walk.ordered(
+        str(root), lambda p, r: skipped.append((p, r)), StopSignal(), lambda k, n: None
+    )
+    assert next(walk)[0] == "a"  # the root is listed: "b" is known as a directory
+    (root / "b" / "mine").unlink()
+    (root / "b").rmdir()
+    (root / "b").symlink_to(outside)
+    assert [key for key, _ in walk] == []
+    assert [p for p, _ in skipped] == ["b"]
+
+
+@WALKS
+def test_a_root_that_is_a_link_to_a_directory_is_walked(tmp_path: Path, expected: int) -> None:
+    write(tmp_path / "data", "d/x", "")
+    (tmp_path / "root").symlink_to(tmp_path / "data")
+    assert keys_walked(LocalStorage(tmp_path / "root"), expected) == ["d/x"]
+
+
 def test_a_walk_puts_a_directory_where_its_name_and_a_slash_sort(pair: Pair) -> None:
     # "a-b" and "a.b" sort before "a/", "a0" after it: not where "a" alone would sort.
     for name in ("a/x", "a-b", "a.b", "a0", "a/b/c", "a!"):

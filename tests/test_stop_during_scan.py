@@ -363,7 +363,9 @@ class Slow:
 
 def scandir(path="."):
     inner = real_scandir(path)
-    return Slow(inner) if os.fspath(path).startswith(root) else inner
+    # The walk lists a directory through its descriptor: all of those are the scan's.
+    walked = isinstance(path, int) or os.fspath(path).startswith(root)
+    return Slow(inner) if walked else inner
 
 
 os.scandir = scandir

@@ -35,7 +35,6 @@ from storsync.runner.observer import NoObserver
 from storsync.runner.progress import Snapshot
 from storsync.runner.report import Report
 from storsync.runner.run import run_job
-from storsync.runner.watching import WatchTimes, keep_job_synchronized
 from storsync.state.protocol import sqlite_url
 from storsync.storage.registry import RemoteSpec, kind_of, location, overlapping, remote_spec
 
@@ -183,7 +182,7 @@ def sync(
     if watch:
         if dry_run:
             raise UsageError("--watch and --dry-run do not go together")
-        keep(job, as_json=as_json, times=WatchTimes(delay_s=watch_delay, remote_s=interval))
+        keep(job, as_json=as_json, delay_s=watch_delay, remote_s=interval)
         sys.exit(0)
     live = not as_json and not dry_run and sys.stderr.isatty()
     clock = SystemClock()
@@ -330,8 +329,10 @@ def _print_notes(report: Report) -> None:
         click.echo(f"storsync: {report.message}", err=True)
 
 
-def keep(job: SyncJob, *, as_json: bool, times: WatchTimes) -> None:
+def keep(job: SyncJob, *, as_json: bool, delay_s: float, remote_s: float) -> None:
     """``--watch``: a session now, then whenever the cadence says, until SIGINT/SIGTERM."""
+    # Imported here: inotify's bindings and asyncio would add 15 ms to every other start.
+    from storsync.runner.watching import WatchTimes, keep_job_synchronized
 
     def reported(why: str, report: Report) -> None:
         if as_json:
@@ -343,4 +344,10 @@ def keep(job: SyncJob, *, as_json: bool, times: WatchTimes) -> None:
 
     stop = StopSignal()
     with _stop_on_signals(stop):
-        keep_job_synchronized(job, times=times, reported=reported, stop=stop, quiet=_no_gc)
+        keep_job_synchronized(
+            job,
+            times=WatchTimes(delay_s=delay_s, remote_s=remote_s),
+            reported=reported,
+            stop=stop,
+            quiet=_no_gc,
+        )

@@ -128,6 +128,13 @@ def stream_scan(ctx: SessionContext, excluded: PathFilter, expected: int) -> Sca
         return ctx.retry(_one_pass, ctx, excluded, expected, sorted_sides=(unordered.side,))
 
 
+def _in_order(listing: Iterator[tuple[str, Entry]], side: Side) -> Iterator[tuple[str, Entry]]:
+    try:
+        yield from listing
+    except ListingOutOfOrder:
+        raise _Unordered(side) from None
+
+
 def _skipped(skipped: list[Skipped], side: Side, path: str, reason: str) -> None:
     skipped.append(Skipped(side, path, reason))
 
@@ -147,22 +154,21 @@ def _one_pass(
     def walk(side: Side) -> Iterator[tuple[str, Entry]]:
         storage = ctx.storage(side)
         skip = functools.partial(_skipped, skipped, side)
-        try:
-            if side in sorted_sides:
-                yield from storage.sorted_walk(skip, ctx.stop)
-            else:
-                yield from storage.walk(skip, ctx.stop, expected)
-        except ListingOutOfOrder:
-            raise _Unordered(side) from None
+        if side in sorted_sides:
+            return _in_order(storage.sorted_walk(skip, ctx.stop), side)
+        return _in_order(storage.walk(skip, ctx.stop, expected), side)
 
+    # Both walks started before either is read: a large local tree's walking process
+    # starts at once, not when the merge first asks it (50 ms later for 100,000 files).
     # A remote over the network is read ahead, its round trips beside the merge; a
     # local walk is not: two walks in two threads take longer than one after the other
     # under the interpreter's lock (1.8 s against 1.5 s for 100,000 files each). A large
     # local tree is walked by a process of its own (storage.local_walk).
+    local, remote = walk(Side.LOCAL), walk(Side.REMOTE)
     ahead = read_ahead if ctx.remote.caps.network else contextlib.nullcontext
-    with ahead(walk(Side.REMOTE)) as remote:
+    with ahead(remote) as remote_ahead:
         base = ctx.store.walk_base(ctx.repository_id)
-        taken.take(merged(walk(Side.LOCAL), remote, base))
+        taken.take(merged(local, remote_ahead, base))
     ctx.report.skipped.extend(skipped)  # one call: atomic under the GIL
     ctx.report.merged = taken.merged
     # What the scan skipped is taken out window by window, from the totals too

@@ -221,17 +221,20 @@ class LocalStorage(Storage):
         self, skip: SkipReport, stop: StopSignal, expected: int = 0
     ) -> Iterator[tuple[str, Entry]]:
         """In key order, one directory on the way held at a time (``local_walk``), in a
-        child process from ``CHILD_FROM`` expected entries. A case-insensitive side sorts
-        a whole scan: telling ``A`` from ``a`` apart takes every name."""
+        child process from ``CHILD_FROM`` expected entries, started at once. A
+        case-insensitive side sorts a whole scan: telling ``A`` from ``a`` apart takes
+        every name."""
         if not self.caps.case_sensitive:
-            yield from self.sorted_walk(skip, stop)
-            return
+            return self.sorted_walk(skip, stop)
         self._native.clear()
         if not self.root.is_dir():
-            return
+            return iter(())
         walk = local_walk.in_child if expected >= local_walk.CHILD_FROM else local_walk.ordered
+        return self._failed_as_storage(walk(str(self.root), skip, stop, self._native.__setitem__))
+
+    def _failed_as_storage(self, walk: Iterator[tuple[str, Entry]]) -> Iterator[tuple[str, Entry]]:
         try:
-            yield from walk(str(self.root), skip, stop, self._native.__setitem__)
+            yield from walk
         except local_walk.WalkFailed as exc:
             raise StorageError(f"{self.url}: {exc}") from None
 

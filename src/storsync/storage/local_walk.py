@@ -43,15 +43,24 @@ _PIPE_BYTES = 1 << 20  # how far a child may run ahead of the session
 
 def ordered(root: str, skip: Skip, stop: StopSignal, native: Native) -> Iterator[tuple[str, Entry]]:
     """Every file under ``root`` in key order, as (key, entry)."""
+    new = tuple.__new__  # an Entry made from its fields without its __new__'s frame
+    for key, fields in ordered_fields(root, skip, stop, native):
+        yield key, new(Entry, fields)
+
+
+def ordered_fields(
+    root: str, skip: Skip, stop: StopSignal, native: Native
+) -> Iterator[tuple[str, Fields]]:
+    """``ordered``, each file as the fields of its entry (what a child sends as it is)."""
     levels = [iter(_sorted_directory("", root, skip, stop))]
     while levels:
-        for key, rel, entry, directory in levels[-1]:
-            if entry is None:
+        for key, rel, fields, directory in levels[-1]:
+            if fields is None:
                 levels.append(iter(_sorted_directory(rel + "/", directory, skip, stop)))
                 break
             if key != rel:
                 native(key, rel)
-            yield key, entry
+            yield key, fields
         else:
             levels.pop()
 
@@ -60,46 +69,98 @@ def entry_of(st: os.stat_result) -> Entry:
     return Entry(st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR), st.st_ino)
 
 
-def _sorted_directory(
-    prefix: str, directory: str, skip: Skip, stop: StopSignal
-) -> list[tuple[str, str, Entry | None, str]]:
-    """One directory's files and subdirectories as (key, native path, the file's entry or
+Fields = tuple[int, int, bool, int, None, None]  # an Entry's fields, as a walk finds them
+Row = tuple[str, str, Fields | None, str]  # key, native path, fields (None: a directory), path
+
+
+def _sorted_directory(prefix: str, directory: str, skip: Skip, stop: StopSignal) -> list[Row]:
+    """One directory's files and subdirectories as (key, native path, the file's fields or
     None for a directory, its path on disk), in the walk's order; of two names equal after
     normalization, the one the directory lists first."""
+    # Listed through a descriptor of the directory: each file's lstat is then relative to
+    # it, the kernel not walking the whole path again (0.25 s against 0.29 s for 100,000
+    # files); and a directory swapped for a link since its parent was listed is refused
+    # (the root may be a link: it is the user's choice).
     try:
-        it = os.scandir(directory)
+        fd = os.open(directory, _LIST_FLAGS | (os.O_NOFOLLOW if prefix else 0))
     except OSError as exc:
         skip(prefix.rstrip("/") or ".", f"cannot read directory: {exc.strerror}")
         return []
-    rows: list[tuple[str, str, str, Entry | None, str]] = []
+    try:
+        return _listed(prefix, directory, fd, skip, stop)
+    finally:
+        os.close(fd)
+
+
+def _listed(prefix: str, directory: str, fd: int, skip: Skip, stop: StopSignal) -> list[Row]:
+    try:
+        it = os.scandir(fd)
+    except OSError as exc:
+        skip(prefix.rstrip("/") or ".", f"cannot read directory: {exc.strerror}")
+        return []
+    # Each row led by its place in the walk: the key, and "/" for a directory.
+    rows: list[tuple[str, str, str, Fields | None, str]] = []
+    renamed = False  # whether a name changed under normalization (two may then clash)
+    plain_prefix = prefix.isascii()  # else a key is normalized from the whole path
     with it:
         for item in it:
             stop.check()
-            rel = prefix + item.name
+            name = item.name
+            rel = prefix + name
+            # Written out for speed, once per file of the tree: a plain file whose path
+            # needs no check (what ``admitted`` and ``normalize`` would say of it).
+            if (
+                plain_prefix
+                and name.isascii()
+                and name.isprintable()
+                and name != OWN_DIR
+                and len(rel) <= MAX_PATH_BYTES
+                and item.is_file(follow_symlinks=False)
+            ):
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                fields = (
+                    st.st_size,
+                    st.st_mtime_ns,
+                    (st.st_mode & _EXEC) != 0,
+                    st.st_ino,
+                    None,
+                    None,
+                )
+                rows.append((rel, rel, rel, fields, ""))
+                continue
             is_dir = admitted(rel, item, skip)
             if is_dir is None:
                 continue
             key = normalize(rel)
+            renamed = renamed or key != rel
             if is_dir:
-                rows.append((key + "/", key, rel, None, item.path))
+                rows.append((key + "/", key, rel, None, f"{directory}/{item.name}"))
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            rows.append((key, key, rel, entry_of(st), ""))
+            fields = (st.st_size, st.st_mtime_ns, (st.st_mode & _EXEC) != 0, st.st_ino, None, None)
+            rows.append((key, key, rel, fields, ""))
     rows.sort(key=_first)
-    kept: list[tuple[str, str, Entry | None, str]] = []
+    if not renamed:  # names a directory lists are distinct: none clash
+        return [row[1:] for row in rows]
+    kept: list[Row] = []
     last = None
-    for order, key, rel, entry, path in rows:
+    for order, key, rel, found, path in rows:
         if order == last:
             skip(rel, "another name is the same after Unicode normalization")
         else:
-            kept.append((key, rel, entry, path))
+            kept.append((key, rel, found, path))
             last = order
     return kept
 
 
+_EXEC = stat.S_IXUSR
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 _first = operator.itemgetter(0)  # a row's place in the walk: its key, and "/" for a directory
 
 
@@ -139,7 +200,17 @@ class WalkFailed(Exception):
 def in_child(
     root: str, skip: Skip, stop: StopSignal, native: Native
 ) -> Iterator[tuple[str, Entry]]:
-    """``ordered``, walked by a child process; ending the iteration early ends it."""
+    """``ordered``, walked by a child process started now, before the first entry is
+    asked for (a session starts both sides' walks at once); ending the iteration early,
+    or dropping it, ends the process."""
+    walk = _from_child(root, skip, stop, native)
+    next(walk)  # runs up to its first yield: the process started, its cleanup armed
+    return walk
+
+
+def _from_child(
+    root: str, skip: Skip, stop: StopSignal, native: Native
+) -> Iterator[tuple[str, Entry]]:
     child = subprocess.Popen(
         [sys.executable, "-m", __name__, root],
         stdin=subprocess.DEVNULL,
@@ -148,6 +219,7 @@ def in_child(
     )
     assert child.stdout is not None and child.stderr is not None
     try:
+        yield "", Entry(0, 0)  # the start, taken by in_child: not an entry
         yield from _received(child.stdout.read, skip, stop, native)
     except WalkFailed as failed:
         child.wait()
@@ -206,9 +278,9 @@ def _walk_to(root: str, out: Callable[[bytes], object]) -> None:
         _send(out, "n", (key, rel))
 
     try:
-        for key, entry in ordered(root, skipped, StopSignal(), native):
+        for key, found in ordered_fields(root, skipped, StopSignal(), native):
             keys.append(key)
-            fields.append((entry.size, entry.mtime_ns, entry.executable, entry.inode, None, None))
+            fields.append(found)
             if len(keys) >= BATCH:
                 _send(out, "e", (keys, fields))
                 keys, fields = [], []
