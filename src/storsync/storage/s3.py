@@ -431,18 +431,21 @@ class S3Storage(Storage):
                 )
             return unquote_etag(answer["ETag"])
 
-        try:
-            etag = write()
-        except PreconditionFailed:
-            if (
-                expected is not None
-                or self.stat(path) is not None
-                or not drop_empty_folders(self._client, self._bucket, self._key(path), path)
-            ):
-                raise
-            etag = write()  # only empty folders of that name were in the way
+        etag = write() if expected is not None else self._created(path, write)
         assert isinstance(token, _Buffered | Multipart)
         return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
+
+    def _created(self, path: str, create: Callable[[], str]) -> str:
+        """``create`` (a write under ``If-None-Match: *``), made again once when only
+        empty folders of that name were in the way (SeaweedFS: s3_seaweed)."""
+        try:
+            return create()
+        except PreconditionFailed:
+            if self.stat(path) is not None or not drop_empty_folders(
+                self._client, self._bucket, self._key(path), path
+            ):
+                raise
+            return create()
 
     def discard(self, staged: Staged) -> None:
         if isinstance(staged.token, Multipart):
@@ -462,11 +465,14 @@ class S3Storage(Storage):
         self._signed.delete(path, self._key(path), {"If-Match": expected.etag or ""})
 
     def copy(self, path: str, new_path: str, expected: Entry) -> Entry:
-        etag = self._signed.copy(
+        etag = self._created(
             new_path,
-            self._new_key(new_path),
-            self._key(path),
-            {"x-amz-copy-source-if-match": expected.etag or "", "If-None-Match": "*"},
+            lambda: self._signed.copy(
+                new_path,
+                self._new_key(new_path),
+                self._key(path),
+                {"x-amz-copy-source-if-match": expected.etag or "", "If-None-Match": "*"},
+            ),
         )
         return Entry(expected.size, expected.mtime_ns, expected.executable, None, etag)
 
