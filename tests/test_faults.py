@@ -7,11 +7,14 @@ without faults completes and converges.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,7 @@ from storsync.runner.report import Report
 from storsync.runner.retry import RETRY_DELAYS
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
-from storsync.storage.base import Storage, chunks
+from storsync.storage.base import Source, Staged, Storage, chunks
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
@@ -208,7 +211,9 @@ def test_slow_calls_only_cost_time(case: Case, method: str) -> None:
 
 
 def test_slow_transfers_run_in_parallel(pair: Pair) -> None:
-    remote = FaultyStorage(MemoryStorage())
+    over_the_network = MemoryStorage()  # each call a round trip, worth waiting on in parallel
+    over_the_network.caps = replace(over_the_network.caps, network=True)
+    remote = FaultyStorage(over_the_network)
     for i in range(16):
         write(pair.local, f"f{i}", str(i))
     remote.slow("stage", 0.25)
@@ -216,6 +221,37 @@ def test_slow_transfers_run_in_parallel(pair: Pair) -> None:
     report = pair.sync(remote_storage=remote, transfers=8)
     assert (report.state, report.pushed) == ("completed", 16)
     assert time.monotonic() - began < 16 * 0.25 / 2
+
+
+class _CountedStaging(LocalStorage):
+    """A local tree that counts how many of its stagings run at once."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def stage(self, path: str, source: Source, **kw: Any) -> Staged:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.01)  # long enough for every thread to take one
+            return super().stage(path, source, **kw)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_between_two_local_trees_no_more_threads_stage_than_there_are_cores(pair: Pair) -> None:
+    """More would only take turns at the interpreter's lock (docs/benchmarks.md "Fewer
+    threads between local trees")."""
+    for i in range(40):
+        write(pair.local, f"f{i}", str(i))
+    remote = _CountedStaging(pair.remote)
+    report = pair.sync(remote_storage=remote, transfers=16)
+    assert (report.state, report.pushed) == ("completed", 40)
+    assert remote.most == min(16, len(os.sched_getaffinity(0)))
 
 
 def test_a_failing_hash_is_decided_without_it_and_keeps_both_versions(pair: Pair) -> None:
