@@ -94,7 +94,7 @@ def _default_state_dir(local_url: str, remote_url: str) -> Path:
     type=click.IntRange(1, 256),
     default=16,
     show_default=True,
-    help="Parallel transfers.",
+    help="Parallel transfers (between two local trees, at most one a core).",
 )
 @click.option("--no-trash", is_flag=True, help="Delete replaced and removed versions outright.")
 @click.option(

@@ -65,11 +65,17 @@ def ordered_fields(
             levels.pop()
 
 
-def entry_of(st: os.stat_result) -> Entry:
-    return Entry(st.st_size, st.st_mtime_ns, bool(st.st_mode & stat.S_IXUSR), st.st_ino)
-
-
 Fields = tuple[int, int, bool, int, None, None]  # an Entry's fields, as a walk finds them
+
+
+def fields_of(st: os.stat_result) -> Fields:
+    return (st.st_size, st.st_mtime_ns, (st.st_mode & _EXEC) != 0, st.st_ino, None, None)
+
+
+def entry_of(st: os.stat_result) -> Entry:
+    return tuple.__new__(Entry, fields_of(st))
+
+
 Row = tuple[str, str, Fields | None, str]  # key, native path, fields (None: a directory), path
 
 
@@ -121,6 +127,7 @@ def _listed(prefix: str, directory: str, fd: int, skip: Skip, stop: StopSignal) 
                     st = item.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                # fields_of(st), without a call
                 fields = (
                     st.st_size,
                     st.st_mtime_ns,
@@ -143,8 +150,7 @@ def _listed(prefix: str, directory: str, fd: int, skip: Skip, stop: StopSignal) 
                 st = item.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            fields = (st.st_size, st.st_mtime_ns, (st.st_mode & _EXEC) != 0, st.st_ino, None, None)
-            rows.append((key, key, rel, fields, ""))
+            rows.append((key, key, rel, fields_of(st), ""))
     rows.sort(key=_first)
     if not renamed:  # names a directory lists are distinct: none clash
         return [row[1:] for row in rows]
