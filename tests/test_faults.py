@@ -244,8 +244,8 @@ class _CountedStaging(LocalStorage):
 
 
 def test_between_two_local_trees_no_more_threads_stage_than_there_are_cores(pair: Pair) -> None:
-    """More would only take turns at the interpreter's lock (docs/benchmarks.md "Fewer
-    threads between local trees")."""
+    """More would only take turns at the interpreter's lock (docs/decisions.md "Sixteen
+    transfers by default")."""
     for i in range(40):
         write(pair.local, f"f{i}", str(i))
     remote = _CountedStaging(pair.remote)

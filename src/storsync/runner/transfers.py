@@ -79,8 +79,8 @@ def _workers(ctx: SessionContext, side: Side) -> int:
     """Threads that stage at once: ``--transfers`` where a side is over the network (they
     wait on round trips), no more than the cores between two local trees, where they
     only take turns at the interpreter's lock (a first sync of 10,000 small files: 2.5 s
-    with 2 threads against 3.3 s with 16, docs/benchmarks.md "Fewer threads between
-    local trees")."""
+    with 2 threads against 3.3 s with 16; docs/decisions.md "Sixteen transfers by
+    default"). A tree on a network mount is a local tree here: it says nothing else."""
     wanted = max(1, ctx.settings.transfers)
     if ctx.storage(side).caps.network or ctx.storage(side.other).caps.network:
         return wanted
