@@ -236,7 +236,7 @@ class _CountedStaging(LocalStorage):
             self.running += 1
             self.most = max(self.most, self.running)
         try:
-            time.sleep(0.01)  # long enough for every thread to take one
+            time.sleep(0.05)  # long enough for every thread to take one
             return super().stage(path, source, **kw)
         finally:
             with self._lock:
@@ -251,7 +251,9 @@ def test_between_two_local_trees_no_more_threads_stage_than_there_are_cores(pair
     remote = _CountedStaging(pair.remote)
     report = pair.sync(remote_storage=remote, transfers=16)
     assert (report.state, report.pushed) == ("completed", 40)
-    assert remote.most == min(16, len(os.sched_getaffinity(0)))
+    cores = len(os.sched_getaffinity(0))
+    assert remote.most <= min(16, cores)
+    assert remote.most > 1 or cores == 1  # still in parallel
 
 
 def test_a_failing_hash_is_decided_without_it_and_keeps_both_versions(pair: Pair) -> None:
