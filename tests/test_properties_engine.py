@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from storsync.clock import SystemClock
 from storsync.model import ConflictPolicy, Mode, Side, SyncSettings
 from storsync.paths import OWN_DIR, conflict_name, is_own, parents
-from storsync.runner import stream
+from storsync.runner import pairing, stream
 from storsync.runner.report import Report
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
@@ -83,12 +83,20 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteBaseStore]
 WINDOWS = st.sampled_from([1, 3, stream.WINDOW_PATHS])
 
 
-def windows_of(paths: int) -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def windows_of(paths: int) -> Iterator[None]:
     """Sessions whose scans are cut into windows of ``paths`` kept paths, each decided
-    alone and spilled (SYNC.md "Scale"): the same promises must hold."""
-    if paths != stream.WINDOW_PATHS:
-        event("the plan decided and spilled window by window")
-    return mock.patch.object(stream, "WINDOW_PATHS", paths)
+    alone and spilled (SYNC.md "Scale"), and whose old paths of possible moves are paired
+    in partitions past as many (runner.pairing): the same promises must hold."""
+    if paths == stream.WINDOW_PATHS:
+        yield
+        return
+    event("the plan decided and spilled window by window")
+    with (
+        mock.patch.object(stream, "WINDOW_PATHS", paths),
+        mock.patch.object(pairing, "PAIRING_HELD", paths),
+    ):
+        yield
 
 
 def run(

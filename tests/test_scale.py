@@ -132,14 +132,16 @@ def test_a_walk_in_a_child_process_finds_and_skips_what_one_here_does(tmp_path: 
     assert dict(found)["exec.sh"].executable
 
 
-def walking_child() -> int:
-    """The pid of this process's child that walks a tree (one that wrote its whole walk
-    into the pipe may have ended already: a zombie, whose command line reads empty)."""
+def walking_child(root: Path) -> int:
+    """The pid of this process's child that walks ``root`` (another test's may not be
+    reaped yet; one that wrote its whole walk into the pipe may have ended already: a
+    zombie, whose command line reads empty)."""
     found = []
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             state, ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-            walking = state == "Z" or b"local_walk" in (proc / "cmdline").read_bytes()
+            line = (proc / "cmdline").read_bytes()
+            walking = state == "Z" or (b"local_walk" in line and os.fsencode(root) in line)
             if int(ppid) == os.getpid() and walking:
                 found.append(int(proc.name))
     [pid] = found
@@ -185,7 +187,7 @@ def test_a_stop_ends_the_walking_process(tmp_path: Path) -> None:
     stop = StopSignal()
     walk = LocalStorage(tmp_path / "root").walk(lambda p, r: None, stop, local_walk.CHILD_FROM)
     next(walk)
-    child = walking_child()
+    child = walking_child(tmp_path / "root")
     stop.set()
     with pytest.raises(Stopped):
         list(walk)
@@ -201,7 +203,7 @@ def test_a_walking_process_starts_before_its_first_entry_is_asked_and_ends_when_
     walk = LocalStorage(tmp_path / "root").walk(
         lambda p, r: None, StopSignal(), local_walk.CHILD_FROM
     )
-    child = walking_child()  # running, nothing read yet
+    child = walking_child(tmp_path / "root")  # running, nothing read yet
     del walk  # dropped unread, as when the other side's walk fails to start
     assert not Path(f"/proc/{child}").exists()  # killed and reaped
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from storsync.engine.reconcile import Plan, Transfer
-from storsync.model import Entry, StopSignal, SyncSettings
+from storsync.engine.moves import Candidate, Pairing, remembered
+from storsync.engine.reconcile import Delete, Plan, Transfer
+from storsync.model import BaseEntry, Capabilities, Entry, Side, StopSignal, SyncSettings
+from storsync.runner import pairing, stream
 from storsync.runner import spill as spill_module
-from storsync.runner import stream
 from storsync.runner.session import SyncSession
 from storsync.runner.session_plan import SessionPlan
 from storsync.runner.spill import Spill
@@ -31,6 +32,7 @@ from tests.conftest import Pair, tree, write
 @pytest.fixture
 def window(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(stream, "WINDOW_PATHS", 3)
+    monkeypatch.setattr(pairing, "PAIRING_HELD", 3)  # moves paired in partitions too
     return 3
 
 
@@ -242,3 +244,48 @@ def test_a_halt_keeps_and_an_approval_carries_the_deletions_of_every_window(
     assert approved.state == "completed", approved.message
     assert approved.deleted_remote == 8
     assert sorted(tree(pair.remote)) == ["f08", "f09", "f10", "f11"]
+
+
+def _candidates_of(found: list[Candidate]) -> list[tuple[Side, str, str]]:
+    return [(c.side, c.path, c.transfer.path) for c in found]
+
+
+@pytest.mark.parametrize("held", [1, 2, 5, 1000])
+def test_old_paths_paired_in_partitions_pair_as_they_do_held(
+    held: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PAIRING_HELD the old paths of possible moves are spilled, and old and new
+    paths paired a partition of stamps at a time: the same candidates in the same order,
+    a stamp that several old paths share still pairing none, and an old path taken by
+    one new path only."""
+    monkeypatch.setattr(pairing, "PAIRING_HELD", held)
+    caps = {side: Capabilities(inodes=True) for side in Side}
+    base = {
+        f"old{i}": BaseEntry(3, f"h{i}", False, 10, i, None, 10, 900 + i, None) for i in range(8)
+    }
+    base["twin"] = BaseEntry(3, "h", False, 10, 5, None, 10, 905, None)  # old5's stamp
+    # Two parts of one plan, as two windows give them: deletions on the remote (moved
+    # away locally), and the local side's new paths, some with an old path's stamp.
+    parts = [
+        Plan(delete_remote=[Delete(p, Entry(3, 10, inode=base[p].remote_inode)) for p in names])
+        for names in (["old0", "old1", "old2", "old3"], ["old4", "old5", "old6", "old7", "twin"])
+    ]
+    new = [
+        Transfer(f"new{i}-{n}", Entry(3, 10, inode=i), None)
+        for n, i in enumerate((7, 0, 5, 3, 9, 7))
+    ]
+
+    def transfers(side: Side) -> list[Transfer]:
+        return new if side is Side.REMOTE else []
+
+    whole, spilled = Pairing(caps), pairing.SpilledPairing(caps)
+    for part in parts:
+        whole.add(remembered(part, base, caps))
+        spilled.remember(part, base)
+    held_whole = [candidate for _, _, candidate in whole.candidates(transfers)]
+    assert _candidates_of(spilled.candidates(transfers)) == _candidates_of(held_whole)
+    assert _candidates_of(held_whole) == [
+        (Side.REMOTE, "old7", "new7-0"),  # the second new path of that stamp finds none left
+        (Side.REMOTE, "old0", "new0-1"),
+        (Side.REMOTE, "old3", "new3-3"),
+    ]

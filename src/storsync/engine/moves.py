@@ -83,47 +83,68 @@ def _old_paths(
             yield transfer.path, transfer.source, True, known
 
 
+Remembered = tuple[Side, Stamp, Old]  # an old path of a possible move on a side, by stamp
+
+
+def remembered(
+    plan: Plan, base: Mapping[str, BaseEntry], caps: Mapping[Side, Capabilities]
+) -> Iterator[Remembered]:
+    """The old paths of ``plan`` that a move could have left, each by the stamp a new
+    path's source must show on the other side (one without a hash has no content to
+    confirm a move by)."""
+    for side in Side:
+        observed = side.other
+        for old in _old_paths(plan, base, side, caps):
+            if old[3].hash is not None:
+                yield side, _base_stamp(old[3], observed, caps[observed]), old
+
+
+def new_stamp(transfer: Transfer, side: Side, caps: Mapping[Side, Capabilities]) -> Stamp | None:
+    """The stamp by which a transfer to ``side`` may pair with an old path, or None: it
+    cannot be a move (it replaces something, settles a conflict, or is too large)."""
+    limit = caps[side].move_limit
+    if transfer.target is not None or transfer.conflict:
+        return None
+    if limit is not None and transfer.source.size > limit:
+        return None
+    source = transfer.source
+    return _stamp(source.size, source.mtime_ns, source.inode, source.etag, caps[side.other])
+
+
 class Pairing:
-    """The old paths of a plan gathered part by part, each with its part's base, then
-    paired with the new paths of the whole plan (runner.session_plan)."""
+    """The old paths of a plan gathered part by part, then paired with the new paths of
+    the whole plan (runner.pairing holds them, or a partition of them at a time)."""
 
     def __init__(self, caps: Mapping[Side, Capabilities]) -> None:
         self.caps = caps
         self._old: dict[Side, dict[Stamp, list[Old]]] = {side: {} for side in Side}
 
-    def remember(self, plan: Plan, base: Mapping[str, BaseEntry]) -> None:
-        caps = self.caps
-        for side in Side:
-            observed, old = side.other, self._old[side]
-            for path, entry, edited, known in _old_paths(plan, base, side, caps):
-                if known.hash is not None:  # else no content to confirm a move by
-                    old.setdefault(_base_stamp(known, observed, caps[observed]), []).append(
-                        (path, entry, edited, known)
-                    )
+    def add(self, found: Iterable[Remembered]) -> None:
+        old = self._old
+        for side, stamp, path in found:
+            old[side].setdefault(stamp, []).append(path)
 
-    def candidates(self, transfers: Callable[[Side], Iterable[Transfer]]) -> list[Candidate]:
+    def has_old(self, side: Side) -> bool:
+        return bool(self._old[side])
+
+    def candidates(
+        self, transfers: Callable[[Side], Iterable[Transfer]]
+    ) -> list[tuple[Side, int, Candidate]]:
         """The steps that may be moves, one new path (of ``transfers`` to a side) to one
-        old path; a stamp that several old paths share pairs none of them."""
-        found: list[Candidate] = []
+        old path, each with its side and its place in ``transfers``; a stamp that
+        several old paths share pairs none of them."""
+        found: list[tuple[Side, int, Candidate]] = []
         for side in Side:
-            old, observed = self._old[side], side.other
+            old = self._old[side]
             if not old:
                 continue  # a first sync reads no transfer again
-            limit = self.caps[side].move_limit
-            for transfer in transfers(side):
-                if transfer.target is not None or transfer.conflict:
-                    continue
-                if limit is not None and transfer.source.size > limit:
-                    continue
-                source = transfer.source
-                stamp = _stamp(
-                    source.size, source.mtime_ns, source.inode, source.etag, self.caps[observed]
-                )
-                same = old.get(stamp)
+            for at, transfer in enumerate(transfers(side)):
+                stamp = new_stamp(transfer, side, self.caps)
+                same = None if stamp is None else old.get(stamp)
                 if same is None or len(same) != 1 or _nested(same[0][0], transfer.path):
                     continue
                 path, entry, edited, known = same.pop()
-                found.append(Candidate(side, path, entry, edited, transfer, known))
+                found.append((side, at, Candidate(side, path, entry, edited, transfer, known)))
         return found
 
 
@@ -132,8 +153,8 @@ def candidates(
 ) -> list[Candidate]:
     """The steps of ``plan`` that may be moves (``Pairing`` over one part)."""
     pairing = Pairing(caps)
-    pairing.remember(plan, base)
-    return pairing.candidates(plan.transfers)
+    pairing.add(remembered(plan, base, caps))
+    return [candidate for _, _, candidate in pairing.candidates(plan.transfers)]
 
 
 def _nested(old: str, new: str) -> bool:

@@ -10,7 +10,6 @@ import secrets
 from collections.abc import Iterator
 
 from storsync.clock import Clock, SystemClock, utc_stamp
-from storsync.engine import moves
 from storsync.engine.filters import PathFilter
 from storsync.engine.reconcile import Delete, Options, Plan, check_safety, reconcile
 from storsync.errors import DeletionGuard, Stopped, StorsyncError, UsageError
@@ -33,6 +32,7 @@ from storsync.runner.execute import execute
 from storsync.runner.hashing import confirm_moves, hash_what_decides
 from storsync.runner.markers import check_markers, write_markers
 from storsync.runner.observer import NoObserver, ProgressTicker, SessionObserver
+from storsync.runner.pairing import SpilledPairing
 from storsync.runner.progress import Progress
 from storsync.runner.report import Report
 from storsync.runner.scan import scan_scope
@@ -183,7 +183,7 @@ class SyncSession:
             conflict_stamp=self.stamp,
         )
         caps = {Side.LOCAL: ctx.local.caps, Side.REMOTE: ctx.remote.caps}
-        plan, pairing = SessionPlan(), moves.Pairing(caps)
+        plan, pairing = SessionPlan(), SpilledPairing(caps)
         for window in scanned.windows(ctx.report.skipped):
             hash_what_decides(ctx, window)
             part = reconcile(
