@@ -61,7 +61,7 @@ def main() -> None:
         whole = Pairing(CAPS)
         for plan, base in parts(a.paths):
             whole.add(remembered(plan, base, CAPS))
-        found = len(whole.candidates(transfers))
+        found = len(whole.candidates(lambda side: enumerate(transfers(side))))
     else:
         spilled = SpilledPairing(CAPS)
         for plan, base in parts(a.paths):

@@ -282,7 +282,9 @@ def test_old_paths_paired_in_partitions_pair_as_they_do_held(
     for part in parts:
         whole.add(remembered(part, base, caps))
         spilled.remember(part, base)
-    held_whole = [candidate for _, _, candidate in whole.candidates(transfers)]
+    held_whole = [
+        candidate for _, _, candidate in whole.candidates(lambda side: enumerate(transfers(side)))
+    ]
     assert _candidates_of(spilled.candidates(transfers)) == _candidates_of(held_whole)
     assert _candidates_of(held_whole) == [
         (Side.REMOTE, "old7", "new7-0"),  # the second new path of that stamp finds none left

@@ -124,21 +124,18 @@ class Pairing:
         for side, stamp, path in found:
             old[side].setdefault(stamp, []).append(path)
 
-    def has_old(self, side: Side) -> bool:
-        return bool(self._old[side])
-
     def candidates(
-        self, transfers: Callable[[Side], Iterable[Transfer]]
+        self, transfers: Callable[[Side], Iterable[tuple[int, Transfer]]]
     ) -> list[tuple[Side, int, Candidate]]:
-        """The steps that may be moves, one new path (of ``transfers`` to a side) to one
-        old path, each with its side and its place in ``transfers``; a stamp that
-        several old paths share pairs none of them."""
+        """The steps that may be moves, one new path (of ``transfers`` to a side, each
+        with its place in the plan) to one old path, each with its side and that place;
+        a stamp that several old paths share pairs none of them."""
         found: list[tuple[Side, int, Candidate]] = []
         for side in Side:
             old = self._old[side]
             if not old:
                 continue  # a first sync reads no transfer again
-            for at, transfer in enumerate(transfers(side)):
+            for at, transfer in transfers(side):
                 stamp = new_stamp(transfer, side, self.caps)
                 same = None if stamp is None else old.get(stamp)
                 if same is None or len(same) != 1 or _nested(same[0][0], transfer.path):
@@ -154,7 +151,8 @@ def candidates(
     """The steps of ``plan`` that may be moves (``Pairing`` over one part)."""
     pairing = Pairing(caps)
     pairing.add(remembered(plan, base, caps))
-    return [candidate for _, _, candidate in pairing.candidates(plan.transfers)]
+    found = pairing.candidates(lambda side: enumerate(plan.transfers(side)))
+    return [candidate for _, _, candidate in found]
 
 
 def _nested(old: str, new: str) -> bool:

@@ -43,7 +43,8 @@ class SpilledPairing:
         if self._spill is None:
             pairing = Pairing(self._caps)
             pairing.add(self._held)
-            return [candidate for _, _, candidate in pairing.candidates(transfers)]
+            found = pairing.candidates(lambda side: enumerate(transfers(side)))
+            return [candidate for _, _, candidate in found]
         self._spill_held()
         try:
             return self._partitioned(self._spill, transfers)
@@ -72,18 +73,12 @@ class SpilledPairing:
         for part in range(parts):
             pairing = Pairing(self._caps)
             pairing.add(map(_remembered_in, old.read(part)))
-            places = {
-                side: [at for at, _ in partitions.read(part)] for side, partitions in new.items()
-            }
 
-            def among(side: Side, part: int = part) -> Iterator[Transfer]:
-                if side in new:
-                    yield from (_transfer_in(t) for _, t in new[side].read(part))
+            def among(side: Side, part: int = part) -> Iterator[tuple[int, Transfer]]:
+                if side in new:  # each with its place in the plan
+                    yield from ((at, _transfer_in(t)) for at, t in new[side].read(part))
 
-            found += [
-                (side, places[side][at], candidate)
-                for side, at, candidate in pairing.candidates(among)
-            ]
+            found += pairing.candidates(among)
         found.sort(key=lambda f: (_SIDES[f[0]], f[1]))
         return [candidate for _, _, candidate in found]
 
