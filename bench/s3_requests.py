@@ -59,7 +59,7 @@ def ways(client: Any, settings: S3Settings, data: bytes) -> dict[str, Callable[[
         client.get_object(Bucket=BUCKET, Key=key("botocore", i), IfMatch="*")["Body"].read()
 
     def signed_get(i: int) -> None:
-        _, body = signed.get("f", key("signed", i), {"If-Match": "*"})
+        _, body = signed.get("f", key("signed", i), {"If-Match": "*"}, len(data))
         body.read()
         body.close()
 

@@ -7,19 +7,25 @@ from __future__ import annotations
 import http.server
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from storsync.errors import PermanentStorageError, PreconditionFailed, StorageUnavailable
+from storsync.errors import (
+    ChangedError,
+    PermanentStorageError,
+    PreconditionFailed,
+    StorageUnavailable,
+)
 from storsync.model import Entry
 from storsync.storage.s3 import S3Storage
-from storsync.storage.s3_client import S3Bucket, make_client
-from storsync.storage.s3_signed import EXPECT_CONTINUE, SignedRequests
+from storsync.storage.s3_client import S3Bucket, S3Settings, make_client
+from storsync.storage.s3_signed import EXPECT_CONTINUE, WHOLE_GET, SignedRequests
 from tests.conftest import Pair, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import free_port, objects, settings_for, sync_s3
@@ -132,14 +138,14 @@ def test_conditions_refused_by_the_server_are_precondition_failures(
     with pytest.raises(PreconditionFailed):
         signed.put("file.txt", key, b"second", {"If-Match": '"0123"'})
     with pytest.raises(PreconditionFailed):
-        signed.get("file.txt", key, {"If-Match": '"0123"'})
+        signed.get("file.txt", key, {"If-Match": '"0123"'}, 5)
     with pytest.raises(PreconditionFailed):
         signed.delete("file.txt", key, {"If-Match": '"0123"'})
     with pytest.raises(PreconditionFailed, match="no longer on the remote"):
-        signed.get("gone.txt", f"{key}.gone", {"If-Match": "*"})
+        signed.get("gone.txt", f"{key}.gone", {"If-Match": "*"}, 5)
     assert s3.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read() == b"first"
 
-    meta, body = signed.get("file.txt", key, {"If-Match": etag})
+    meta, body = signed.get("file.txt", key, {"If-Match": etag}, 5)
     assert body.read() == b"first" and meta == {}
     body.close()
     with pytest.raises(PreconditionFailed):  # the source changed since the scan
@@ -168,7 +174,8 @@ def test_a_missing_bucket_and_an_absent_server_say_what_botocore_calls_say(
     signed_nowhere = SignedRequests(make_client(nowhere), S3Bucket.of(nowhere, "s3://x"))
     for call in (
         lambda: signed_nowhere.put("f", "f", b"x", {}),
-        lambda: signed_nowhere.get("f", "f", {}),
+        lambda: signed_nowhere.get("f", "f", {}, 1),
+        lambda: signed_nowhere.get("f", "f", {}, WHOLE_GET + 1),
         lambda: signed_nowhere.delete("f", "f", {}),
     ):
         with pytest.raises(StorageUnavailable, match=r"^cannot reach S3 endpoint http"):
@@ -193,7 +200,7 @@ def test_a_server_that_checks_signatures_accepts_each_request_for_any_name(
         data = name.encode()
         etag = signed.put(name, name, data, {"If-None-Match": "*", "x-amz-meta-storsync-exec": "1"})
         assert signed.head(name, name, {"If-Match": etag}) == {"storsync-exec": "1"}
-        meta, body = signed.get(name, name, {"If-Match": etag})
+        meta, body = signed.get(name, name, {"If-Match": etag}, len(data))
         assert body.read() == data and meta == {"storsync-exec": "1"}
         body.close()
         copied = signed.copy(name, f"copies/{name}", name, {"x-amz-copy-source-if-match": etag})
@@ -208,7 +215,8 @@ def test_a_server_that_checks_signatures_accepts_each_request_for_any_name(
         client.put_object(Bucket="signed", Key="f", Body=b"x")
     for call in (
         lambda: SignedRequests(client, bucket).put("f", "f", b"x", {}),
-        lambda: SignedRequests(client, bucket).get("f", "f", {}),
+        lambda: SignedRequests(client, bucket).get("f", "f", {}, 1),
+        lambda: SignedRequests(client, bucket).get("f", "f", {}, WHOLE_GET + 1),
     ):
         with pytest.raises(PermanentStorageError) as refused:
             call()
@@ -232,36 +240,45 @@ def test_without_credentials_the_message_says_where_they_go(
         storage.remove("f", Entry(1, 0, False, None, "e"), trash=None)
 
 
-class _Answer:
-    status_code = 200
-
-    def __init__(self, content: bytes) -> None:
-        self.content = content
-
-
 def test_a_copy_answered_200_with_an_error_is_a_failure_to_try_again(
     signed: SignedRequests,
 ) -> None:
     failed = b"<Error><Code>InternalError</Code><Message>We encountered</Message></Error>"
     for body in (failed, b"", b"<CopyObjectRes"):
         with pytest.raises(StorageUnavailable):
-            signed._copied("f", _Answer(body))
+            signed._copied("f", body)
     done = (
         b'<?xml version="1.0" encoding="UTF-8"?><CopyObjectResult '
         b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-12-05T00:00:00Z'
         b"</LastModified><ETag>&quot;9a0364b9e99bb480dd25e1f0284c8555&quot;</ETag>"
         b"</CopyObjectResult>"
     )
-    assert signed._copied("f", _Answer(done)) == "9a0364b9e99bb480dd25e1f0284c8555"
+    assert signed._copied("f", done) == "9a0364b9e99bb480dd25e1f0284c8555"
 
 
-class _Chunked(http.server.BaseHTTPRequestHandler):
-    """An S3 endpoint that sends an object's body in chunks, without a length (as some
-    gateways do), and its metadata."""
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that answers as the test says: a body sent in chunks without a
+    length (as some gateways send one), a body longer than the object listed, no answer
+    at all, a connection closed unanswered; and that keeps the headers it was sent."""
 
     protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[dict[str, str]]] = []
 
     def do_GET(self) -> None:
+        self.seen.append({k.lower(): v for k, v in self.headers.items()})
+        if self.path.endswith("/silent"):
+            time.sleep(5)  # past the client's read timeout
+            return
+        if self.path.endswith("/hang-up"):
+            self.close_connection = True
+            return
+        if self.path.endswith("/long"):
+            body = bytes(100 << 10)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(200)
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("x-amz-meta-storsync-exec", "1")
@@ -270,21 +287,81 @@ class _Chunked(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
         self.wfile.write(b"0\r\n\r\n")
 
+    def do_PUT(self) -> None:
+        self.seen.append({k.lower(): v for k, v in self.headers.items()})
+        # A refused condition, answered before the body: the client that waits for
+        # "100 Continue" never sends it.
+        self.send_response(412)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.close_connection = True
+
     def log_message(self, *args: object) -> None:
         pass
 
 
-def test_a_body_sent_in_chunks_without_a_length_is_read_whole(s3_server: SeaweedS3) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Chunked)
+@pytest.fixture
+def scripted_settings(s3_server: SeaweedS3) -> Iterator[S3Settings]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    _Scripted.seen = []
     try:
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        settings = replace(settings_for(s3_server, ""), endpoint=endpoint, bucket="chunked")
-        signed = SignedRequests(make_client(settings), S3Bucket.of(settings, "s3://chunked"))
-        meta, body = signed.get("f", "f", {"If-Match": "*"})
-        assert body.read() == b"chunked body" and meta == {"storsync-exec": "1"}
-        body.close()
+        yield replace(
+            settings_for(s3_server, ""), endpoint=endpoint, bucket="scripted", read_timeout=1
+        )
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def scripted(scripted_settings: S3Settings) -> SignedRequests:
+    return SignedRequests(
+        make_client(scripted_settings), S3Bucket.of(scripted_settings, "s3://scripted")
+    )
+
+
+def test_a_body_sent_in_chunks_without_a_length_is_read_whole(
+    scripted: SignedRequests,
+) -> None:
+    for size in (len(b"chunked body"), WHOLE_GET + 1):  # read whole, and streamed
+        meta, body = scripted.get("f", "f", {"If-Match": "*"}, size)
+        assert body.read() == b"chunked body" and meta == {"storsync-exec": "1"}
+        body.close()
+
+
+def test_a_body_longer_than_the_object_listed_is_a_changed_object(
+    scripted: SignedRequests, scripted_settings: S3Settings
+) -> None:
+    # Past the room kept for an error's XML: cut off, not held.
+    with pytest.raises(ChangedError, match="more than the 7 bytes expected"):
+        scripted.get("f", "long", {"If-Match": "*"}, 7)
+    # Within it: the source's count finds it.
+    storage = S3Storage(scripted_settings)
+    with storage.open("f", Entry(7, 0, False, None, "e")) as source:
+        while source.read(4):
+            pass
+        with pytest.raises(ChangedError, match="sent 12 bytes where 7 were expected"):
+            source.finish()
+    storage.close()
+
+
+def test_a_body_from_the_threshold_waits_for_100_continue(scripted: SignedRequests) -> None:
+    for size in (EXPECT_CONTINUE - 1, EXPECT_CONTINUE):
+        with pytest.raises(PreconditionFailed):
+            scripted.put("f", "f", bytes(size), {"If-None-Match": "*"})
+    small, large = _Scripted.seen
+    assert "expect" not in small and large["expect"] == "100-continue"
+    assert "content-type" not in small  # no form's type added to a body
+
+
+def test_an_endpoint_that_does_not_answer_says_so(scripted: SignedRequests) -> None:
+    with pytest.raises(StorageUnavailable, match=r"^S3 endpoint .* did not answer in time$"):
+        scripted.get("f", "silent", {}, 5)
+    with pytest.raises(
+        StorageUnavailable, match=r"^S3 endpoint .* closed the connection before answering$"
+    ):
+        scripted.get("f", "hang-up", {}, 5)

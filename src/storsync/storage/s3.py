@@ -340,7 +340,9 @@ class S3Storage(Storage):
                 )
                 source = _ObjectSource(self, path, expected, head.get("Metadata", {}), None)
             else:
-                meta, body = self._signed.get(path, key, {"If-Match": expected.etag or "*"})
+                meta, body = self._signed.get(
+                    path, key, {"If-Match": expected.etag or "*"}, expected.size
+                )
                 source = _ObjectSource(self, path, expected, meta, body)
         try:
             with self._bucket.calling(path):
@@ -521,4 +523,6 @@ class S3Storage(Storage):
         abort_stale_uploads(self._client, self._bucket, self._key(""), now)
 
     def close(self) -> None:
+        if "_signed" in self.__dict__:  # made when first used
+            self._signed.close()
         self._client.close()

@@ -7,6 +7,7 @@ boto3 and botocore are imported where they are used: the command line starts wit
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +142,17 @@ def unquote_etag(raw: str) -> str:
     return raw.strip('"')
 
 
+class NoAnswer(enum.Enum):
+    """Why a request got no answer, whichever HTTP client sent it."""
+
+    UNREACHABLE = "unreachable"  # refused, unknown host, connect timed out
+    PROXY = "proxy"
+    TLS = "tls"
+    TIMEOUT = "timeout"  # connected, then no byte for the read timeout
+    CLOSED = "closed"  # the connection broke before an answer
+    OTHER = "other"
+
+
 @dataclass(frozen=True)
 class S3Bucket:
     """The bucket of a storage, as calls address it and as their errors name it."""
@@ -222,27 +234,43 @@ class S3Bucket:
         if isinstance(exc, boto.CredentialRetrievalError):
             return PermanentStorageError(f"cannot get S3 credentials for {self.url}: {exc}")
         if isinstance(exc, boto.SSLError):
+            return self.unanswered(NoAnswer.TLS, str(exc.kwargs.get("error")))
+        if isinstance(exc, boto.ProxyConnectionError):
+            return self.unanswered(NoAnswer.PROXY, str(exc))
+        if isinstance(exc, boto.ConnectionError):  # refused, unknown host, timed out
+            return self.unanswered(NoAnswer.UNREACHABLE, str(exc))
+        if isinstance(exc, boto.ReadTimeoutError):
+            return self.unanswered(NoAnswer.TIMEOUT, str(exc))
+        if isinstance(exc, boto.ConnectionClosedError):
+            return self.unanswered(NoAnswer.CLOSED, str(exc))
+        return self.unanswered(NoAnswer.OTHER, str(exc))
+
+    def unanswered(self, kind: NoAnswer, detail: str) -> StorsyncError:
+        """A request that got no answer, in the same words whichever client sent it;
+        ``detail`` the client's own words, said where nothing more precise is."""
+        where = self.where
+        if kind is NoAnswer.TLS:
             return StorageUnavailable(
-                f"cannot reach {where} over TLS ({exc.kwargs.get('error')}): is its "
+                f"cannot reach {where} over TLS ({detail}): is its "
                 "certificate one this machine trusts?"
             )
-        if isinstance(exc, boto.ProxyConnectionError):
+        if kind is NoAnswer.PROXY:
             # Not the proxy's URL: it may hold a user name and password.
             return StorageUnavailable(
                 f"cannot reach {where} through the proxy of HTTPS_PROXY or HTTP_PROXY"
             )
-        if isinstance(exc, boto.ConnectionError):  # refused, unknown host, timed out
+        if kind is NoAnswer.UNREACHABLE:
             hint = (
                 "is it running, and is that the right address?"
                 if self.endpoint
                 else "is the network up, and is the region right?"
             )
             return StorageUnavailable(f"cannot reach {where}: {hint}")
-        if isinstance(exc, boto.ReadTimeoutError):
+        if kind is NoAnswer.TIMEOUT:
             return StorageUnavailable(f"{where} did not answer in time")
-        if isinstance(exc, boto.ConnectionClosedError):
+        if kind is NoAnswer.CLOSED:
             return StorageUnavailable(f"{where} closed the connection before answering")
-        return StorageUnavailable(f"the S3 client failed talking to {where}: {exc}")
+        return StorageUnavailable(f"the S3 client failed talking to {where}: {detail}")
 
     @contextlib.contextmanager
     def calling(self, path: str) -> Iterator[None]:

@@ -6,13 +6,16 @@ half of it around the request rather than in it: parameters validated against th
 serialized, a dozen event hooks, the user agent string rebuilt, the answer parsed through
 the shape model. On two cores shared with the server that CPU is the wall time of a push
 of many small files. These requests are signed with the client's credentials as botocore
-signs them (``s3_sigv4``) and sent on the client's own connection pool (its proxies, TLS
-settings and timeouts): about 0.5 ms each (docs/decisions.md, "Small objects without
-botocore's pipeline"). Their answers become the same errors as botocore's calls.
+signs them (``s3_sigv4``) and sent through libcurl (``s3_curl``) with the client's
+connection settings (its proxy, TLS settings and timeouts), 0.2 ms a PUT; the GET of an
+object's body, streamed, on the client's own connection pool, 0.5 ms (docs/decisions.md,
+"Small objects without botocore's pipeline", "Small objects through libcurl"). Their
+answers become the same errors as botocore's calls.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,12 +23,24 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from storsync.clock import SystemClock, utc_datetime
-from storsync.storage.s3_client import S3Bucket, unquote_etag
+from storsync.errors import ChangedError
+from storsync.storage.s3_client import NoAnswer, S3Bucket, unquote_etag
+from storsync.storage.s3_curl import (
+    ANSWER_LIMIT,
+    Answer,
+    Connection,
+    CurlPool,
+    Oversized,
+    Unanswered,
+)
 from storsync.storage.s3_sigv4 import SigV4, host_of
 
 # botocore asks the server before sending a body of this size (Expect: 100-continue),
 # so a refused condition does not cost the upload of the bytes.
 EXPECT_CONTINUE = 1 << 20
+# An object up to this size is read whole in one exchange; a larger one streamed.
+WHOLE_GET = 1 << 20
+_ERROR_ROOM = 64 << 10
 _META = "x-amz-meta-"
 _CODE = re.compile(rb"<Code>([^<]*)</Code>")
 
@@ -49,47 +64,63 @@ class SignedRequests:
         # the credentials it signs them with (refreshed as its own calls refresh them).
         self._http = client._endpoint.http_session
         self._credentials = client._request_signer._credentials
+        self._curl = CurlPool(_connection(client, endpoint))
 
     def put(self, path: str, key: str, data: bytes, headers: Mapping[str, str]) -> str:
         """Write ``data`` as ``key``; the ETag of the object written."""
         sent = dict(headers)
         if len(data) >= EXPECT_CONTINUE:
             sent["Expect"] = "100-continue"
-        answer = self._send(path, "PUT", key, sent, data, stream=False)
-        return unquote_etag(answer.headers.get("ETag", ""))
+        answer = self._exchange(path, "PUT", key, sent, data)
+        return unquote_etag(answer.headers.get("etag", ""))
 
-    def get(self, path: str, key: str, headers: Mapping[str, str]) -> tuple[dict[str, str], Any]:
-        """The user metadata of ``key`` and its body, a stream to read and close."""
+    def get(
+        self, path: str, key: str, headers: Mapping[str, str], size: int
+    ) -> tuple[dict[str, str], Any]:
+        """The user metadata of ``key`` and its body, a stream to read and close; ``size``
+        the object's as listed: a body longer than that is a changed object."""
         from botocore.response import StreamingBody
 
-        answer = self._send(path, "GET", key, dict(headers), None, stream=True)
+        if size <= WHOLE_GET:
+            try:
+                # Room for an error's XML, which comes through the same limit; a body
+                # longer than expected but within it is caught by the source's count.
+                limit = max(size, _ERROR_ROOM)
+                whole = self._exchange(path, "GET", key, dict(headers), None, limit=limit)
+            except Oversized:
+                raise ChangedError(
+                    f"{path}: the remote sent more than the {size} bytes expected"
+                ) from None
+            return _user_metadata(whole.headers), io.BytesIO(whole.body)
+        answer = self._streamed(path, key, dict(headers))
         # Without a length (a body sent in chunks) nothing is checked here; the source
         # checks the bytes against the size the listing gave.
         length = answer.headers.get("Content-Length")
-        size = int(length) if length is not None else None
-        return _user_metadata(answer.headers), StreamingBody(answer.raw, size)
+        sent = int(length) if length is not None else None
+        return _user_metadata(answer.headers), StreamingBody(answer.raw, sent)
 
     def head(self, path: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
         """The user metadata of ``key``."""
-        return _user_metadata(
-            self._send(path, "HEAD", key, dict(headers), None, stream=False).headers
-        )
+        return _user_metadata(self._exchange(path, "HEAD", key, dict(headers), None).headers)
 
     def delete(self, path: str, key: str, headers: Mapping[str, str]) -> None:
-        self._send(path, "DELETE", key, dict(headers), None, stream=False)
+        self._exchange(path, "DELETE", key, dict(headers), None)
 
     def copy(self, path: str, key: str, source_key: str, headers: Mapping[str, str]) -> str:
         """Copy the object ``source_key`` to ``key``, its metadata with it; the ETag of the
         copy. The source as botocore names it: bucket and key, percent-encoded."""
         source = self._encode(f"{self._bucket.name}/{source_key}", safe="-._~/")
         sent = {**headers, "x-amz-copy-source": source}
-        return self._copied(path, self._send(path, "PUT", key, sent, b"", stream=False))
+        return self._copied(path, self._exchange(path, "PUT", key, sent, b"").body)
 
-    def _copied(self, path: str, answer: Any) -> str:
+    def close(self) -> None:
+        self._curl.close()
+
+    def _copied(self, path: str, answer: bytes) -> str:
         """The ETag of a copy's answer. S3 may answer a copy 200 and fail it in the body
         (botocore then takes it for a 500, as here: a failure to try again)."""
         try:
-            result = ElementTree.fromstring(answer.content)
+            result = ElementTree.fromstring(answer)
         except ElementTree.ParseError:  # cut short, or not S3's: no copy to count on
             result = ElementTree.Element("Error")
         if result.tag.endswith("Error"):
@@ -100,19 +131,51 @@ class SignedRequests:
         etags = [e.text or "" for e in result.iter() if e.tag.endswith("ETag")]
         return unquote_etag(etags[0] if etags else "")
 
-    def _send(
+    def _exchange(
         self,
         path: str,
         method: str,
         key: str,
         headers: dict[str, str],
         data: bytes | None,
-        *,
-        stream: bool,
-    ) -> Any:
-        """The answer of a success; a body not ``stream``ed is read whole, which gives the
-        connection back to the pool."""
+        limit: int = ANSWER_LIMIT,
+    ) -> Answer:
+        """The answer of a success through libcurl, its body read whole (``Oversized``
+        past ``limit``)."""
+        path_sent, signed = self._signed(path, method, key, headers)
+        lines = [f"{name}: {value}" for name, value in signed.items()]
+        try:
+            answer = self._curl.send(method, self._origin + path_sent, lines, data, limit)
+        except Unanswered as exc:
+            raise self._bucket.unanswered(exc.kind, exc.detail) from None
+        except Oversized:
+            if method == "GET":
+                raise
+            raise self._bucket.unanswered(
+                NoAnswer.OTHER, f"an answer to a {method} longer than {limit} bytes"
+            ) from None
+        if answer.status >= 300:
+            raise self._refused(path, answer.status, answer.body)
+        return answer
+
+    def _streamed(self, path: str, key: str, headers: dict[str, str]) -> Any:
+        """The answer of a successful GET on botocore's pool, its body to stream."""
         from botocore.awsrequest import AWSPreparedRequest
+
+        path_sent, signed = self._signed(path, "GET", key, headers)
+        with self._bucket.calling(path):
+            # As botocore's endpoint sends them: values as bytes.
+            wire = {name: value.encode() for name, value in signed.items()}
+            request = AWSPreparedRequest("GET", self._origin + path_sent, wire, None, True)
+            answer = self._http.send(request)
+        if answer.status_code >= 300:
+            raise self._refused(path, answer.status_code, answer.content or b"")
+        return answer
+
+    def _signed(
+        self, path: str, method: str, key: str, headers: dict[str, str]
+    ) -> tuple[str, dict[str, str]]:
+        """The path of ``key`` as sent, and ``headers`` with the signature's."""
         from botocore.exceptions import NoCredentialsError
 
         path_sent = self._path + self._encode(key, safe="/~")
@@ -120,31 +183,41 @@ class SignedRequests:
             if self._credentials is None:
                 raise NoCredentialsError()
             frozen = self._credentials.get_frozen_credentials()
-            credentials = (frozen.access_key, frozen.secret_key, frozen.token)
-            # The machine's time, whatever clock a session runs on: a server refuses a
-            # request dated 15 minutes away from its own.
-            now = utc_datetime(self._wall.now_ns())
-            signed = self._signer.sign(method, path_sent, headers, credentials, now)
-            if data is not None:
-                signed["Content-Length"] = str(len(data))
-            # As botocore's endpoint sends them: values as bytes (its connection class
-            # waits for "100 Continue" only when the Expect header is the bytes).
-            wire = {name: value.encode() for name, value in signed.items()}
-            request = AWSPreparedRequest(method, self._origin + path_sent, wire, data, stream)
-            answer = self._http.send(request)
-        if answer.status_code >= 300:
-            raise self._refused(path, answer)
-        return answer
+        credentials = (frozen.access_key, frozen.secret_key, frozen.token)
+        # The machine's time, whatever clock a session runs on: a server refuses a
+        # request dated 15 minutes away from its own.
+        now = utc_datetime(self._wall.now_ns())
+        return path_sent, self._signer.sign(method, path_sent, headers, credentials, now)
 
-    def _refused(self, path: str, answer: Any) -> Exception:
-        """What an answer that is not a success means, as botocore's calls say it."""
-        body = answer.content or b""  # an error's XML, or nothing (a HEAD, a 304)
+    def _refused(self, path: str, status: int, body: bytes) -> Exception:
+        """What an answer that is not a success means, as botocore's calls say it;
+        ``body`` an error's XML, or nothing (a HEAD, a 304)."""
         found = _CODE.search(body)
         code = found.group(1).decode(errors="replace") if found else ""
         return self._bucket.answered(
-            {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": answer.status_code}},
-            path,
+            {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, path
         )
+
+
+def _connection(client: Any, endpoint: str) -> Connection:
+    """How botocore's ``client`` reaches ``endpoint``: its resolved TLS verification (a CA
+    bundle, AWS_CA_BUNDLE or the one botocore carries; or none), the proxy it would take
+    for the endpoint, its client certificate and its timeouts. Read from its connection
+    pool's attributes, which botocore keeps to itself, as the pool itself is."""
+    from botocore.httpsession import get_cert_path
+
+    http = client._endpoint.http_session
+    config = client.meta.config
+    verify = http._verify
+    return Connection(
+        connect_timeout=float(config.connect_timeout),
+        read_timeout=float(config.read_timeout),
+        verify=get_cert_path(verify) if verify else False,
+        proxy=http._proxy_config.proxy_url_for(endpoint),
+        proxy_ca=http._proxy_config.settings.get("proxy_ca_bundle"),
+        client_cert=http._cert_file,
+        client_key=http._key_file,
+    )
 
 
 def _user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
