@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from botocore.httpsession import get_cert_path
 
+from storsync.api.serve import self_signed
 from storsync.errors import (
     ChangedError,
     PermanentStorageError,
@@ -365,3 +368,40 @@ def test_an_endpoint_that_does_not_answer_says_so(scripted: SignedRequests) -> N
         StorageUnavailable, match=r"^S3 endpoint .* closed the connection before answering$"
     ):
         scripted.get("f", "hang-up", {}, 5)
+
+
+def test_over_tls_the_clients_ca_bundle_is_trusted_and_no_other(
+    s3_server: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libcurl verifies as the botocore client would: with its CA bundle (here
+    AWS_CA_BUNDLE), never with one of its own; a certificate outside it is refused in the
+    words botocore's calls use, and without verification it is not checked."""
+    cert, key = self_signed(tmp_path, "127.0.0.1")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+        settings = replace(settings_for(s3_server, ""), endpoint=endpoint, bucket="tls")
+        bucket = S3Bucket.of(settings, "s3://tls")
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+        _, body = SignedRequests(make_client(settings), bucket).get("f", "f", {}, 12)
+        assert body.read() == b"chunked body"
+
+        monkeypatch.setenv("AWS_CA_BUNDLE", get_cert_path(True))  # botocore's own
+        untrusted = SignedRequests(make_client(settings), bucket)
+        with pytest.raises(StorageUnavailable, match=r"over TLS \(.*\): is its certificate"):
+            untrusted.get("f", "f", {}, 12)
+        with pytest.raises(StorageUnavailable, match=r"over TLS \(.*\): is its certificate"):
+            untrusted.put("f", "f", b"x", {})
+
+        client = make_client(settings)
+        client._endpoint.http_session._verify = False  # as `verify=False` leaves it
+        _, body = SignedRequests(client, bucket).get("f", "f", {}, 12)
+        assert body.read() == b"chunked body"
+    finally:
+        server.shutdown()
+        server.server_close()
