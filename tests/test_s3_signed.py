@@ -267,8 +267,25 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[dict[str, str]]] = []
 
+    def _keep(self) -> None:
+        self.seen.append(
+            {"method": self.command, **{k.lower(): v for k, v in self.headers.items()}}
+        )
+
+    def do_HEAD(self) -> None:
+        self._keep()
+        self.send_response(200)
+        self.send_header("x-amz-meta-storsync-exec", "1")
+        self.send_header("Content-Length", "12")
+        self.end_headers()
+
+    def do_DELETE(self) -> None:
+        self._keep()
+        self.send_response(204)
+        self.end_headers()
+
     def do_GET(self) -> None:
-        self.seen.append({k.lower(): v for k, v in self.headers.items()})
+        self._keep()
         if self.path.endswith("/silent"):
             time.sleep(5)  # past the client's read timeout
             return
@@ -291,7 +308,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def do_PUT(self) -> None:
-        self.seen.append({k.lower(): v for k, v in self.headers.items()})
+        self._keep()
         # A refused condition, answered before the body: the client that waits for
         # "100 Continue" never sends it.
         self.send_response(412)
@@ -359,6 +376,22 @@ def test_a_body_from_the_threshold_waits_for_100_continue(scripted: SignedReques
     small, large = _Scripted.seen
     assert "expect" not in small and large["expect"] == "100-continue"
     assert "content-type" not in small  # no form's type added to a body
+
+
+def test_one_handle_sends_each_verb_as_itself_whatever_came_before(
+    scripted: SignedRequests,
+) -> None:
+    """libcurl's options outlive a request: a GET after a PUT must not carry its body, a
+    DELETE after a HEAD must not be a HEAD."""
+    with pytest.raises(PreconditionFailed):
+        scripted.put("f", "f", b"body", {})
+    assert scripted.get("f", "f", {}, 12)[1].read() == b"chunked body"
+    assert scripted.head("f", "f", {}) == {"storsync-exec": "1"}
+    scripted.delete("f", "f", {})
+    with pytest.raises(PreconditionFailed):
+        scripted.put("f", "f", b"again", {})
+    sent = [(seen["method"], seen.get("content-length")) for seen in _Scripted.seen]
+    assert sent == [("PUT", "4"), ("GET", None), ("HEAD", None), ("DELETE", None), ("PUT", "5")]
 
 
 def test_an_endpoint_that_does_not_answer_says_so(scripted: SignedRequests) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import queue
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from storsync.storage.s3_client import NoAnswer
 # The most an answer's body may hold unless the request says: an error's XML, a copy's
 # result.
 ANSWER_LIMIT = 1 << 20
+_LINES = re.IGNORECASE | re.MULTILINE
+_ETAG = re.compile(rb"^etag:[ \t]*(.*?)[ \t]*\r?$", _LINES)
+_META = re.compile(rb"^x-amz-meta-([^:]*):[ \t]*(.*?)[ \t]*\r?$", _LINES)
 _CONNECT_FAILED = frozenset({pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_CONNECT})
 _TLS_FAILED = frozenset(
     {
@@ -68,8 +72,20 @@ class Unanswered(Exception):
 @dataclass(frozen=True)
 class Answer:
     status: int
-    headers: dict[str, str]  # the final answer's, names in lower case
+    head: bytes  # the final answer's header lines, as received
     body: bytes
+
+    def etag(self) -> str | None:
+        """The ETag header's value, as sent (quoted)."""
+        found = _ETAG.search(self.head)
+        return found.group(1).decode("latin-1") if found else None
+
+    def user_metadata(self) -> dict[str, str]:
+        """The user metadata the headers carry, by name as stored (lower case)."""
+        return {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in _META.findall(self.head)
+        }
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,7 @@ class CurlPool:
             return self._idle.get_nowait()
         except queue.Empty:
             handle = pycurl.Curl()
+            self._connect(handle)
             with self._lock:
                 self._made.append(handle)
             return handle
@@ -134,11 +151,9 @@ class CurlPool:
         body: bytes | None,
         limit: int,
     ) -> Answer:
-        # Options stay on a handle from one request to the next: start from none, each
-        # time, rather than unset what the last request of another verb set. The
-        # connection it keeps alive is not an option and stays.
-        handle.reset()
-        self._connect(handle)
+        # Options stay on a handle from one request to the next: each request sets all
+        # those a request of another verb may have set (a reset and the connection's
+        # options again cost a tenth of the request).
         handle.setopt(pycurl.URL, url)
         handle.setopt(pycurl.MAXFILESIZE, limit)
         # libcurl would add a form's content type to a body, and its own Expect header
@@ -147,12 +162,12 @@ class CurlPool:
         if not any(line[:7].lower() == "expect:" for line in headers):
             sent.append("Expect:")
         handle.setopt(pycurl.HTTPHEADER, sent)
-        if method == "HEAD":
-            handle.setopt(pycurl.NOBODY, 1)
-        else:
-            handle.setopt(pycurl.CUSTOMREQUEST, method)
+        if body is None:
+            handle.setopt(pycurl.HTTPGET, 1)  # the last request's body, forgotten
+        handle.setopt(pycurl.NOBODY, 1 if method == "HEAD" else 0)
         if body is not None:
             handle.setopt(pycurl.POSTFIELDS, body)
+        handle.setopt(pycurl.CUSTOMREQUEST, method)
         lines: list[bytes] = []
         handle.setopt(pycurl.HEADERFUNCTION, lines.append)
         received = io.BytesIO()
@@ -163,7 +178,7 @@ class CurlPool:
             if exc.args[0] == pycurl.E_FILESIZE_EXCEEDED:
                 raise Oversized() from None
             raise _unanswered(exc, self._connection.proxy is not None) from None
-        return Answer(handle.getinfo(pycurl.RESPONSE_CODE), _headers(lines), received.getvalue())
+        return Answer(handle.getinfo(pycurl.RESPONSE_CODE), _head(lines), received.getvalue())
 
     def _connect(self, handle: pycurl.Curl) -> None:
         at = self._connection
@@ -191,19 +206,13 @@ class CurlPool:
             handle.setopt(pycurl.SSLKEY, at.client_key)
 
 
-def _headers(lines: list[bytes]) -> dict[str, str]:
-    """The headers of the last answer received: a "100 Continue" comes before it, and a
-    proxy's answer to CONNECT before that."""
-    found: dict[str, str] = {}
-    for line in lines:
-        if line.startswith(b"HTTP/"):
-            found = {}
-            continue
-        name, colon, value = line.partition(b":")
-        if colon:
-            # As http.client decodes them.
-            found[name.decode("latin-1").strip().lower()] = value.decode("latin-1").strip()
-    return found
+def _head(lines: list[bytes]) -> bytes:
+    """The header lines of the last answer received: a "100 Continue" comes before it,
+    and a proxy's answer to CONNECT before that."""
+    for at in range(len(lines) - 1, -1, -1):
+        if lines[at].startswith(b"HTTP/"):
+            return b"".join(lines[at + 1 :])
+    return b"".join(lines)
 
 
 def _unanswered(exc: pycurl.error, proxied: bool) -> Unanswered:

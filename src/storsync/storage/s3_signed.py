@@ -72,7 +72,7 @@ class SignedRequests:
         if len(data) >= EXPECT_CONTINUE:
             sent["Expect"] = "100-continue"
         answer = self._exchange(path, "PUT", key, sent, data)
-        return unquote_etag(answer.headers.get("etag", ""))
+        return unquote_etag(answer.etag() or "")
 
     def get(
         self, path: str, key: str, headers: Mapping[str, str], size: int
@@ -91,7 +91,7 @@ class SignedRequests:
                 raise ChangedError(
                     f"{path}: the remote sent more than the {size} bytes expected"
                 ) from None
-            return _user_metadata(whole.headers), io.BytesIO(whole.body)
+            return whole.user_metadata(), io.BytesIO(whole.body)
         answer = self._streamed(path, key, dict(headers))
         # Without a length (a body sent in chunks) nothing is checked here; the source
         # checks the bytes against the size the listing gave.
@@ -101,7 +101,7 @@ class SignedRequests:
 
     def head(self, path: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
         """The user metadata of ``key``."""
-        return _user_metadata(self._exchange(path, "HEAD", key, dict(headers), None).headers)
+        return self._exchange(path, "HEAD", key, dict(headers), None).user_metadata()
 
     def delete(self, path: str, key: str, headers: Mapping[str, str]) -> None:
         self._exchange(path, "DELETE", key, dict(headers), None)
