@@ -438,3 +438,29 @@ def test_over_tls_the_clients_ca_bundle_is_trusted_and_no_other(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_proxy_is_the_one_botocore_would_take(
+    s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libcurl goes through the proxy botocore's client chose for the endpoint (its
+    NO_PROXY applied), not through its own reading of the environment; a proxy that cannot
+    be reached is named as such, without its URL (it may hold a password)."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    settings = settings_for(s3_server, "")
+    bucket = S3Bucket.of(settings, "s3://test")
+    dead = f"http://user:secret@127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTP_PROXY", dead)  # upper case: libcurl alone would ignore it
+    with pytest.raises(StorageUnavailable) as refused:
+        SignedRequests(make_client(settings), bucket).put("f", "proxied/f", b"x", {})
+    assert refused.value.message == (
+        f"cannot reach S3 endpoint {settings.endpoint} through the proxy of HTTPS_PROXY "
+        "or HTTP_PROXY"
+    )
+    assert "secret" not in refused.value.message
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    signed = SignedRequests(make_client(settings), bucket)
+    signed.put("f", "proxied/f", b"x", {"If-None-Match": "*"})
+    signed.delete("f", "proxied/f", {})
