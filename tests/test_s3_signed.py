@@ -268,9 +268,8 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     seen: ClassVar[list[dict[str, str]]] = []
 
     def _keep(self) -> None:
-        self.seen.append(
-            {"method": self.command, **{k.lower(): v for k, v in self.headers.items()}}
-        )
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.seen.append({"method": self.command, "path": self.path, **headers})
 
     def do_HEAD(self) -> None:
         self._keep()
@@ -392,6 +391,14 @@ def test_one_handle_sends_each_verb_as_itself_whatever_came_before(
         scripted.put("f", "f", b"again", {})
     sent = [(seen["method"], seen.get("content-length")) for seen in _Scripted.seen]
     assert sent == [("PUT", "4"), ("GET", None), ("HEAD", None), ("DELETE", None), ("PUT", "5")]
+
+
+def test_an_endpoint_behind_a_path_keeps_it_once(scripted_settings: S3Settings) -> None:
+    settings = replace(scripted_settings, endpoint=f"{scripted_settings.endpoint}/gateway")
+    signed = SignedRequests(make_client(settings), S3Bucket.of(settings, "s3://scripted"))
+    signed.delete("f", "dir/f", {})
+    assert signed.get("f", "dir/f", {}, WHOLE_GET + 1)[1].read() == b"chunked body"
+    assert [seen["path"] for seen in _Scripted.seen] == ["/gateway/scripted/dir/f"] * 2
 
 
 def test_an_endpoint_that_does_not_answer_says_so(scripted: SignedRequests) -> None:

@@ -56,8 +56,11 @@ class SignedRequests:
         self._bucket = bucket
         self._encode = percent_encode
         endpoint = meta.endpoint_url.rstrip("/")
-        self._origin = endpoint
-        self._path = f"{urlsplit(endpoint).path}/{percent_encode(bucket.name)}/"
+        parts = urlsplit(endpoint)
+        # An endpoint behind a path (a gateway's "https://host/s3") keeps it in front of
+        # every request's path, which is what is signed: the origin is without it.
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._path = f"{parts.path}/{percent_encode(bucket.name)}/"
         self._signer = SigV4(host_of(endpoint), meta.region_name)
         self._wall = SystemClock()
         # Two attributes botocore keeps to itself: the pool its own calls go through and
