@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import ssl
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 from botocore.httpsession import get_cert_path
@@ -26,6 +28,7 @@ from storsync.errors import (
     StorageUnavailable,
 )
 from storsync.model import Entry
+from storsync.storage import endpoints
 from storsync.storage.s3 import S3Storage
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client
 from storsync.storage.s3_signed import EXPECT_CONTINUE, WHOLE_GET, SignedRequests
@@ -471,3 +474,20 @@ def test_the_proxy_is_the_one_botocore_would_take(
     signed = SignedRequests(make_client(settings), bucket)
     signed.put("f", "proxied/f", b"x", {"If-None-Match": "*"})
     signed.delete("f", "proxied/f", {})
+
+
+def test_a_pinned_host_is_reached_at_its_checked_address(
+    scripted_settings: S3Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libcurl resolves by itself, past the pin on ``socket.getaddrinfo`` a worker holds
+    against DNS rebinding: it is given the checked addresses. Here a name no DNS knows,
+    pinned to the loopback listener, is reached there and nowhere else."""
+    monkeypatch.setattr(socket, "getaddrinfo", socket.getaddrinfo)  # undone after
+    monkeypatch.setattr(endpoints, "_pinned", {})
+    port = urlsplit(scripted_settings.endpoint or "").port
+    endpoint = f"http://Pinned-Host.invalid:{port}"
+    endpoints.pin(endpoint, ["127.0.0.1"])
+    settings = replace(scripted_settings, endpoint=endpoint)
+    signed = SignedRequests(make_client(settings), S3Bucket.of(settings, "s3://scripted"))
+    signed.delete("f", "f", {})
+    assert [seen["host"] for seen in _Scripted.seen] == [f"Pinned-Host.invalid:{port}"]

@@ -36,12 +36,17 @@ def check(endpoint: str) -> list[str]:
     return addresses
 
 
+_pinned: dict[str, tuple[str, ...]] = {}  # host (IDNA, lower case): its checked addresses
+
+
 def pin(endpoint: str, addresses: Sequence[str]) -> None:
     """From now on, this process resolves the endpoint's host to ``addresses`` only (those
     ``check`` accepted), whatever a later DNS answer says. Meant for a process that works
-    for one session (the worker): the client library resolves through
-    ``socket.getaddrinfo`` and offers no way to give it an address per host."""
+    for one session (the worker): botocore resolves through ``socket.getaddrinfo`` and
+    offers no way to give it an address per host; libcurl, which resolves by itself, is
+    given them (``pinned``)."""
     held = (urlsplit(endpoint).hostname or "").encode("idna").decode("ascii")
+    _pinned[held.lower()] = tuple(addresses)
     resolve = socket.getaddrinfo
 
     def pinned(
@@ -65,3 +70,9 @@ def pin(endpoint: str, addresses: Sequence[str]) -> None:
         return found
 
     socket.getaddrinfo = pinned
+
+
+def pinned(endpoint: str) -> tuple[str, ...] | None:
+    """The addresses the endpoint's host is pinned to in this process, if it is."""
+    host = (urlsplit(endpoint).hostname or "").encode("idna").decode("ascii")
+    return _pinned.get(host.lower())

@@ -99,6 +99,9 @@ class Connection:
     proxy_ca: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    # libcurl's "host:port:address,..." entries: the addresses a host was checked at
+    # (storage.endpoints.pin), which libcurl, resolving by itself, would not know of.
+    resolve: tuple[str, ...] = ()
 
 
 class CurlPool:
@@ -204,6 +207,8 @@ class CurlPool:
             handle.setopt(pycurl.SSLCERT, at.client_cert)
         if at.client_key:
             handle.setopt(pycurl.SSLKEY, at.client_key)
+        if at.resolve:
+            handle.setopt(pycurl.RESOLVE, list(at.resolve))
 
 
 def _head(lines: list[bytes]) -> bytes:

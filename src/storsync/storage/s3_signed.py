@@ -24,6 +24,7 @@ from xml.etree import ElementTree
 
 from storsync.clock import SystemClock, utc_datetime
 from storsync.errors import ChangedError
+from storsync.storage import endpoints
 from storsync.storage.s3_client import NoAnswer, S3Bucket, unquote_etag
 from storsync.storage.s3_curl import (
     ANSWER_LIMIT,
@@ -212,6 +213,13 @@ def _connection(client: Any, endpoint: str) -> Connection:
     http = client._endpoint.http_session
     config = client.meta.config
     verify = http._verify
+    parts = urlsplit(endpoint)
+    held = endpoints.pinned(endpoint)
+    resolve: tuple[str, ...] = ()
+    if held and parts.hostname:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        listed = ",".join(f"[{a}]" if ":" in a else a for a in held)
+        resolve = (f"{parts.hostname}:{port}:{listed}",)
     return Connection(
         connect_timeout=float(config.connect_timeout),
         read_timeout=float(config.read_timeout),
@@ -220,6 +228,7 @@ def _connection(client: Any, endpoint: str) -> Connection:
         proxy_ca=http._proxy_config.settings.get("proxy_ca_bundle"),
         client_cert=http._cert_file,
         client_key=http._key_file,
+        resolve=resolve,
     )
 
 
