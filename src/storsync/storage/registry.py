@@ -133,7 +133,8 @@ class S3Kind(RemoteKind):
     )
 
     def warm(self) -> None:
-        from storsync.storage import s3_client
+        # The storage's modules too: libcurl and its libraries load in 50 ms.
+        from storsync.storage import s3, s3_client  # noqa: F401
 
         s3_client.warm()
 

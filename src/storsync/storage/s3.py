@@ -41,11 +41,17 @@ from storsync.storage.s3_folders import Folder, folder_walk
 from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
 from storsync.storage.s3_seaweed import drop_empty_folders
 from storsync.storage.s3_signed import SignedRequests
+from storsync.storage.s3_split import split_walk
 
 __all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
 
 MULTIPART_THRESHOLD = 64 << 20
 SINGLE_COPY_LIMIT = 5 << 30
+# A listing of this many keys (the base's count) and more is cut at its folders and the
+# parts listed at once: eight round trips in flight instead of one, each part a thread's.
+SPLIT_FROM = 20_000
+SPLIT_PARTS = 32
+SPLIT_WORKERS = 8
 META_MTIME = "storsync-mtime-ns"
 META_HASH = "storsync-blake3"
 META_EXEC = "storsync-exec"
@@ -214,9 +220,19 @@ class S3Storage(Storage):
         """The listing as it comes: S3 lists keys in the byte order of their UTF-8, and
         a key not in NFC is refused, so a key is its own sort key. A server that lists
         folder by folder (SeaweedFS: ``a/x`` before ``a.txt``) is found out at the first
-        key out of order, before it is given."""
+        key out of order, before it is given. From ``SPLIT_FROM`` keys expected, the
+        listing is cut at its folders and the parts listed at once (``s3_split``)."""
+        if expected >= SPLIT_FROM:
+            listing = split_walk(
+                functools.partial(self._folder, skip=skip, stop=stop),
+                functools.partial(self._pages_under, skip=skip, stop=stop),
+                parts=SPLIT_PARTS,
+                workers=min(SPLIT_WORKERS, self.settings.max_connections),
+            )
+        else:
+            listing = self._objects("", skip, stop)
         last = ""
-        for key, entry in self._objects("", skip, stop):
+        for key, entry in listing:
             if key <= last:
                 raise ListingOutOfOrder(
                     f"{self.url} listed {key!r} after {last!r}, not in byte order"
@@ -275,6 +291,23 @@ class S3Storage(Storage):
                     entry = _listed(rel, obj, skip)
                     if entry is not None:
                         yield rel, entry
+
+    def _pages_under(
+        self, folder: str, *, skip: SkipReport, stop: StopSignal
+    ) -> Iterator[list[tuple[str, Entry]]]:
+        """Every object under ``folder`` (a prefix ending with ``/``), a page at a time."""
+        start = len(self.prefix) + 1 if self.prefix else 0
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(folder)}
+        with self._bucket.calling(self.url):
+            for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
+                stop.check()
+                found = []
+                for obj in page.get("Contents", ()):
+                    rel = obj["Key"][start:]
+                    entry = _listed(rel, obj, skip)
+                    if entry is not None:
+                        found.append((rel, entry))
+                yield found
 
     def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
         """For a server whose listing is not in byte order: folder by folder, each sorted

@@ -1,0 +1,175 @@
+"""A no-op over a large S3 prefix with the network's round trip added: the listing in one
+sequence of pages against the listing cut at its folders (storage/s3_split.py).
+
+SeaweedFS on 127.0.0.1 answers in a fraction of a millisecond; a store across a network
+answers each page 20-50 ms later, which is what a listing's parts in parallel save. A
+TCP proxy in this process holds every answer back ``--latency-ms`` before passing it on;
+storsync is pointed at the proxy (``--s3-endpoint``). The tree: ``--files`` empty files,
+1,000 to a folder, pushed once by storsync (its base then knows them all); then each
+timed run is a no-op, storsync and the same command from another ``src/``
+(``--before-src``) alternating, for each latency::
+
+    .venv/bin/python bench/s3_listing.py --before-src OLD/src [--files 100000]
+        [--latencies 0,20] [--reps 5]
+
+Prints the medians (wall seconds) per latency and tool; records go to
+``bench/results/s3-listing-<timestamp>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.s3_server import SeaweedS3  # noqa: E402
+
+BUCKET = "bench-listing"
+STORSYNC = ROOT / ".venv" / "bin" / "storsync"
+
+
+class DelayingProxy:
+    """A TCP proxy that passes each answer on ``delay`` seconds after it came."""
+
+    def __init__(self, upstream: int, delay: float) -> None:
+        self._upstream = upstream
+        self._delay = delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._upstream))
+            for src, dst, delay in ((client, server, 0.0), (server, client, self._delay)):
+                threading.Thread(target=self._pump, args=(src, dst, delay), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if delay:
+                    time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def make_tree(root: Path, files: int) -> None:
+    for at in range(files):
+        folder = root / f"folder{at // 1000:04}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"file{at % 1000:04}.txt").touch()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--before-src", type=Path, required=True)
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--latencies", default="0,20")
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = ROOT / "bench" / "results" / f"s3-listing-{stamp}.jsonl"
+    with (
+        tempfile.TemporaryDirectory() as work_dir,
+        SeaweedS3(Path(work_dir) / "weed", buckets=[BUCKET]) as server,
+    ):
+        work = Path(work_dir)
+        local = work / "local"
+        make_tree(local, a.files)
+        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        env.update(server.env())
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        tools = {
+            "storsync": {**env, "PYTHONPYCACHEPREFIX": "/tmp/storsync-bench-pyc"},
+            "storsync-before": {
+                **env,
+                "PYTHONPATH": str(a.before_src),
+                "PYTHONPYCACHEPREFIX": "/tmp/storsync-bench-pyc-before",
+            },
+        }
+        remote = f"s3://{BUCKET}/tree"
+        state = work / "state"
+        first = [str(STORSYNC), "sync", str(local), remote, "--state-dir", str(state), "--json"]
+        subprocess.run(first, env=tools["storsync"], check=True, capture_output=True)
+        states = {}
+        for tool in tools:
+            states[tool] = work / f"state-{tool}"
+            shutil.copytree(state, states[tool])
+        walls: dict[tuple[int, str], list[float]] = {}
+        with out.open("a") as records:
+            for latency in (int(x) for x in a.latencies.split(",")):
+                proxy = DelayingProxy(server.port, latency / 1000)
+                try:
+                    for rep in range(a.reps):
+                        order = list(tools) if rep % 2 == 0 else list(reversed(tools))
+                        for tool in order:
+                            cmd = [str(STORSYNC), "sync", str(local), remote]
+                            cmd += ["--state-dir", str(states[tool]), "--json"]
+                            cmd += ["--s3-endpoint", proxy.endpoint]
+                            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                            start = time.monotonic()
+                            done = subprocess.run(
+                                cmd, env=tools[tool], capture_output=True, check=False
+                            )
+                            wall = time.monotonic() - start
+                            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                            if done.returncode != 0:
+                                sys.exit(f"{tool} failed: {done.stderr.decode()[-500:]}")
+                            report = json.loads(done.stdout)
+                            moved = report.get("pushed", 0) + report.get("pulled", 0)
+                            assert moved == 0, report
+                            cpu = after.ru_utime + after.ru_stime
+                            cpu -= before.ru_utime + before.ru_stime
+                            walls.setdefault((latency, tool), []).append(wall)
+                            record = {
+                                "latency_ms": latency,
+                                "tool": tool,
+                                "rep": rep,
+                                "files": a.files,
+                                "wall_s": round(wall, 3),
+                                "cpu_s": round(cpu, 3),
+                            }
+                            records.write(json.dumps(record) + "\n")
+                            print(json.dumps(record), flush=True)
+                finally:
+                    proxy.close()
+    print("| latency | tool | median wall s | min-max |")
+    print("|---|---|---|---|")
+    for (latency, tool), values in walls.items():
+        print(
+            f"| {latency} ms | {tool} | {statistics.median(values):.2f} | "
+            f"{min(values):.2f}-{max(values):.2f} |"
+        )
+    print(f"records: {out}")
+
+
+if __name__ == "__main__":
+    main()

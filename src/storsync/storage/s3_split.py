@@ -1,0 +1,131 @@
+"""A large listing cut at its folders, the parts listed at once and given in key order.
+
+One listing of a million keys is a thousand pages, each a round trip after the last (20 to
+50 ms each to a store across a network: most of a no-op's time). S3 has no end key for a
+listing, and a range cut at a key ("start after k") is only exact from a server that lists
+in byte order: one that lists otherwise (SeaweedFS: ``a/x`` before ``a.txt``) would lose
+keys at the cut without a sign. A prefix cuts exactly whatever the server's order: the
+keys under ``a/`` are all those that start with it. And in byte order the keys under one
+folder lie together (between ``a/`` and ``a0``), apart from those under any other folder
+and from the objects beside it, which hold no ``/``. So the listing is cut at its
+folders: the top folder is listed with a delimiter (its objects, its subfolders'
+prefixes), and, while there are fewer subfolders than parts wanted, each subfolder too;
+each part left is then listed whole, ``workers`` of them at once, each into a queue of a
+few pages that its reader empties in turn. Memory holds the folders cut (their objects
+and prefixes) and those queues, not the listing.
+
+Each part's listing is checked for order as the whole listing is (``ListingOutOfOrder``
+from the caller's check of the parts joined): the parts' own order is the server's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from operator import itemgetter
+
+from storsync.model import Entry
+from storsync.storage.s3_folders import Folder
+
+Listed = tuple[str, Entry]
+DEPTH = 4  # pages a part may list ahead of its reader
+_WAIT = 0.05  # how often a part blocked on its queue looks whether the reader left
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None
+
+
+def split_walk(
+    folder: Callable[[str], Folder],
+    under: Callable[[str], Iterator[list[Listed]]],
+    *,
+    parts: int,
+    workers: int,
+) -> Iterator[Listed]:
+    """Every object, in key order: ``folder`` lists a folder with a delimiter ("" the
+    top), ``under`` lists every key under a prefix, page by page."""
+    steps = _cut(folder, parts)
+    leaving = threading.Event()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="storsync-list")
+    try:
+        feeds: list[queue.Queue[list[Listed] | _End]] = []
+        for key, entry in steps:
+            if entry is None:  # a folder listed whole, in the order the parts were cut
+                feed: queue.Queue[list[Listed] | _End] = queue.Queue(DEPTH)
+                feeds.append(feed)
+                pool.submit(_fill, feed, functools.partial(under, key), leaving)
+        yield from _joined(steps, iter(feeds))
+    finally:
+        # A part waiting on its full queue sees it within _WAIT; one not begun never is.
+        leaving.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cut(folder: Callable[[str], Folder], parts: int) -> list[tuple[str, Entry | None]]:
+    """The objects and folders the listing is cut into, in key order (a folder's entry
+    None): folders cut again while fewer than ``parts``, one level at a time."""
+    steps = _sorted(folder(""))
+    while True:
+        folders = [key for key, entry in steps if entry is None]
+        if not folders or len(folders) >= parts:
+            return steps
+        cut: list[tuple[str, Entry | None]] = []
+        for key, entry in steps:
+            cut.extend(_sorted(folder(key)) if entry is None else [(key, entry)])
+        steps = cut
+        if not any(entry is None for _, entry in steps):
+            return steps
+
+
+def _sorted(folder: Folder) -> list[tuple[str, Entry | None]]:
+    objects, subfolders = folder
+    steps: list[tuple[str, Entry | None]] = [*objects, *((p, None) for p in subfolders)]
+    steps.sort(key=itemgetter(0))
+    return steps
+
+
+def _fill(
+    feed: queue.Queue[list[Listed] | _End],
+    pages: Callable[[], Iterator[list[Listed]]],
+    leaving: threading.Event,
+) -> None:
+    try:
+        for page in pages():
+            while True:
+                if leaving.is_set():
+                    return
+                with contextlib.suppress(queue.Full):
+                    feed.put(page, timeout=_WAIT)
+                    break
+    except BaseException as exc:  # raised again in the reader's thread, where it reads
+        _end(feed, _End(exc), leaving)
+    else:
+        _end(feed, _End(None), leaving)
+
+
+def _end(feed: queue.Queue[list[Listed] | _End], end: _End, leaving: threading.Event) -> None:
+    while not leaving.is_set():
+        with contextlib.suppress(queue.Full):
+            feed.put(end, timeout=_WAIT)
+            return
+
+
+def _joined(
+    steps: list[tuple[str, Entry | None]], feeds: Iterator[queue.Queue[list[Listed] | _End]]
+) -> Iterator[Listed]:
+    for key, entry in steps:
+        if entry is not None:
+            yield key, entry
+            continue
+        feed = next(feeds)
+        while not isinstance(got := feed.get(), _End):
+            yield from got
+        if got.error is not None:
+            raise got.error
