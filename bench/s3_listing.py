@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import queue
 import resource
 import shutil
 import socket
@@ -46,9 +47,9 @@ STORSYNC = ROOT / ".venv" / "bin" / "storsync"
 class DelayingProxy:
     """A TCP proxy that passes each answer on ``delay`` seconds after it came."""
 
-    def __init__(self, upstream: int, delay: float) -> None:
+    def __init__(self, upstream: int) -> None:
         self._upstream = upstream
-        self._delay = delay
+        self.delay = 0.0  # seconds; read by each answer passed on
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -60,25 +61,50 @@ class DelayingProxy:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self._upstream))
-            for src, dst, delay in ((client, server, 0.0), (server, client, self._delay)):
-                threading.Thread(target=self._pump, args=(src, dst, delay), daemon=True).start()
+            for src, dst, delayed in ((client, server, False), (server, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, delayed), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, delayed: bool) -> None:
+        """Bytes from ``src`` to ``dst``; if ``delayed``, each chunk sent ``delay`` after
+        it came (a latency, not a bandwidth: chunks in flight overlap)."""
+        held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        if delayed:
+            threading.Thread(target=self._send_held, args=(held, dst), daemon=True).start()
         try:
             while data := src.recv(1 << 16):
-                if delay:
-                    time.sleep(delay)
+                if delayed:
+                    held.put((time.monotonic() + self.delay, data))
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            held.put((0.0, b""))
+            if not delayed:
+                _shut(src, dst)
+
+    @staticmethod
+    def _send_held(held: queue.Queue[tuple[float, bytes]], dst: socket.socket) -> None:
+        try:
+            while True:
+                due, data = held.get()
+                if not data:
+                    return
+                time.sleep(max(0.0, due - time.monotonic()))
                 dst.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            _shut(dst)
 
     def close(self) -> None:
         self._listener.close()
+
+
+def _shut(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def make_tree(root: Path, files: int) -> None:
@@ -117,7 +143,10 @@ def main() -> None:
         }
         remote = f"s3://{BUCKET}/tree"
         state = work / "state"
+        # One proxy for every run: the endpoint is part of what names the repository.
+        proxy = DelayingProxy(server.port)
         first = [str(STORSYNC), "sync", str(local), remote, "--state-dir", str(state), "--json"]
+        first += ["--s3-endpoint", proxy.endpoint]
         subprocess.run(first, env=tools["storsync"], check=True, capture_output=True)
         states = {}
         for tool in tools:
@@ -126,41 +155,39 @@ def main() -> None:
         walls: dict[tuple[int, str], list[float]] = {}
         with out.open("a") as records:
             for latency in (int(x) for x in a.latencies.split(",")):
-                proxy = DelayingProxy(server.port, latency / 1000)
-                try:
-                    for rep in range(a.reps):
-                        order = list(tools) if rep % 2 == 0 else list(reversed(tools))
-                        for tool in order:
-                            cmd = [str(STORSYNC), "sync", str(local), remote]
-                            cmd += ["--state-dir", str(states[tool]), "--json"]
-                            cmd += ["--s3-endpoint", proxy.endpoint]
-                            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                            start = time.monotonic()
-                            done = subprocess.run(
-                                cmd, env=tools[tool], capture_output=True, check=False
-                            )
-                            wall = time.monotonic() - start
-                            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                            if done.returncode != 0:
-                                sys.exit(f"{tool} failed: {done.stderr.decode()[-500:]}")
-                            report = json.loads(done.stdout)
-                            moved = report.get("pushed", 0) + report.get("pulled", 0)
-                            assert moved == 0, report
-                            cpu = after.ru_utime + after.ru_stime
-                            cpu -= before.ru_utime + before.ru_stime
-                            walls.setdefault((latency, tool), []).append(wall)
-                            record = {
-                                "latency_ms": latency,
-                                "tool": tool,
-                                "rep": rep,
-                                "files": a.files,
-                                "wall_s": round(wall, 3),
-                                "cpu_s": round(cpu, 3),
-                            }
-                            records.write(json.dumps(record) + "\n")
-                            print(json.dumps(record), flush=True)
-                finally:
-                    proxy.close()
+                proxy.delay = latency / 1000
+                for rep in range(a.reps):
+                    order = list(tools) if rep % 2 == 0 else list(reversed(tools))
+                    for tool in order:
+                        cmd = [str(STORSYNC), "sync", str(local), remote]
+                        cmd += ["--state-dir", str(states[tool]), "--json"]
+                        cmd += ["--s3-endpoint", proxy.endpoint]
+                        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        start = time.monotonic()
+                        done = subprocess.run(
+                            cmd, env=tools[tool], capture_output=True, check=False
+                        )
+                        wall = time.monotonic() - start
+                        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        if done.returncode != 0:
+                            sys.exit(f"{tool} failed: {done.stderr.decode()[-500:]}")
+                        report = json.loads(done.stdout)
+                        moved = report.get("pushed", 0) + report.get("pulled", 0)
+                        assert moved == 0, report
+                        cpu = after.ru_utime + after.ru_stime
+                        cpu -= before.ru_utime + before.ru_stime
+                        walls.setdefault((latency, tool), []).append(wall)
+                        record = {
+                            "latency_ms": latency,
+                            "tool": tool,
+                            "rep": rep,
+                            "files": a.files,
+                            "wall_s": round(wall, 3),
+                            "cpu_s": round(cpu, 3),
+                        }
+                        records.write(json.dumps(record) + "\n")
+                        print(json.dumps(record), flush=True)
+        proxy.close()
     print("| latency | tool | median wall s | min-max |")
     print("|---|---|---|---|")
     for (latency, tool), values in walls.items():
