@@ -8,7 +8,7 @@ the shape model. On two cores shared with the server that CPU is the wall time o
 of many small files. These requests are signed with the client's credentials as botocore
 signs them (``s3_sigv4``) and sent through libcurl (``s3_curl``) with the client's
 connection settings (its proxy, TLS settings and timeouts), 0.2 ms a PUT; the GET of an
-object's body, streamed, on the client's own connection pool, 0.5 ms (docs/decisions.md,
+object above 1 MiB streamed on the client's own connection pool (docs/decisions.md,
 "Small objects without botocore's pipeline", "Small objects through libcurl"). Their
 answers become the same errors as botocore's calls.
 """
