@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from storsync.errors import StorageUnavailable
 from storsync.model import Entry, StopSignal
 from storsync.storage import s3 as s3_module
+from storsync.storage import s3_split
 from storsync.storage.s3 import S3Storage
 from storsync.storage.s3_folders import Folder
 from storsync.storage.s3_split import split_walk
@@ -69,17 +70,32 @@ class _Server:
 @settings(max_examples=200, deadline=None)
 @given(
     paths=st.sets(st.lists(NAME, min_size=1, max_size=4).map("/".join), max_size=40),
-    parts=st.sampled_from([1, 2, 3, 32]),
-    workers=st.sampled_from([1, 2, 8]),
+    workers=st.sampled_from([1, 2, 3, 8, 32]),
     seed=st.integers(0, 1000),
 )
-def test_every_key_once_in_byte_order(paths: set[str], parts: int, workers: int, seed: int) -> None:
+def test_every_key_once_in_byte_order(paths: set[str], workers: int, seed: int) -> None:
     keys = {p for p in paths if not any(other.startswith(p + "/") for other in paths)}
     server = _Server(keys, seed)
-    walked = [
-        key for key, _ in split_walk(server.folder, server.under, parts=parts, workers=workers)
-    ]
+    walked = [key for key, _ in split_walk(server.folder, server.under, workers=workers)]
     assert walked == sorted(keys, key=lambda k: k.encode())
+
+
+def test_a_level_of_large_folders_is_not_cut_but_listed_in_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(s3_split, "HELD", 10)
+    keys = {f"{d}/{n:02}" for d in "ab" for n in range(8)} | {"c/x/y"}
+    server = _Server(keys, 0)
+    folders: list[str] = []
+    listed = server.folder
+
+    def folder(prefix: str) -> Folder:
+        folders.append(prefix)
+        return listed(prefix)
+
+    walked = [key for key, _ in split_walk(folder, server.under, workers=8)]
+    assert walked == sorted(keys)
+    assert folders[0] == "" and len(folders) <= 3  # the cut of a/ and b/ given up
 
 
 def test_a_parts_failure_reaches_the_reader_where_it_reads_it() -> None:
@@ -94,7 +110,7 @@ def test_a_parts_failure_reaches_the_reader_where_it_reads_it() -> None:
     walked: list[str] = []
 
     def read() -> None:
-        for key, _ in split_walk(server.folder, under, parts=2, workers=2):
+        for key, _ in split_walk(server.folder, under, workers=2):
             walked.append(key)
 
     with pytest.raises(StorageUnavailable, match="the server failed"):
@@ -106,7 +122,7 @@ def test_a_reader_that_leaves_early_leaves_no_thread_behind() -> None:
     keys = {f"{d}/{n:03}" for d in "abcdefgh" for n in range(200)}
     server = _Server(keys, 0, page=1)
     before = threading.active_count()
-    walk = split_walk(server.folder, server.under, parts=8, workers=4)
+    walk = split_walk(server.folder, server.under, workers=4)
     assert next(walk)[0] == "a/000"
     walk.close()
     deadline = time.monotonic() + 5
@@ -145,7 +161,7 @@ def test_a_session_over_a_listing_in_parts_converges(
     in a part (``a/b/c`` before ``a/b.txt``): the session falls back to its sorted walk
     as before."""
     monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
-    monkeypatch.setattr(s3_module, "SPLIT_PARTS", 2)
+    monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)
     sorted_walks: list[str] = []
     plain_sorted_walk = S3Storage.sorted_walk
 

@@ -49,8 +49,10 @@ MULTIPART_THRESHOLD = 64 << 20
 SINGLE_COPY_LIMIT = 5 << 30
 # A listing of this many keys (the base's count) and more is cut at its folders and the
 # parts listed at once: eight round trips in flight instead of one, each part a thread's.
+# A level is cut further only while it has fewer folders than that: each part costs a
+# request at least (the 1,000 folders of 100 keys under `many`'s 10 cost 1,000 listings
+# where its 10 parts cost 100).
 SPLIT_FROM = 20_000
-SPLIT_PARTS = 32
 SPLIT_WORKERS = 8
 META_MTIME = "storsync-mtime-ns"
 META_HASH = "storsync-blake3"
@@ -226,7 +228,6 @@ class S3Storage(Storage):
             listing = split_walk(
                 functools.partial(self._folder, skip=skip, stop=stop),
                 functools.partial(self._pages_under, skip=skip, stop=stop),
-                parts=SPLIT_PARTS,
                 workers=min(SPLIT_WORKERS, self.settings.max_connections),
             )
         else:

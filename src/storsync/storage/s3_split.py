@@ -9,9 +9,9 @@ keys under ``a/`` are all those that start with it. And in byte order the keys u
 folder lie together (between ``a/`` and ``a0``), apart from those under any other folder
 and from the objects beside it, which hold no ``/``. So the listing is cut at its
 folders: the top folder is listed with a delimiter (its objects, its subfolders'
-prefixes), and, while there are fewer subfolders than parts wanted, each subfolder too;
-each part left is then listed whole, ``workers`` of them at once, each into a queue of a
-few pages that its reader empties in turn. Memory holds the folders cut (their objects
+prefixes), and, while there are fewer subfolders than parts listed at once, each
+subfolder too; each part left is then listed whole, ``workers`` of them at once, each into
+a queue of a few pages that its reader empties in turn. Memory holds the folders cut (their objects
 and prefixes) and those queues, not the listing.
 
 Each part's listing is checked for order as the whole listing is (``ListingOutOfOrder``
@@ -34,6 +34,7 @@ from storsync.storage.s3_folders import Folder
 
 Listed = tuple[str, Entry]
 DEPTH = 4  # pages a part may list ahead of its reader
+HELD = 20_000  # objects and folders a cut may hold
 _WAIT = 0.05  # how often a part blocked on its queue looks whether the reader left
 
 
@@ -46,12 +47,12 @@ def split_walk(
     folder: Callable[[str], Folder],
     under: Callable[[str], Iterator[list[Listed]]],
     *,
-    parts: int,
     workers: int,
 ) -> Iterator[Listed]:
     """Every object, in key order: ``folder`` lists a folder with a delimiter ("" the
-    top), ``under`` lists every key under a prefix, page by page."""
-    steps = _cut(folder, parts)
+    top), ``under`` lists every key under a prefix, page by page; ``workers`` parts at
+    once."""
+    steps = _cut(folder, workers)
     leaving = threading.Event()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="storsync-list")
     try:
@@ -70,18 +71,20 @@ def split_walk(
 
 def _cut(folder: Callable[[str], Folder], parts: int) -> list[tuple[str, Entry | None]]:
     """The objects and folders the listing is cut into, in key order (a folder's entry
-    None): folders cut again while fewer than ``parts``, one level at a time."""
+    None): folders cut again while fewer than ``parts``, one level at a time (more parts
+    than listed at once only cost requests), and while the objects of the folders cut
+    stay few (they are held)."""
     steps = _sorted(folder(""))
     while True:
-        folders = [key for key, entry in steps if entry is None]
-        if not folders or len(folders) >= parts:
+        folders = sum(1 for _, entry in steps if entry is None)
+        if not folders or folders >= parts:
             return steps
         cut: list[tuple[str, Entry | None]] = []
         for key, entry in steps:
             cut.extend(_sorted(folder(key)) if entry is None else [(key, entry)])
+            if len(cut) > HELD:
+                return steps  # a level of large folders: listed as parts instead
         steps = cut
-        if not any(entry is None for _, entry in steps):
-            return steps
 
 
 def _sorted(folder: Folder) -> list[tuple[str, Entry | None]]:
