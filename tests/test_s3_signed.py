@@ -8,6 +8,7 @@ import http.server
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -394,6 +395,16 @@ def test_one_handle_sends_each_verb_as_itself_whatever_came_before(
         scripted.put("f", "f", b"again", {})
     sent = [(seen["method"], seen.get("content-length")) for seen in _Scripted.seen]
     assert sent == [("PUT", "4"), ("GET", None), ("HEAD", None), ("DELETE", None), ("PUT", "5")]
+
+
+def test_a_handle_keeps_no_body_it_sent(scripted: SignedRequests) -> None:
+    """An idle handle holding the last body it sent would keep up to 64 MiB alive per
+    handle, outside what staging counts."""
+    data = bytes(EXPECT_CONTINUE - 1)
+    held = sys.getrefcount(data)
+    with pytest.raises(PreconditionFailed):
+        scripted.put("f", "f", data, {})
+    assert sys.getrefcount(data) == held
 
 
 def test_an_endpoint_behind_a_path_keeps_it_once(scripted_settings: S3Settings) -> None:
