@@ -120,12 +120,11 @@ def _no_event_but_the_newest(api: Api, found: list[dict[str, Any]]) -> None:
     assert [e["id"] for e in found] in ([], [last_event_id(api)]), found
 
 
-def _readable_everywhere(api: Api, session: dict[str, Any], pushed: str | None) -> None:
+def _readable_everywhere(api: Api, session: dict[str, Any], pushed: set[str]) -> None:
     sid = session["id"]
     plm_id = f"${session['push']['id']}+{session['pull']['id']}"
     assert api.session(sid) == session and session["state"] == "completed"
-    if pushed is not None:
-        assert [i["path"] for i in items(api, sid, "pushed")] == [pushed]
+    assert {i["path"] for i in items(api, sid, "pushed")} == pushed
     kinds = [e["type"] for e in events(api, 0, (), sessionId=sid)]
     assert kinds[0] == "session.queued" and kinds[-1] == "session.finished", kinds
     assert sid in {s["id"] for s in sessions_of(api, session["repositoryId"])}
@@ -156,10 +155,13 @@ def test_history_past_the_retention_is_pruned_and_recent_history_stays_readable(
         # (The events route still serves pruned events from memory until the next start:
         # test_pruned_events_are_no_longer_served below.)
         _pruned_everywhere(api, old, events_too=False)
-        _readable_everywhere(api, recent, "recent.txt")
+        _readable_everywhere(api, recent, {"recent.txt"})
 
-        # A session under way is never pruned, however long it has been running.
+        # A session under way is never pruned, however long it has been running. Enough
+        # files that it is still under way when its worker is seen and stopped: a spare
+        # already warm does one file in less time than a look through /proc takes.
         write(local, "late.txt", "late")
+        late_files = make_files(local, 500, prefix="late/")
         exiting = set(workers_of(os.getpid()))  # the last session's, perhaps still ending
         running_id, _ = trigger(api, "native", rid)
         with frozen(new_worker(os.getpid(), exiting)):
@@ -168,7 +170,7 @@ def test_history_past_the_retention_is_pruned_and_recent_history_stays_readable(
             assert api.session(running_id)["state"] == "running"
         _pruned_everywhere(api, recent, events_too=False)
         late = api.wait(running_id)
-        _readable_everywhere(api, late, "late.txt")
+        _readable_everywhere(api, late, {"late.txt", *late_files})
 
     # The next start prunes too: eight days on, the last session is past the retention.
     # Every pruned session's events are gone from the store (but the newest event).
