@@ -227,7 +227,7 @@ class S3Storage(Storage):
         if expected >= SPLIT_FROM:
             listing = split_walk(
                 functools.partial(self._folder, skip=skip, stop=stop),
-                functools.partial(self._pages_under, skip=skip, stop=stop),
+                functools.partial(self._pages, skip=skip, stop=stop),
                 workers=min(SPLIT_WORKERS, self.settings.max_connections),
             )
         else:
@@ -279,35 +279,36 @@ class S3Storage(Storage):
 
     def _objects(self, top: str, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
         """The objects at ``top`` and under it ("": all of them), as listed."""
-        start = len(self.prefix) + 1 if self.prefix else 0
-        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(top)}
         under = f"{top}/"
+
+        def at_or_under(rel: str) -> bool:  # ``top`` as a prefix lists its siblings too
+            return rel == top or rel.startswith(under)
+
+        for page in self._pages(top, skip=skip, stop=stop, keep=at_or_under if top else None):
+            yield from page
+
+    def _pages(
+        self,
+        prefix: str,
+        *,
+        skip: SkipReport,
+        stop: StopSignal,
+        keep: Callable[[str], bool] | None = None,
+    ) -> Iterator[list[tuple[str, Entry]]]:
+        """The objects whose relative key starts with ``prefix``, a page at a time; with
+        ``keep``, only the keys it takes (the others not even looked at)."""
+        start = len(self.prefix) + 1 if self.prefix else 0
+        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(prefix)}
         with self._bucket.calling(self.url):
             for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
                 stop.check()  # per page, not per key: the round trip is what takes time
-                for obj in page.get("Contents", ()):
-                    rel = obj["Key"][start:]
-                    if top and rel != top and not rel.startswith(under):
-                        continue  # ``top`` as a prefix also lists its longer siblings
-                    entry = _listed(rel, obj, skip)
-                    if entry is not None:
-                        yield rel, entry
-
-    def _pages_under(
-        self, folder: str, *, skip: SkipReport, stop: StopSignal
-    ) -> Iterator[list[tuple[str, Entry]]]:
-        """Every object under ``folder`` (a prefix ending with ``/``), a page at a time."""
-        start = len(self.prefix) + 1 if self.prefix else 0
-        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(folder)}
-        with self._bucket.calling(self.url):
-            for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
-                stop.check()
                 found = []
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][start:]
-                    entry = _listed(rel, obj, skip)
-                    if entry is not None:
-                        found.append((rel, entry))
+                    if keep is None or keep(rel):
+                        entry = _listed(rel, obj, skip)
+                        if entry is not None:
+                            found.append((rel, entry))
                 yield found
 
     def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
