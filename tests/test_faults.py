@@ -210,6 +210,42 @@ def test_slow_calls_only_cost_time(case: Case, method: str) -> None:
     case.assert_converged()
 
 
+class _Unavailable(MemoryStorage):
+    """Over the network; its ``publish`` of one path meets ``left`` outages first."""
+
+    def __init__(self, path: str, left: int) -> None:
+        super().__init__()
+        self.caps = replace(self.caps, network=True)
+        self.path, self.left, self.attempts = path, left, 0
+
+    def publish(self, staged: Staged, *, expected: Any, trash: str | None) -> Any:
+        if staged.path == self.path:
+            self.attempts += 1
+            if self.left > 0:
+                self.left -= 1
+                raise unavailable()
+        return super().publish(staged, expected=expected, trash=trash)
+
+
+@pytest.mark.parametrize("failures", [3, 4])
+def test_a_publication_is_tried_four_times_though_its_first_went_in_a_batch(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    """A batch's first attempts go together (``publish_all``); a file whose attempt met
+    a transient error is then tried alone as often as a call alone is: four in all."""
+    monkeypatch.setattr("storsync.runner.retry.RETRY_DELAYS", (0.01, 0.01, 0.01))
+    remote = _Unavailable("f3", failures)
+    for i in range(8):
+        write(pair.local, f"f{i}", str(i))
+    report = pair.sync(remote_storage=remote, transfers=4)
+    assert remote.attempts == 4
+    if failures == 3:
+        assert (report.state, report.pushed) == ("completed", 8)
+    else:  # the storage taken for out after the last attempt
+        assert (report.state, report.pushed) == ("failed", 7)
+        assert pair.sync(remote_storage=remote).pushed == 1
+
+
 def test_slow_transfers_run_in_parallel(pair: Pair) -> None:
     over_the_network = MemoryStorage()  # each call a round trip, worth waiting on in parallel
     over_the_network.caps = replace(over_the_network.caps, network=True)

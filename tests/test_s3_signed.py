@@ -32,7 +32,7 @@ from storsync.model import Entry
 from storsync.storage import endpoints
 from storsync.storage.s3 import S3Storage
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client
-from storsync.storage.s3_signed import EXPECT_CONTINUE, WHOLE_GET, SignedRequests
+from storsync.storage.s3_signed import EXPECT_CONTINUE, WHOLE_GET, Put, SignedRequests
 from tests.conftest import Pair, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import free_port, objects, settings_for, sync_s3
@@ -165,6 +165,30 @@ def test_conditions_refused_by_the_server_are_precondition_failures(
     assert "Contents" not in s3.list_objects_v2(Bucket=s3_server.bucket, Prefix=key)
 
 
+def test_puts_sent_at_once_each_get_their_own_answer_in_their_place(
+    s3: Any, s3_server: SeaweedS3, signed: SignedRequests
+) -> None:
+    """Many PUTs from one thread (libcurl's multi interface), more than go at once: each
+    written as asked or refused alone, the outcomes in the order of the PUTs."""
+    prefix = f"signed/{uuid.uuid4().hex[:12]}"
+    taken = signed.put("taken", f"{prefix}/taken", b"there first", {"If-None-Match": "*"})
+    puts = [Put(f"f{i}", f"{prefix}/f{i}", f"body {i}".encode() * i, {}) for i in range(40)]
+    puts[7] = Put("taken", f"{prefix}/taken", b"mine", {"If-None-Match": "*"})
+    puts[23] = Put("taken", f"{prefix}/taken", b"mine", {"If-Match": '"0123"'})
+    puts[31] = Put("taken", f"{prefix}/taken", b"overwritten", {"If-Match": taken})
+
+    outcomes = signed.put_all(puts, 8)
+
+    assert len(outcomes) == len(puts)
+    for at, (put, outcome) in enumerate(zip(puts, outcomes, strict=True)):
+        if at in (7, 23):
+            assert isinstance(outcome, PreconditionFailed), (at, outcome)
+            continue
+        got = s3.get_object(Bucket=s3_server.bucket, Key=put.key)
+        assert outcome == got["ETag"].strip('"'), at
+        assert got["Body"].read() == put.data, at
+
+
 def test_a_missing_bucket_and_an_absent_server_say_what_botocore_calls_say(
     s3_server: SeaweedS3,
 ) -> None:
@@ -179,6 +203,9 @@ def test_a_missing_bucket_and_an_absent_server_say_what_botocore_calls_say(
 
     nowhere = replace(settings, endpoint=f"http://127.0.0.1:{free_port()}", connect_timeout=2)
     signed_nowhere = SignedRequests(make_client(nowhere), S3Bucket.of(nowhere, "s3://x"))
+    at_once = signed_nowhere.put_all([Put("f", "f", b"x", {}), Put("g", "g", b"y", {})], 2)
+    assert [type(outcome) for outcome in at_once] == [StorageUnavailable] * 2
+    assert all(str(outcome).startswith("cannot reach S3 endpoint http") for outcome in at_once)
     for call in (
         lambda: signed_nowhere.put("f", "f", b"x", {}),
         lambda: signed_nowhere.get("f", "f", {}, 1),
@@ -312,6 +339,9 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._keep()
+        if self.path.endswith("/silent"):
+            time.sleep(5)  # past the client's read timeout
+            return
         # A refused condition, answered before the body: the client that waits for
         # "100 Continue" never sends it.
         self.send_response(412)
@@ -405,6 +435,37 @@ def test_a_handle_keeps_no_body_it_sent(scripted: SignedRequests) -> None:
     with pytest.raises(PreconditionFailed):
         scripted.put("f", "f", data, {})
     assert sys.getrefcount(data) == held
+    (refused,) = scripted.put_all([Put("f", "f", data, {})], 4)
+    assert isinstance(refused, PreconditionFailed)
+    assert sys.getrefcount(data) == held
+
+
+def test_puts_at_once_after_single_requests_and_before_them_are_themselves(
+    scripted: SignedRequests,
+) -> None:
+    """A handle goes from a request of its own to a batch and back: each request as
+    itself, a large body waiting for "100 Continue" in a batch as alone."""
+    assert scripted.head("f", "f", {}) == {"storsync-exec": "1"}
+    puts = [Put("f", "f", b"a", {}), Put("g", "g", bytes(EXPECT_CONTINUE), {})]
+    assert all(isinstance(o, PreconditionFailed) for o in scripted.put_all(puts, 2))
+    assert scripted.get("f", "f", {}, 12)[1].read() == b"chunked body"
+    scripted.delete("f", "f", {})
+    sent = [(seen["method"], seen.get("content-length")) for seen in _Scripted.seen]
+    assert sent[0] == ("HEAD", None) and sent[-2:] == [("GET", None), ("DELETE", None)]
+    assert sorted(sent[1:3]) == [("PUT", "1"), ("PUT", str(EXPECT_CONTINUE))]
+    waited = {seen["content-length"]: seen.get("expect") for seen in _Scripted.seen[1:3]}
+    assert waited == {"1": None, str(EXPECT_CONTINUE): "100-continue"}
+
+
+def test_a_put_left_unanswered_in_a_batch_holds_up_none_of_the_others(
+    scripted: SignedRequests,
+) -> None:
+    began = time.monotonic()
+    silent, refused = scripted.put_all([Put("s", "silent", b"x", {}), Put("f", "f", b"y", {})], 2)
+    assert isinstance(silent, StorageUnavailable)
+    assert str(silent).endswith("did not answer in time")
+    assert isinstance(refused, PreconditionFailed)
+    assert time.monotonic() - began < 4  # the read timeout (1 s) and its slack, not 5 s
 
 
 def test_an_endpoint_behind_a_path_keeps_it_once(scripted_settings: S3Settings) -> None:

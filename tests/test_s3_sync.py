@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from storsync.errors import StorageUnavailable
+from storsync.errors import StorageUnavailable, StorsyncError
 from storsync.model import ConflictPolicy, Entry, Mode, Side, StopSignal, SyncSettings
 from storsync.paths import OWN_DIR
 from storsync.runner.report import Report
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
-from storsync.storage.base import Staged
+from storsync.storage.base import Publication, Staged
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
 from storsync.storage.s3 import META_EXEC, META_HASH, META_MTIME, S3Settings, S3Storage
@@ -687,7 +687,8 @@ class RacingS3(S3Storage):
     """S3 with another writer that changes a chosen object right before storsync writes it.
 
     ``races`` maps a path to the bytes the other writer puts there just before the
-    ``publish`` or ``remove`` of that path (once); ``None`` makes it delete the object.
+    ``publish`` or ``remove`` of that path (once), or before the ``publish_all`` of a batch
+    with it; ``None`` makes it delete the object.
     """
 
     def __init__(self, settings: S3Settings, races: dict[str, bytes | None]) -> None:
@@ -708,6 +709,11 @@ class RacingS3(S3Storage):
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         self._race(staged.path)
         return super().publish(staged, expected=expected, trash=trash)
+
+    def publish_all(self, items: Sequence[Publication], width: int) -> list[Entry | StorsyncError]:
+        for item in items:
+            self._race(item.staged.path)
+        return super().publish_all(items, width)
 
     def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
         self._race(path)

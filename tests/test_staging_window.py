@@ -1,6 +1,6 @@
-"""What a direction's staging may hold at once (runner/transfers.py): a window of files,
-and, past the first file, a budget of bytes, since an S3 destination stages a file of up to
-64 MiB in memory."""
+"""What a direction's staging may hold at once (runner/transfers.py): a batch of files, of
+them a window staged outside memory, and, past the first file, a budget of bytes, since an
+S3 destination stages a file of up to 64 MiB in memory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from storsync.engine.reconcile import Transfer
 from storsync.model import Entry
-from storsync.runner.transfers import Budget, _bounded_map
+from storsync.runner.transfers import BATCH_FILES, Budget, _bounded_map
 
 MiB = 1 << 20
 
@@ -51,9 +51,11 @@ def _run(sizes: list[int], window: int, budget: int, held: Any = _in_memory) -> 
         Transfer(f"f{i}", Entry(size, 0, False, None, None), None) for i, size in enumerate(sizes)
     ]
     got = []
-    for transfer, _outcome in _bounded_map(
-        pool, lambda t: (t, t.source, None), transfers, window, Budget(budget, held)
-    ):
+
+    def stage(transfer: Transfer) -> Future[Any]:
+        return pool.submit(lambda t: (t, t.source, None), transfer)
+
+    for transfer, _outcome in _bounded_map(stage, transfers, window, Budget(budget, held)):
         pool.handed_back(transfer)
         got.append(transfer.path)
     assert got == [t.path for t in transfers]  # every one, in order
@@ -67,8 +69,9 @@ def test_large_files_in_flight_stay_within_the_byte_budget() -> None:
     assert pool.peak_files == 5
 
 
-def test_small_files_fill_the_window_and_a_file_over_the_budget_still_goes() -> None:
-    assert _run([4096] * 200, window=64, budget=256 * MiB).peak_files == 64 + 1
+def test_small_files_in_memory_fill_a_batch_and_a_file_over_the_budget_still_goes() -> None:
+    # The next batch staged while one is published: the window counts no file in memory.
+    assert _run([4096] * 3000, window=64, budget=256 * MiB).peak_files == BATCH_FILES + 1
     over = _run([10, 300 * MiB, 10, 10], window=64, budget=256 * MiB)
     # Alone in flight (the one before it handed over), then handed over while the two
     # small ones after it are staged.
@@ -78,3 +81,6 @@ def test_small_files_fill_the_window_and_a_file_over_the_budget_still_goes() -> 
 def test_files_staged_where_they_are_written_are_counted_by_the_window_alone() -> None:
     # A local destination's partial file, an S3 multipart upload: nothing held in memory.
     assert _run([60 * MiB] * 20, window=8, budget=256 * MiB, held=lambda _: 0).peak_files == 9
+    # Empty ones hold nothing anywhere.
+    empty = _run([0] * 3000, window=8, budget=256 * MiB, held=lambda _: 0)
+    assert empty.peak_files == BATCH_FILES + 1

@@ -21,11 +21,24 @@ class Retry:
 
     def __call__(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``call``, again after each retryable StorageError while delays are left."""
-        for delay in (*RETRY_DELAYS, None):
+        try:
+            return call(*args, **kwargs)
+        except StorageError as exc:
+            if not exc.retryable:
+                raise
+            return self.again(exc, call, *args, **kwargs)
+
+    def again(
+        self, failed: StorageError, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``call`` after a first attempt made elsewhere failed with the retryable
+        ``failed``: the attempts ``__call__`` makes after its first."""
+        for delay in RETRY_DELAYS:
+            self._clock.sleep(delay)
             try:
                 return call(*args, **kwargs)
             except StorageError as exc:
-                if not exc.retryable or delay is None:
+                if not exc.retryable:
                     raise
-            self._clock.sleep(delay)
-        raise AssertionError("unreachable")
+                failed = exc
+        raise failed

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from storsync.errors import StorsyncError
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import within
 
@@ -65,6 +67,16 @@ class Staged:
     hash: str
     size: int
     token: object  # what the storage needs to publish or discard it
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """A staged version to publish, what must be at its path now (None: nothing), and the
+    trash folder the replaced version goes to (None: none)."""
+
+    staged: Staged
+    expected: Entry | None
+    trash: str | None
 
 
 class Storage(ABC):
@@ -154,6 +166,11 @@ class Storage(ABC):
         it is staged where it is written)."""
         return 0
 
+    def stages_locally(self, size: int) -> bool:
+        """Whether staging a file of ``size`` here waits on no network: then a thread a
+        core stages as fast as more would."""
+        return not self.caps.network
+
     @abstractmethod
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         """Make a staged version visible at its path.
@@ -161,6 +178,23 @@ class Storage(ABC):
         ``expected`` is what must be there now (None: nothing); otherwise PreconditionFailed.
         The replaced version goes to the trash folder ``trash`` unless it is None.
         """
+
+    def publish_all(self, items: Sequence[Publication], width: int) -> list[Entry | StorsyncError]:
+        """``publish`` tried once for each of ``items``, up to ``width`` at once where the
+        storage is over a network: in their order, each the entry written or the error.
+        This one gives each its own thread; a storage that sends many requests from one
+        thread does so."""
+
+        def one(item: Publication) -> Entry | StorsyncError:
+            try:
+                return self.publish(item.staged, expected=item.expected, trash=item.trash)
+            except StorsyncError as exc:
+                return exc
+
+        if not self.caps.network or width < 2 or len(items) < 2:
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(min(width, len(items))) as pool:
+            return list(pool.map(one, items))
 
     @abstractmethod
     def discard(self, staged: Staged) -> None:

@@ -70,6 +70,9 @@ class FaultyStorage(Storage):
     def staged_in_memory(self, size: int) -> int:
         return self.inner.staged_in_memory(size)
 
+    def stages_locally(self, size: int) -> bool:
+        return self.inner.stages_locally(size)
+
     def stage(
         self, path: str, source: Source, *, size: int, mtime_ns: int, executable: bool
     ) -> Staged:

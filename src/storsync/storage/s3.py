@@ -21,7 +21,6 @@ import functools
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from storsync.clock import Clock, SystemClock, utc_datetime
@@ -30,17 +29,19 @@ from storsync.errors import (
     ListingOutOfOrder,
     PermanentStorageError,
     PreconditionFailed,
+    StorsyncError,
 )
 from storsync.model import Capabilities, Entry, StopSignal
-from storsync.paths import OWN_DIR, is_own, normalize, refusal
+from storsync.paths import OWN_DIR, is_own
 from storsync.storage import s3_listing
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
+from storsync.storage.base import Publication, Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import CHUNK, new_hasher
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client, unquote_etag
+from storsync.storage.s3_entries import listed_entry, nanoseconds, no_skips
 from storsync.storage.s3_folders import Folder, folder_walk
 from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
 from storsync.storage.s3_seaweed import drop_empty_folders
-from storsync.storage.s3_signed import SignedRequests
+from storsync.storage.s3_signed import Put, SignedRequests
 from storsync.storage.s3_split import split_walk
 
 __all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
@@ -61,33 +62,6 @@ META_EXEC = "storsync-exec"
 
 def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-
-
-def _listed(rel: str, obj: dict[str, Any], skip: SkipReport) -> Entry | None:
-    """The file a listed object is, or None: storsync's own, a folder marker, or a name
-    refused (with a log item)."""
-    if is_own(rel):
-        return None
-    if rel.endswith("/"):
-        if obj["Size"]:
-            skip(rel, "an object whose name ends with '/' is not a file")
-        return None  # a folder marker made by another tool
-    reason = refusal(rel)
-    if reason is None and normalize(rel) != rel:
-        reason = "name is not in Unicode NFC"
-    if reason:
-        skip(rel, reason)
-        return None
-    mtime = _ns(obj["LastModified"])
-    return Entry(obj["Size"], mtime, False, None, unquote_etag(obj["ETag"]))
-
-
-def _no_skips(path: str, reason: str) -> None:
-    """A probe's keys are not read: it skips none."""
-
-
-def _ns(when: datetime) -> int:
-    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
 
 
 def _metadata(mtime_ns: int, executable: bool, digest: str | None) -> dict[str, str]:
@@ -262,7 +236,7 @@ class S3Storage(Storage):
         """The listing's pages hashed as they come, none of their keys parsed: a tenth of
         the client CPU of a scan."""
         with s3_listing.digesting(keys=False) as digest:
-            for _ in self._objects("", _no_skips, stop):
+            for _ in self._objects("", no_skips, stop):
                 pass
         return digest.hexdigest()
 
@@ -306,7 +280,7 @@ class S3Storage(Storage):
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][start:]
                     if keep is None or keep(rel):
-                        entry = _listed(rel, obj, skip)
+                        entry = listed_entry(rel, obj, skip)
                         if entry is not None:
                             found.append((rel, entry))
                 yield found
@@ -328,7 +302,7 @@ class S3Storage(Storage):
                 stop.check()
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][start:]
-                    entry = _listed(rel, obj, skip)
+                    entry = listed_entry(rel, obj, skip)
                     if entry is not None:
                         objects.append((rel, entry))
                 for sub in page.get("CommonPrefixes", ()):
@@ -355,7 +329,7 @@ class S3Storage(Storage):
         mtime = meta.get(META_MTIME, "")
         return Entry(
             head["ContentLength"],
-            int(mtime) if mtime.isdigit() else _ns(head["LastModified"]),
+            int(mtime) if mtime.isdigit() else nanoseconds(head["LastModified"]),
             meta.get(META_EXEC) == "1",
             None,
             unquote_etag(head["ETag"]),
@@ -439,6 +413,9 @@ class S3Storage(Storage):
     def staged_in_memory(self, size: int) -> int:
         return size if size <= MULTIPART_THRESHOLD else 0  # a multipart upload is sent
 
+    def stages_locally(self, size: int) -> bool:
+        return size <= MULTIPART_THRESHOLD  # a larger file's parts are sent as it is read
+
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         path, token = staged.path, staged.token
         bucket, key = self.settings.bucket, self._key(path)
@@ -447,13 +424,8 @@ class S3Storage(Storage):
 
         def write() -> str:
             if isinstance(token, _Buffered):
-                headers = _headers(_metadata(token.mtime_ns, token.executable, staged.hash))
-                headers["Content-MD5"] = _md5_b64(token.data)
-                if expected is None:
-                    headers["If-None-Match"] = "*"
-                else:
-                    headers["If-Match"] = expected.etag or ""
-                return self._signed.put(path, key, token.data, headers)
+                put = self._put(staged, expected)
+                return self._signed.put(put.path, put.key, put.data, put.headers)
             assert isinstance(token, Multipart)
             condition = (
                 {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag or ""}
@@ -472,17 +444,74 @@ class S3Storage(Storage):
         assert isinstance(token, _Buffered | Multipart)
         return Entry(staged.size, token.mtime_ns, token.executable, None, etag, staged.hash)
 
+    def publish_all(self, items: Sequence[Publication], width: int) -> list[Entry | StorsyncError]:
+        """The PUTs of small files (with no replaced version to copy to a trash first)
+        sent at once from this thread, through libcurl: a thread each cost two switches
+        of threads a file. The others as ``Storage.publish_all`` publishes them."""
+        direct = [
+            at
+            for at, item in enumerate(items)
+            if isinstance(item.staged.token, _Buffered)
+            and (item.trash is None or item.expected is None)
+        ]
+        alone = sorted(set(range(len(items))) - set(direct))
+        others = super().publish_all([items[at] for at in alone], width)
+        outcomes = dict(zip(alone, others, strict=True))
+        puts = [self._put(items[at].staged, items[at].expected) for at in direct]
+        sent = self._signed.put_all(puts, width)
+        for at, put, etag in zip(direct, puts, sent, strict=True):
+            outcomes[at] = self._put_outcome(items[at], put, etag)
+        return [outcomes[at] for at in range(len(items))]
+
+    def _put(self, staged: Staged, expected: Entry | None) -> Put:
+        """The conditional PUT of a small staged file."""
+        token = staged.token
+        assert isinstance(token, _Buffered)
+        headers = _headers(_metadata(token.mtime_ns, token.executable, staged.hash))
+        headers["Content-MD5"] = _md5_b64(token.data)
+        if expected is None:
+            headers["If-None-Match"] = "*"
+        else:
+            headers["If-Match"] = expected.etag or ""
+        return Put(staged.path, self._key(staged.path), token.data, headers)
+
+    def _put_outcome(
+        self, item: Publication, put: Put, sent: str | StorsyncError
+    ) -> Entry | StorsyncError:
+        """What ``put`` of ``item`` came to, once a creation refused for empty folders in
+        the way was made again (``_created``)."""
+        staged = item.staged
+        assert isinstance(staged.token, _Buffered)
+        if isinstance(sent, PreconditionFailed) and item.expected is None:
+            try:
+                sent = self._created_again(
+                    staged.path,
+                    sent,
+                    lambda: self._signed.put(put.path, put.key, put.data, put.headers),
+                )
+            except StorsyncError as exc:
+                sent = exc
+        if isinstance(sent, StorsyncError):
+            return sent
+        token = staged.token
+        return Entry(staged.size, token.mtime_ns, token.executable, None, sent, staged.hash)
+
     def _created(self, path: str, create: Callable[[], str]) -> str:
         """``create`` (a write under ``If-None-Match: *``), made again once when only
         empty folders of that name were in the way (SeaweedFS: s3_seaweed)."""
         try:
             return create()
-        except PreconditionFailed:
-            if self.stat(path) is not None or not drop_empty_folders(
-                self._client, self._bucket, self._key(path), path
-            ):
-                raise
-            return create()
+        except PreconditionFailed as refused:
+            return self._created_again(path, refused, create)
+
+    def _created_again(
+        self, path: str, refused: PreconditionFailed, create: Callable[[], str]
+    ) -> str:
+        if self.stat(path) is not None or not drop_empty_folders(
+            self._client, self._bucket, self._key(path), path
+        ):
+            raise refused
+        return create()
 
     def discard(self, staged: Staged) -> None:
         if isinstance(staged.token, Multipart):
@@ -545,7 +574,7 @@ class S3Storage(Storage):
                 {"Key": obj["Key"]}
                 for page in self._client.get_paginator("list_objects_v2").paginate(**listing)
                 for obj in page.get("Contents", ())
-                if _ns(obj["LastModified"]) < older_than_ns
+                if nanoseconds(obj["LastModified"]) < older_than_ns
             ]
             for i in range(0, len(stale), 1000):
                 self._client.delete_objects(

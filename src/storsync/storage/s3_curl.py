@@ -15,10 +15,11 @@ knows S3: the answer's status, headers and body go back to ``s3_signed``, which 
 from __future__ import annotations
 
 import io
+import itertools
 import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pycurl
@@ -104,6 +105,55 @@ class Connection:
     resolve: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: Sequence[str]  # "Name: value" lines
+    body: bytes | None  # None: none sent (a HEAD sends none either)
+    limit: int = ANSWER_LIMIT  # the most the answer's body may hold: else ``Oversized``
+    waits: bool = False  # whether the body waits for the server's "100 Continue"
+
+
+class _Exchange:
+    """One request set on a handle, and what its answer has brought so far."""
+
+    def __init__(self, handle: pycurl.Curl, request: Request) -> None:
+        self.handle = handle
+        self._sent_body = bool(request.body)
+        self._lines: list[bytes] = []
+        self._received = io.BytesIO()
+        # Options stay on a handle from one request to the next: each request sets all
+        # those a request of another verb may have set, rather than a reset and the
+        # connection's options again (16 calls a request).
+        handle.setopt(pycurl.URL, request.url)
+        handle.setopt(pycurl.MAXFILESIZE, request.limit)
+        # libcurl would add a form's content type to a body, and its own Expect header
+        # from 1 MiB: the request says whether it waits for "100 Continue".
+        expect = "Expect: 100-continue" if request.waits else "Expect:"
+        handle.setopt(pycurl.HTTPHEADER, [*request.headers, "Content-Type:", expect])
+        if request.body is None:
+            handle.setopt(pycurl.HTTPGET, 1)  # the last request's body, forgotten
+        handle.setopt(pycurl.NOBODY, 1 if request.method == "HEAD" else 0)
+        if request.body is not None:
+            handle.setopt(pycurl.POSTFIELDS, request.body)
+        handle.setopt(pycurl.CUSTOMREQUEST, request.method)
+        handle.setopt(pycurl.HEADERFUNCTION, self._lines.append)
+        handle.setopt(pycurl.WRITEDATA, self._received)
+
+    def answer(self) -> Answer:
+        status = self.handle.getinfo(pycurl.RESPONSE_CODE)
+        return Answer(status, _head(self._lines), self._received.getvalue())
+
+    def release(self) -> pycurl.Curl:
+        """The handle, its request over."""
+        if self._sent_body:
+            # The handle holds the body it sent till it is given another: an idle
+            # handle would keep up to 64 MiB alive, outside what staging counts.
+            self.handle.setopt(pycurl.POSTFIELDS, b"")
+        return self.handle
+
+
 class CurlPool:
     """Handles for requests from any number of threads, one thread to a handle at once."""
 
@@ -112,26 +162,78 @@ class CurlPool:
         self._idle: queue.SimpleQueue[pycurl.Curl] = queue.SimpleQueue()
         self._made: list[pycurl.Curl] = []
         self._lock = threading.Lock()
+        # Requests sent at once go through one multi handle, which keeps their
+        # connections alive from one batch to the next: one batch at a time.
+        self._multi = pycurl.CurlMulti()
+        self._batch = threading.Lock()
 
-    def send(
-        self,
-        method: str,
-        url: str,
-        headers: Sequence[str],
-        body: bytes | None,
-        limit: int = ANSWER_LIMIT,
-    ) -> Answer:
-        """The answer to one request, its body read whole: ``Oversized`` past ``limit``
-        bytes. ``body`` None sends none (a HEAD sends none either)."""
+    def send(self, request: Request) -> Answer:
+        """The answer to ``request``, its body read whole: ``Oversized`` past its limit,
+        ``Unanswered`` without an answer."""
         handle = self._take()
+        exchange = _Exchange(handle, request)
         try:
-            return self._exchange(handle, method, url, headers, body, limit)
+            handle.perform()
+        except pycurl.error as exc:
+            raise self._failed(exc.args) from None
         finally:
-            self._idle.put(handle)
+            self._idle.put(exchange.release())
+        return exchange.answer()
+
+    def send_all(self, requests: Sequence[Request], width: int) -> list[Answer | Exception]:
+        """The answers to ``requests`` in their order, sent from this thread at most
+        ``width`` at once (libcurl's multi interface), each an ``Answer``, ``Oversized``
+        or ``Unanswered``: a thread a request would cost two switches of threads each."""
+        with self._batch:
+            outcomes: dict[int, Answer | Exception] = {}
+            self._run(self._multi, enumerate(requests), width, outcomes)
+        return [outcomes[at] for at in range(len(requests))]
+
+    def _run(
+        self,
+        multi: pycurl.CurlMulti,
+        waiting: Iterator[tuple[int, Request]],
+        width: int,
+        outcomes: dict[int, Answer | Exception],
+    ) -> None:
+        running: dict[int, tuple[int, _Exchange]] = {}  # by the handle's id
+
+        def fill() -> None:
+            for at, request in itertools.islice(waiting, width - len(running)):
+                exchange = _Exchange(self._take(), request)
+                running[id(exchange.handle)] = (at, exchange)
+                multi.add_handle(exchange.handle)
+
+        def end(handle: pycurl.Curl, failure: tuple[int, str] | None) -> None:
+            at, exchange = running.pop(id(handle))
+            multi.remove_handle(handle)
+            outcomes[at] = exchange.answer() if failure is None else self._failed(failure)
+            self._idle.put(exchange.release())
+
+        try:
+            fill()
+            while running:
+                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
+                queued = 1
+                while queued:
+                    queued, done, failed = multi.info_read()
+                    for handle in done:
+                        end(handle, None)
+                    for handle, code, message in failed:
+                        end(handle, (code, message))
+                fill()
+                if running:
+                    multi.select(1.0)
+        finally:  # an exception of this thread's: no request left half sent
+            for _, exchange in running.values():
+                multi.remove_handle(exchange.handle)
+                self._idle.put(exchange.release())
 
     def close(self) -> None:
-        with self._lock:
+        with self._batch, self._lock:
             made, self._made = self._made, []
+            self._multi.close()
         for handle in made:
             handle.close()
 
@@ -145,48 +247,10 @@ class CurlPool:
                 self._made.append(handle)
             return handle
 
-    def _exchange(
-        self,
-        handle: pycurl.Curl,
-        method: str,
-        url: str,
-        headers: Sequence[str],
-        body: bytes | None,
-        limit: int,
-    ) -> Answer:
-        # Options stay on a handle from one request to the next: each request sets all
-        # those a request of another verb may have set, rather than a reset and the
-        # connection's options again (16 calls a request).
-        handle.setopt(pycurl.URL, url)
-        handle.setopt(pycurl.MAXFILESIZE, limit)
-        # libcurl would add a form's content type to a body, and its own Expect header
-        # from 1 MiB: the request says whether it waits for "100 Continue".
-        sent = [*headers, "Content-Type:"]
-        if not any(line[:7].lower() == "expect:" for line in headers):
-            sent.append("Expect:")
-        handle.setopt(pycurl.HTTPHEADER, sent)
-        if body is None:
-            handle.setopt(pycurl.HTTPGET, 1)  # the last request's body, forgotten
-        handle.setopt(pycurl.NOBODY, 1 if method == "HEAD" else 0)
-        if body is not None:
-            handle.setopt(pycurl.POSTFIELDS, body)
-        handle.setopt(pycurl.CUSTOMREQUEST, method)
-        lines: list[bytes] = []
-        handle.setopt(pycurl.HEADERFUNCTION, lines.append)
-        received = io.BytesIO()
-        handle.setopt(pycurl.WRITEDATA, received)
-        try:
-            handle.perform()
-        except pycurl.error as exc:
-            if exc.args[0] == pycurl.E_FILESIZE_EXCEEDED:
-                raise Oversized() from None
-            raise _unanswered(exc, self._connection.proxy is not None) from None
-        finally:
-            if body:
-                # The handle holds the body it sent till it is given another: an idle
-                # handle would keep up to 64 MiB alive, outside what staging counts.
-                handle.setopt(pycurl.POSTFIELDS, b"")
-        return Answer(handle.getinfo(pycurl.RESPONSE_CODE), _head(lines), received.getvalue())
+    def _failed(self, args: tuple[object, ...]) -> Exception:
+        if args and args[0] == pycurl.E_FILESIZE_EXCEEDED:
+            return Oversized()
+        return _unanswered(args, self._connection.proxy is not None)
 
     def _connect(self, handle: pycurl.Curl) -> None:
         at = self._connection
@@ -218,17 +282,20 @@ class CurlPool:
 
 def _head(lines: list[bytes]) -> bytes:
     """The header lines of the last answer received: a "100 Continue" comes before it,
-    and a proxy's answer to CONNECT before that."""
-    for at in range(len(lines) - 1, -1, -1):
-        if lines[at].startswith(b"HTTP/"):
-            return b"".join(lines[at + 1 :])
-    return b"".join(lines)
+    and a proxy's answer to CONNECT before that. A status line is the only line that
+    starts with "HTTP/" (a header's name has no "/")."""
+    received = b"".join(lines)
+    last = received.rfind(b"\nHTTP/") + 1  # 0: the first line, or no status line
+    if not received.startswith(b"HTTP/", last):
+        return received
+    end = received.find(b"\n", last)
+    return b"" if end < 0 else received[end + 1 :]
 
 
-def _unanswered(exc: pycurl.error, proxied: bool) -> Unanswered:
-    if len(exc.args) != 2:  # an option refused, not a transfer's failure
-        return Unanswered(NoAnswer.OTHER, str(exc))
-    code, detail = exc.args
+def _unanswered(args: tuple[object, ...], proxied: bool) -> Unanswered:
+    if len(args) != 2:  # an option refused, not a transfer's failure
+        return Unanswered(NoAnswer.OTHER, str(args))
+    code, detail = args[0], str(args[1])
     if code == pycurl.E_COULDNT_RESOLVE_PROXY or (proxied and code in _CONNECT_FAILED):
         return Unanswered(NoAnswer.PROXY, detail)
     if code in _CONNECT_FAILED:

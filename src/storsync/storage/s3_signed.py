@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from storsync.clock import SystemClock, utc_datetime
-from storsync.errors import ChangedError
+from storsync.errors import ChangedError, StorsyncError
 from storsync.storage import endpoints
 from storsync.storage.s3_client import NoAnswer, S3Bucket, unquote_etag
 from storsync.storage.s3_curl import (
@@ -32,12 +33,12 @@ from storsync.storage.s3_curl import (
     Connection,
     CurlPool,
     Oversized,
+    Request,
     Unanswered,
 )
 from storsync.storage.s3_sigv4 import SigV4, host_of
 
-# botocore asks the server before sending a body of this size (Expect: 100-continue),
-# so a refused condition does not cost the upload of the bytes.
+# botocore asks the server before sending a body of this size (Expect: 100-continue).
 EXPECT_CONTINUE = 1 << 20
 # An object up to this size is read whole in one exchange; a larger one streamed.
 WHOLE_GET = 1 << 20
@@ -46,11 +47,22 @@ _META = "x-amz-meta-"
 _CODE = re.compile(rb"<Code>([^<]*)</Code>")
 
 
+@dataclass(frozen=True)
+class Put:
+    """A PUT of ``data`` as ``key`` (``path``'s) with ``headers``."""
+
+    path: str
+    key: str
+    data: bytes
+    headers: Mapping[str, str]
+
+
 class SignedRequests:
     """PUT, GET, HEAD, DELETE and the server-side copy of one object of ``bucket`` through
     ``client``'s pool."""
 
     def __init__(self, client: Any, bucket: S3Bucket) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
         from botocore.utils import percent_encode
 
         meta = client.meta
@@ -64,6 +76,9 @@ class SignedRequests:
         self._path = f"{parts.path}/{percent_encode(bucket.name)}/"
         self._signer = SigV4(host_of(endpoint), meta.region_name)
         self._wall = SystemClock()
+        self._second = (0, utc_datetime(0))  # the last second a request was signed in
+        self._no_credentials = NoCredentialsError
+        self._botocore_errors = (BotoCoreError, ClientError)
         # Two attributes botocore keeps to itself: the pool its own calls go through and
         # the credentials it signs them with (refreshed as its own calls refresh them).
         self._http = client._endpoint.http_session
@@ -72,11 +87,28 @@ class SignedRequests:
 
     def put(self, path: str, key: str, data: bytes, headers: Mapping[str, str]) -> str:
         """Write ``data`` as ``key``; the ETag of the object written."""
-        sent = dict(headers)
-        if len(data) >= EXPECT_CONTINUE:
-            sent["Expect"] = "100-continue"
-        answer = self._exchange(path, "PUT", key, sent, data)
+        answer = self._exchange(path, "PUT", key, dict(headers), data)
         return unquote_etag(answer.etag() or "")
+
+    def put_all(self, puts: Sequence[Put], width: int) -> list[str | StorsyncError]:
+        """Each of ``puts`` sent once, up to ``width`` at once from this thread: in their
+        order, the ETag of each object written or the error ``put`` would raise."""
+        requests: dict[int, Request] = {}
+        outcomes: dict[int, str | StorsyncError] = {}
+        for at, put in enumerate(puts):
+            try:
+                headers = dict(put.headers)
+                requests[at] = self._request(put.path, "PUT", put.key, headers, put.data)
+            except StorsyncError as exc:  # no credentials to sign it with
+                outcomes[at] = exc.with_traceback(None)  # its frames hold the batch
+        answers = self._curl.send_all(list(requests.values()), width)
+        for (at, request), answer in zip(requests.items(), answers, strict=True):
+            try:
+                written = self._answered(puts[at].path, request, answer)
+                outcomes[at] = unquote_etag(written.etag() or "")
+            except StorsyncError as exc:
+                outcomes[at] = exc.with_traceback(None)
+        return [outcomes[at] for at in range(len(puts))]
 
     def get(
         self, path: str, key: str, headers: Mapping[str, str], size: int
@@ -146,18 +178,43 @@ class SignedRequests:
     ) -> Answer:
         """The answer of a success through libcurl, its body read whole (``Oversized``
         past ``limit``)."""
+        request = self._request(path, method, key, headers, data, limit)
+        try:
+            answer: Answer | Exception = self._curl.send(request)
+        except (Unanswered, Oversized) as exc:
+            answer = exc
+        return self._answered(path, request, answer)
+
+    def _request(
+        self,
+        path: str,
+        method: str,
+        key: str,
+        headers: dict[str, str],
+        data: bytes | None,
+        limit: int = ANSWER_LIMIT,
+    ) -> Request:
         path_sent, signed = self._signed(path, method, key, headers)
         lines = [f"{name}: {value}" for name, value in signed.items()]
-        try:
-            answer = self._curl.send(method, self._origin + path_sent, lines, data, limit)
-        except Unanswered as exc:
-            raise self._bucket.unanswered(exc.kind, exc.detail) from None
-        except Oversized:
-            if method == "GET":
-                raise
+        # botocore asks before sending a large body, so that a refused condition does
+        # not cost its upload.
+        waits = data is not None and len(data) >= EXPECT_CONTINUE
+        return Request(method, self._origin + path_sent, lines, data, limit, waits)
+
+    def _answered(self, path: str, request: Request, answer: Answer | Exception) -> Answer:
+        """``answer`` if a success; else what it means, raised: a refusal or no answer as
+        botocore's calls say them, ``Oversized`` for a GET's body past its limit."""
+        if isinstance(answer, Unanswered):
+            raise self._bucket.unanswered(answer.kind, answer.detail)
+        if isinstance(answer, Oversized):
+            if request.method == "GET":
+                raise answer
             raise self._bucket.unanswered(
-                NoAnswer.OTHER, f"an answer to a {method} longer than {limit} bytes"
-            ) from None
+                NoAnswer.OTHER,
+                f"an answer to a {request.method} longer than {request.limit} bytes",
+            )
+        if isinstance(answer, Exception):
+            raise answer
         if answer.status >= 300:
             raise self._refused(path, answer.status, answer.body)
         return answer
@@ -180,17 +237,23 @@ class SignedRequests:
         self, path: str, method: str, key: str, headers: dict[str, str]
     ) -> tuple[str, dict[str, str]]:
         """The path of ``key`` as sent, and ``headers`` with the signature's."""
-        from botocore.exceptions import NoCredentialsError
-
         path_sent = self._path + self._encode(key, safe="/~")
-        with self._bucket.calling(path):
+        # Not in ``calling``: its context manager cost as much as the rest of a request's
+        # Python here; refreshed credentials may fail as botocore's calls fail.
+        try:
             if self._credentials is None:
-                raise NoCredentialsError()
+                raise self._no_credentials()
             frozen = self._credentials.get_frozen_credentials()
+        except self._botocore_errors as exc:
+            raise self._bucket.error(exc, path) from exc
         credentials = (frozen.access_key, frozen.secret_key, frozen.token)
         # The machine's time, whatever clock a session runs on: a server refuses a
-        # request dated 15 minutes away from its own.
-        now = utc_datetime(self._wall.now_ns())
+        # request dated 15 minutes away from its own. Signatures count whole seconds.
+        second = self._wall.now_ns() // 1_000_000_000
+        kept_second, now = self._second
+        if second != kept_second:
+            now = utc_datetime(second * 1_000_000_000)
+            self._second = (second, now)  # one assignment: safe across threads
         return path_sent, self._signer.sign(method, path_sent, headers, credentials, now)
 
     def _refused(self, path: str, status: int, body: bytes) -> Exception:

@@ -42,6 +42,14 @@ class SigV4:
         self._host = host
         self._region = region
         self._key: tuple[str, str, bytes] = ("", "", b"")  # (secret, date, key)
+        self._stamped: tuple[datetime | None, str] = (None, "")  # the last ``now``'s
+
+    def _stamp(self, now: datetime) -> str:
+        kept, stamp = self._stamped
+        if kept != now:
+            stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            self._stamped = (now, stamp)  # one assignment: safe across threads
+        return stamp
 
     def sign(
         self,
@@ -55,7 +63,7 @@ class SigV4:
         ``path`` as sent (percent-encoded: S3 signs it unnormalized), no query string;
         ``credentials`` the access key, the secret key and the session token."""
         access_key, secret_key, token = credentials
-        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        stamp = self._stamp(now)
         signed = {**headers, "X-Amz-Date": stamp, "X-Amz-Content-SHA256": UNSIGNED_PAYLOAD}
         if token:
             signed["X-Amz-Security-Token"] = token
@@ -71,7 +79,7 @@ class SigV4:
                 method,
                 path,
                 "",
-                "".join(f"{name}:{canonical[name]}\n" for name in names),
+                "".join([f"{name}:{canonical[name]}\n" for name in names]),
                 signed_names,
                 UNSIGNED_PAYLOAD,
             )
