@@ -22,7 +22,7 @@ from storsync.clock import SystemClock
 from storsync.errors import PermanentStorageError, StorageError, StorageUnavailable
 from storsync.model import StopSignal, SyncSettings
 from storsync.runner.report import Report
-from storsync.runner.retry import RETRY_DELAYS
+from storsync.runner.retry import RETRY_DELAYS, Retry
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Source, Staged, Storage, chunks
@@ -227,12 +227,55 @@ class _Unavailable(MemoryStorage):
         return super().publish(staged, expected=expected, trash=trash)
 
 
+class _Sleeps:
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def test_a_batch_is_retried_together_each_item_as_often_as_a_call_alone() -> None:
+    """``Retry.each``: the items that met a transient error go again together after
+    each delay (a delay a round, not one an item: a thousand throttled PUTs do not wait
+    a thousand times); a refusal is not tried again."""
+    clock = _Sleeps()
+    left = {"ok": 0, "twice": 2, "always": 99, "refused": 0}
+    tried: list[list[str]] = []
+
+    def call(items: list[str]) -> list[str | StorageError]:
+        tried.append(items)
+        outcomes: list[str | StorageError] = []
+        for item in items:
+            if item == "refused":
+                outcomes.append(refused())
+            elif left[item] > 0:
+                left[item] -= 1
+                outcomes.append(unavailable())
+            else:
+                outcomes.append(f"{item} done")
+        return outcomes
+
+    outcomes = Retry(clock).each(call, list(left))
+    assert outcomes[:2] == ["ok done", "twice done"]
+    assert isinstance(outcomes[2], StorageUnavailable) and isinstance(
+        outcomes[3], PermanentStorageError
+    )
+    assert tried == [
+        ["ok", "twice", "always", "refused"],
+        ["twice", "always"],
+        ["twice", "always"],
+        ["always"],
+    ]
+    assert clock.slept == list(RETRY_DELAYS)
+
+
 @pytest.mark.parametrize("failures", [3, 4])
 def test_a_publication_is_tried_four_times_though_its_first_went_in_a_batch(
     pair: Pair, monkeypatch: pytest.MonkeyPatch, failures: int
 ) -> None:
-    """A batch's first attempts go together (``publish_all``); a file whose attempt met
-    a transient error is then tried alone as often as a call alone is: four in all."""
+    """A batch's attempts go together (``publish_all``); a file whose attempt met a
+    transient error is tried as often as a call alone is: four in all."""
     monkeypatch.setattr("storsync.runner.retry.RETRY_DELAYS", (0.01, 0.01, 0.01))
     remote = _Unavailable("f3", failures)
     for i in range(8):

@@ -1,7 +1,7 @@
 """A batch of S3 publications sent at once (``S3Storage.publish_all``: the PUTs of small
 files from one thread through libcurl's multi interface), on the real SeaweedFS: each
 publication as ``publish`` alone makes it, refused alone, whatever else the batch holds;
-and a session whose PUT meets a transient failure tries it again alone."""
+and a session whose PUT meets a transient failure tries it again."""
 
 from __future__ import annotations
 
@@ -122,11 +122,11 @@ def test_a_batch_is_published_as_one_by_one_each_refused_alone(
         storage.close()
 
 
-def test_a_put_that_fails_once_in_a_batch_is_tried_again_alone(
+def test_a_put_that_fails_once_in_a_batch_is_tried_again(
     s3_server: SeaweedS3, pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No connection for one PUT of the first batch: the session sends that one again
-    (with the retry's delays) and completes."""
+    (after the retry's first delay) and completes."""
     send_all = s3_curl.CurlPool.send_all
     failed: list[str] = []
 

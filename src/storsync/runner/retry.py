@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar
 
 from storsync.clock import Clock
 from storsync.errors import StorageError
 
 T = TypeVar("T")
+R = TypeVar("R")
 P = ParamSpec("P")
 
 # Read at each call (not bound at import), so that a test can shorten it.
@@ -21,24 +22,29 @@ class Retry:
 
     def __call__(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``call``, again after each retryable StorageError while delays are left."""
-        try:
-            return call(*args, **kwargs)
-        except StorageError as exc:
-            if not exc.retryable:
-                raise
-            return self.again(exc, call, *args, **kwargs)
-
-    def again(
-        self, failed: StorageError, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """``call`` after a first attempt made elsewhere failed with the retryable
-        ``failed``: the attempts ``__call__`` makes after its first."""
-        for delay in RETRY_DELAYS:
-            self._clock.sleep(delay)
+        for delay in (*RETRY_DELAYS, None):
             try:
                 return call(*args, **kwargs)
             except StorageError as exc:
-                if not exc.retryable:
+                if not exc.retryable or delay is None:
                     raise
-                failed = exc
-        raise failed
+            self._clock.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def each(self, call: Callable[[list[T]], Sequence[R]], items: list[T]) -> list[R]:
+        """``call`` over ``items`` (an outcome each, a value or an error), then over those
+        whose outcome is a retryable StorageError, together, again after each delay: each
+        item tried as often as a call alone, and none waits for another's delays."""
+        outcomes = list(call(items))
+        for delay in RETRY_DELAYS:
+            again = [at for at, outcome in enumerate(outcomes) if _retryable(outcome)]
+            if not again:
+                break
+            self._clock.sleep(delay)
+            for at, outcome in zip(again, call([items[at] for at in again]), strict=True):
+                outcomes[at] = outcome
+        return outcomes
+
+
+def _retryable(outcome: object) -> bool:
+    return isinstance(outcome, StorageError) and outcome.retryable

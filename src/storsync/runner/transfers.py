@@ -18,7 +18,7 @@ from storsync.errors import ChangedError, StorageError, StorsyncError
 from storsync.model import BaseEntry, Entry, LogKind, Side
 from storsync.runner.bandwidth import Throttle
 from storsync.runner.context import SessionContext
-from storsync.storage.base import Publication, Source, Staged, Storage
+from storsync.storage.base import Publication, Source, Staged
 
 V = TypeVar("V")
 Done = tuple[Transfer, Entry, Staged]  # the transfer, the source as read, what was staged
@@ -138,11 +138,18 @@ def _publish(ctx: SessionContext, side: Side, batch: list[Done], width: int) -> 
         Publication(staged, transfer.target, ctx.trash if transfer.keep_replaced else None)
         for transfer, _, staged in batch
     ]
-    firsts = dst.publish_all(items, width)
+    outcomes = ctx.retry.each(lambda some: dst.publish_all(some, width), items)
+    # Files the storage still failed for an outage after the retries wait for the next
+    # session, their staged versions kept (an unfinished multipart upload is resumed
+    # from its parts, local partial files are dropped at the next start); any other
+    # failure's staged version is dropped.
     down: list[StorsyncError] = []
-    outcomes = [
-        _settled(ctx, dst, item, first, down) for item, first in zip(items, firsts, strict=True)
-    ]
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, StorsyncError):
+            if _transient(outcome):
+                down.append(outcome)
+            else:
+                dst.discard(item.staged)
     records: list[tuple[str, BaseEntry]] = []
     for (transfer, source_entry, staged), written in zip(batch, outcomes, strict=True):
         if isinstance(written, StorsyncError):
@@ -158,38 +165,8 @@ def _publish(ctx: SessionContext, side: Side, batch: list[Done], width: int) -> 
         raise down[0]
 
 
-def _settled(
-    ctx: SessionContext,
-    dst: Storage,
-    item: Publication,
-    first: Entry | StorsyncError,
-    down: list[StorsyncError],
-) -> Entry | StorsyncError:
-    """What publishing ``item`` came to, its first attempt having given ``first``: a
-    transient failure tried again alone, with the retry's delays, unless the storage is
-    already found out (``down``: the rest waits for the next session, and what was staged
-    is kept: an unfinished multipart upload is resumed from its parts, local partial files
-    are dropped at the next start); any other failure's staged version dropped."""
-    outcome = first
-    if isinstance(first, StorageError) and first.retryable:
-        if down:
-            return down[0]
-        try:
-            outcome = ctx.retry.again(
-                first, dst.publish, item.staged, expected=item.expected, trash=item.trash
-            )
-        except StorsyncError as exc:
-            outcome = exc
-    if isinstance(outcome, StorsyncError):
-        if _transient(outcome):
-            down.append(outcome)
-        else:
-            dst.discard(item.staged)
-    return outcome
-
-
-def _transient(error: StorsyncError) -> bool:
-    return isinstance(error, StorageError) and error.retryable
+def _transient(outcome: object) -> bool:
+    return isinstance(outcome, StorageError) and outcome.retryable
 
 
 def _recorded(side: Side, source: Entry, written: Entry, content_hash: str) -> BaseEntry:

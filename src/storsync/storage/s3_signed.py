@@ -87,7 +87,7 @@ class SignedRequests:
 
     def put(self, path: str, key: str, data: bytes, headers: Mapping[str, str]) -> str:
         """Write ``data`` as ``key``; the ETag of the object written."""
-        answer = self._exchange(path, "PUT", key, dict(headers), data)
+        answer = self._exchange(path, self._request(path, "PUT", key, dict(headers), data))
         return unquote_etag(answer.etag() or "")
 
     def put_all(self, puts: Sequence[Put], width: int) -> list[str | StorsyncError]:
@@ -122,7 +122,9 @@ class SignedRequests:
                 # Room for an error's XML, which comes through the same limit; a body
                 # longer than expected but within it is caught by the source's count.
                 limit = max(size, _ERROR_ROOM)
-                whole = self._exchange(path, "GET", key, dict(headers), None, limit=limit)
+                whole = self._exchange(
+                    path, self._request(path, "GET", key, dict(headers), None, limit)
+                )
             except Oversized:
                 raise ChangedError(
                     f"{path}: the remote sent more than the {size} bytes expected"
@@ -137,17 +139,20 @@ class SignedRequests:
 
     def head(self, path: str, key: str, headers: Mapping[str, str]) -> dict[str, str]:
         """The user metadata of ``key``."""
-        return self._exchange(path, "HEAD", key, dict(headers), None).user_metadata()
+        answer = self._exchange(path, self._request(path, "HEAD", key, dict(headers), None))
+        return answer.user_metadata()
 
     def delete(self, path: str, key: str, headers: Mapping[str, str]) -> None:
-        self._exchange(path, "DELETE", key, dict(headers), None)
+        self._exchange(path, self._request(path, "DELETE", key, dict(headers), None))
 
     def copy(self, path: str, key: str, source_key: str, headers: Mapping[str, str]) -> str:
         """Copy the object ``source_key`` to ``key``, its metadata with it; the ETag of the
         copy. The source as botocore names it: bucket and key, percent-encoded."""
         source = self._encode(f"{self._bucket.name}/{source_key}", safe="-._~/")
         sent = {**headers, "x-amz-copy-source": source}
-        return self._copied(path, self._exchange(path, "PUT", key, sent, b"").body)
+        return self._copied(
+            path, self._exchange(path, self._request(path, "PUT", key, sent, b"")).body
+        )
 
     def close(self) -> None:
         self._curl.close()
@@ -167,18 +172,9 @@ class SignedRequests:
         etags = [e.text or "" for e in result.iter() if e.tag.endswith("ETag")]
         return unquote_etag(etags[0] if etags else "")
 
-    def _exchange(
-        self,
-        path: str,
-        method: str,
-        key: str,
-        headers: dict[str, str],
-        data: bytes | None,
-        limit: int = ANSWER_LIMIT,
-    ) -> Answer:
-        """The answer of a success through libcurl, its body read whole (``Oversized``
-        past ``limit``)."""
-        request = self._request(path, method, key, headers, data, limit)
+    def _exchange(self, path: str, request: Request) -> Answer:
+        """The answer to ``request`` through libcurl if a success, its body read whole
+        (``Oversized`` past its limit); else what it means, raised."""
         try:
             answer: Answer | Exception = self._curl.send(request)
         except (Unanswered, Oversized) as exc:
