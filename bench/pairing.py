@@ -66,7 +66,7 @@ def main() -> None:
         spilled = SpilledPairing(CAPS)
         for plan, base in parts(a.paths):
             spilled.remember(plan, base)
-        found = len(spilled.candidates(transfers))
+        found = sum(1 for _ in spilled.candidates(transfers))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kind = "held" if a.held else "partitions"
     print(

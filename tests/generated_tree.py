@@ -5,10 +5,12 @@ Run as a program, it plans one dry-run session over ENTRIES generated paths (1,0
 directory) and prints, as JSON, how many entries each side and the base gave the merge,
 what the plan holds, and the process's peak resident memory::
 
-    python tests/generated_tree.py ENTRIES [--changed-every N]
+    python tests/generated_tree.py ENTRIES [--changed-every N] [--moved-every N]
 
 ``--changed-every N``: every N-th local file is one byte longer than the base recorded
-(a push each); none by default (a no-op).
+(a push each); none by default (a no-op). ``--moved-every N``: every N-th local file is
+under ``moved/`` instead, as a rename keeps it (its size, mtime and inode; its hash known,
+so that confirming the move reads nothing): a move each.
 """
 
 from __future__ import annotations
@@ -45,16 +47,23 @@ def path_of(i: int) -> str:
 
 def base_of(i: int) -> BaseEntry:
     size = i % 997
-    return BaseEntry(size, None, False, MTIME + i, i + 1, None, MTIME + i, i + 2, None)
+    return BaseEntry(size, hash_of(i), False, MTIME + i, i + 1, None, MTIME + i, i + 2, None)
+
+
+def hash_of(i: int) -> str:
+    return f"{i:064x}"
 
 
 class GeneratedStorage(Storage):
     """One side of the generated pair: its listing made as it is read."""
 
-    def __init__(self, entries: int, side: Side, changed_every: int | None) -> None:
+    def __init__(
+        self, entries: int, side: Side, changed_every: int | None, moved_every: int | None = None
+    ) -> None:
         self.entries = entries
         self.side = side
         self.changed_every = changed_every
+        self.moved_every = moved_every if side is Side.LOCAL else None
         self.url = f"generated://{side.value}"
         self.caps = Capabilities(mtime_precision_ns=1, inodes=True)
 
@@ -63,9 +72,14 @@ class GeneratedStorage(Storage):
     ) -> Iterator[tuple[str, Entry]]:
         every = self.changed_every if self.side is Side.LOCAL else None
         inode = 1 if self.side is Side.LOCAL else 2
+        moved = self.moved_every
         for i in range(self.entries):
             grown = every is not None and i % every == 0
-            yield path_of(i), Entry(i % 997 + grown, MTIME + i, False, i + inode)
+            if moved is None or i % moved:
+                yield path_of(i), Entry(i % 997 + grown, MTIME + i, False, i + inode)
+        for i in range(0, self.entries, moved) if moved else ():  # "moved/" after "d"
+            entry = Entry(i % 997, MTIME + i, False, i + inode, None, hash_of(i))
+            yield f"moved/{path_of(i)}", entry
 
     def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
         return dict(self.walk(skip, stop))
@@ -115,9 +129,9 @@ class GeneratedBase:
             yield path_of(i), base_of(i)
 
 
-def plan_once(entries: int, changed_every: int | None) -> dict[str, int]:
+def plan_once(entries: int, changed_every: int | None, moved_every: int | None) -> dict[str, int]:
     session = SyncSession(
-        GeneratedStorage(entries, Side.LOCAL, changed_every),
+        GeneratedStorage(entries, Side.LOCAL, changed_every, moved_every),
         GeneratedStorage(entries, Side.REMOTE, None),
         GeneratedBase(entries),  # type: ignore[arg-type]
         "generated",
@@ -130,6 +144,7 @@ def plan_once(entries: int, changed_every: int | None) -> dict[str, int]:
         "merged": report.merged,
         "push": report.plan.count("push"),
         "pull": report.plan.count("pull"),
+        "moves": report.plan.count("moves"),
         "peak_kib": peak_kib(),
     }
 
@@ -145,8 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("entries", type=int)
     ap.add_argument("--changed-every", type=int, default=None)
+    ap.add_argument("--moved-every", type=int, default=None)
     a = ap.parse_args()
-    print(json.dumps(plan_once(a.entries, a.changed_every)))
+    print(json.dumps(plan_once(a.entries, a.changed_every, a.moved_every)))
 
 
 if __name__ == "__main__":

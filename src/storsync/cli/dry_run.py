@@ -60,9 +60,8 @@ def _lines(plan: SessionPlan) -> Iterator[str]:
 
 
 def _moves(plan: SessionPlan, side: Side) -> Iterator[str]:
-    for move in plan.moves:
-        if move.side is side:
-            yield _line(f"move {side.value}", f"{move.path} -> {move.new_path}")
+    for move in plan.moves(side):
+        yield _line(f"move {side.value}", f"{move.path} -> {move.new_path}")
 
 
 def _transfer(word: str, transfer: Transfer) -> str:

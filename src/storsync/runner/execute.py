@@ -5,7 +5,7 @@ between each step; each direction reports its state to the observer."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
@@ -26,7 +26,7 @@ def execute(ctx: SessionContext, plan: SessionPlan) -> None:
     ctx.report.conflicts = list(plan.conflicts)
     for side in (Side.REMOTE, Side.LOCAL):
         counters = ctx.progress.counters(side)
-        moved = sum(1 for m in plan.moves if m.side is side)
+        moved = plan.move_count(side)
         counters.files_planned = plan.transfer_count(side) + plan.delete_count(side) + moved
         counters.bytes_planned = plan.bytes(Plan.transfer_list(side))
     progress = ctx.progress
@@ -40,13 +40,13 @@ def execute(ctx: SessionContext, plan: SessionPlan) -> None:
     # A move runs in its side's direction, after the deletions there (one may free its
     # new name); but a local move whose edit then goes to the remote runs before the push
     # direction, whose transfer reads the edit under its new name.
-    early = [m for m in plan.moves if m.side is Side.LOCAL and m.edited]
-    _moves(ctx, Side.LOCAL, early)
+    _moves(ctx, Side.LOCAL, (m for m in plan.moves(Side.LOCAL) if m.edited))
     for side in (Side.REMOTE, Side.LOCAL):
-        _direction(ctx, plan, side, [m for m in plan.moves if m.side is side and m not in early])
+        later = (m for m in plan.moves(side) if side is Side.REMOTE or not m.edited)
+        _direction(ctx, plan, side, later)
 
 
-def _direction(ctx: SessionContext, plan: SessionPlan, side: Side, moves: list[Move]) -> None:
+def _direction(ctx: SessionContext, plan: SessionPlan, side: Side, moves: Iterable[Move]) -> None:
     ctx.stop.check()
     phase = Phase.writing(side)
     ctx.progress.stage = Stage(phase.value)
@@ -135,15 +135,24 @@ def _each(
     return done, (down[0] if down else None)
 
 
-def _moves(ctx: SessionContext, side: Side, moves: list[Move]) -> None:
+def _moves(ctx: SessionContext, side: Side, moves: Iterable[Move]) -> None:
+    """Carry out ``moves`` on ``side``, in batches (as deletions go): each batch done,
+    then recorded."""
+    pending = iter(moves)
+    while batch := list(itertools.islice(pending, DELETE_BATCH)):
+        _move_batch(ctx, side, batch)
+
+
+def _move_batch(ctx: SessionContext, side: Side, moves: list[Move]) -> None:
     storage = ctx.storage(side)
     done, outage = _each(
         ctx, storage, moves, lambda m: ctx.retry(storage.move, m.path, m.new_path, m.entry)
     )
     records = []
     for move, moved in done:
-        ctx.moved[(side, move.new_path)] = moved
         if move.edited:  # not the same bytes on both sides until its edit is transferred
+            # The edit's transfer reads the moved file: as it is after the move.
+            ctx.moved[(side, move.new_path)] = moved
             continue
         local, remote = (moved, move.source) if side is Side.LOCAL else (move.source, moved)
         records.append((move.new_path, BaseEntry.of(local, remote, move.source.hash)))

@@ -3,6 +3,8 @@ hashes that confirm a move."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from storsync.engine.compare import needs_hash, untouched
@@ -15,6 +17,7 @@ from storsync.runner.progress import Stage
 from storsync.runner.scanned import Scanned
 
 Wanted = tuple[Side, str, Entry]
+CONFIRM_BATCH = 1_000  # candidates of moves confirmed at once
 
 
 def hash_what_decides(ctx: SessionContext, scanned: Scanned) -> None:
@@ -32,21 +35,20 @@ def hash_what_decides(ctx: SessionContext, scanned: Scanned) -> None:
                 scanned.side(side)[path] = value
 
 
-def confirm_moves(ctx: SessionContext, candidates: list[Candidate]) -> list[Move]:
+def confirm_moves(ctx: SessionContext, candidates: Iterable[Candidate]) -> Iterator[Move]:
     """The candidates whose moved file holds the bytes the base recorded for the old
-    path: each new file hashed on the side it was moved on (unless its hash is known)."""
-    if not candidates:
-        return []
-    ctx.progress.stage = Stage.HASHING
-    wanted = [(c.side.other, c.transfer.path, c.transfer.source) for c in candidates]
+    path: each new file hashed on the side it was moved on (unless its hash is known).
+    Taken ``CONFIRM_BATCH`` at a time: a million moves are not held at once."""
+    pending = iter(candidates)
     with ThreadPoolExecutor(ctx.settings.transfers) as pool:
-        hashed = pool.map(lambda item: item[2] if item[2].hash else _digest(ctx, item), wanted)
-        return [
-            move
-            for candidate, source in zip(candidates, hashed, strict=True)
-            if source is not None
-            and (move := confirmed(candidate, source, ctx.storage(candidate.side.other).caps))
-        ]
+        while batch := list(itertools.islice(pending, CONFIRM_BATCH)):
+            ctx.progress.stage = Stage.HASHING
+            wanted = [(c.side.other, c.transfer.path, c.transfer.source) for c in batch]
+            hashed = pool.map(lambda item: item[2] if item[2].hash else _digest(ctx, item), wanted)
+            for candidate, source in zip(batch, hashed, strict=True):
+                caps = ctx.storage(candidate.side.other).caps
+                if source is not None and (move := confirmed(candidate, source, caps)):
+                    yield move
 
 
 def _wanted(ctx: SessionContext, scanned: Scanned) -> list[Wanted]:

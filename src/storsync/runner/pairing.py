@@ -3,10 +3,13 @@ while they are few. Past ``PAIRING_HELD`` they go to a scratch file of their own
 pairing then cuts both the old paths and the new ones (the transfers that could be moves)
 into partitions by the hash of their stamp, each read once into its partition, and pairs
 a partition at a time: a session that deletes or moves a million files holds a partition
-of their old paths, not all of them (a few hundred bytes each)."""
+of their old paths, not all of them (a few hundred bytes each). The candidates a
+partition pairs go to the scratch file too, and come back merged into the plan's order a
+few at a time."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -38,22 +41,23 @@ class SpilledPairing:
         if len(self._held) > PAIRING_HELD:
             self._spill_held()
 
-    def candidates(self, transfers: Callable[[Side], Iterable[Transfer]]) -> list[Candidate]:
+    def candidates(self, transfers: Callable[[Side], Iterable[Transfer]]) -> Iterator[Candidate]:
         """What ``Pairing.candidates`` finds over every old path, in its order."""
         if self._spill is None:
             pairing = Pairing(self._caps)
             pairing.add(self._held)
             found = pairing.candidates(lambda side: enumerate(transfers(side)))
-            return [candidate for _, _, candidate in found]
+            yield from (candidate for _, _, candidate in found)
+            return
         self._spill_held()
         try:
-            return self._partitioned(self._spill, transfers)
+            yield from self._partitioned(self._spill, transfers)
         finally:
             self._spill.close()
 
     def _partitioned(
         self, spill: Spill, transfers: Callable[[Side], Iterable[Transfer]]
-    ) -> list[Candidate]:
+    ) -> Iterator[Candidate]:
         # A stamp's old paths all fall in one partition, and so do the new paths of that
         # stamp, in their order: each partition pairs as the whole would.
         parts = -(-self._count // PAIRING_HELD)
@@ -69,7 +73,9 @@ class SpilledPairing:
                 stamp = moves.new_stamp(transfer, side, self._caps)
                 if stamp is not None:
                     partitions.add(hash(stamp) % parts, (at, _transfer_out(transfer)))
-        found: list[tuple[Side, int, Candidate]] = []
+        # Each partition's candidates come in the plan's order (by side, then place): they
+        # are merged back into it, a few of each partition's at a time.
+        found = _Partitions(spill, parts)
         for part in range(parts):
             pairing = Pairing(self._caps)
             pairing.add(map(_remembered_in, old.read(part)))
@@ -78,9 +84,10 @@ class SpilledPairing:
                 if side in new:  # each with its place in the plan
                     yield from ((at, _transfer_in(t)) for at, t in new[side].read(part))
 
-            found += pairing.candidates(among)
-        found.sort(key=lambda f: (_SIDES[f[0]], f[1]))
-        return [candidate for _, _, candidate in found]
+            for side, at, candidate in pairing.candidates(among):
+                found.add(part, (_SIDES[side], at, _candidate_out(candidate)))
+        merged = heapq.merge(*(found.read(part) for part in range(parts)))
+        return (_candidate_in(record) for _, _, record in merged)
 
     def _spill_held(self) -> None:
         if self._spill is None:
@@ -107,6 +114,7 @@ class _Partitions:
             self._gathering[part] = []
 
     def read(self, part: int) -> Iterator[Any]:
+        """The records of ``part`` (``_FLUSH`` of them held at a time)."""
         for handle in self._written[part]:
             yield from self._spill.get(handle)
         yield from self._gathering[part]
@@ -129,3 +137,15 @@ def _transfer_out(transfer: Transfer) -> tuple[Any, ...]:
 def _transfer_in(record: Any) -> Transfer:
     path, source, keep_replaced = record
     return Transfer(path, Entry._make(source), None, False, keep_replaced)
+
+
+def _candidate_out(found: Candidate) -> tuple[Any, ...]:
+    side, path, entry = found.side.value, found.path, tuple(found.entry)
+    return side, path, entry, found.edited, _transfer_out(found.transfer), tuple(found.base)
+
+
+def _candidate_in(record: Any) -> Candidate:
+    side, path, entry, edited, transfer, base = record
+    return Candidate(
+        Side(side), path, Entry._make(entry), edited, _transfer_in(transfer), BaseEntry._make(base)
+    )

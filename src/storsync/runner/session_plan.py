@@ -1,14 +1,19 @@
 """A session's whole plan, made window by window (runner.scanned): its parts in key
 order, every part but the last spilled to the session's scratch file, with exact totals
 from the start (each part is counted as it is added). The moves paired across parts and
-an approval's choice of deletions are applied as each part is read back.
+an approval's choice of deletions are applied as each part is read back: the moves are
+spilled too, a chunk at a time, and so are the paths of the steps they take the place of,
+sorted a chunk at a time and merged back as the steps are read in key order.
 
-Memory grows with one part, the moves and the paths in conflict, not with the plan.
+Memory grows with one part, the read-back buffers of the moves' sorted runs and the paths
+in conflict, not with the plan nor with the moves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -20,6 +25,12 @@ from storsync.runner.spill import Handle, Spill
 # The lists of a part, each spilled apart: a step of the execution reads one of them.
 STEPS = tuple(f.name for f in fields(Plan) if f.name != "moves")
 _BYTES = ("push", "pull")
+# The lists a move takes steps out of (engine.moves.dropped): each part's sorted by path,
+# so that the paths taken out can be merged against them.
+_PAIRED = ("push", "pull", "delete_local", "delete_remote")
+MOVES_HELD = 1_000  # moves spilled at once
+RUN_PATHS = 20_000  # paths taken out by moves, sorted together into a run
+_RUN_READ = 256  # paths of a run read back at once
 
 
 def _entry(t: tuple[Any, ...]) -> Entry:
@@ -56,8 +67,33 @@ for _same, _as in (("pull", "push"), ("delete_remote", "delete_local"), ("confli
     _ENCODE[_same], _DECODE[_same] = _ENCODE[_as], _DECODE[_as]
 
 
-def _not_at(paths: set[str]) -> Callable[[Any], bool]:
-    return lambda step: step.path not in paths
+def _path(step: Any) -> str:
+    return str(step.path)
+
+
+def _move_out(m: Move) -> tuple[Any, ...]:
+    return m.side.value, m.path, m.new_path, tuple(m.entry), tuple(m.source), m.edited
+
+
+def _move_in(t: tuple[Any, ...]) -> Move:
+    return Move(Side(t[0]), t[1], t[2], _entry(t[3]), _entry(t[4]), t[5])
+
+
+class _Absent:
+    """Whether a step's path is absent from ``paths`` (sorted), asked of steps in key
+    order: each path of ``paths`` read once."""
+
+    def __init__(self, paths: Iterator[str]) -> None:
+        self._paths = paths
+        self._next = next(paths, None)
+
+    def __call__(self, step: Any) -> bool:
+        if getattr(step, "conflict", False):
+            return True  # a conflict's transfer, never a move's (and its name a copy's)
+        path: str = step.path
+        while self._next is not None and self._next < path:
+            self._next = next(self._paths, None)
+        return self._next != path
 
 
 class SessionPlan:
@@ -70,30 +106,63 @@ class SessionPlan:
         # Steps that belong to no part: an edited move's transfer under its new name.
         self._tail = Plan()
         self._keep: dict[str, list[Callable[[Any], bool]]] = {}
-        self.moves: list[Move] = []
+        self._moves: list[Handle] = []  # the moves, a spilled chunk each, as found
+        self._moved = dict.fromkeys(Side, 0)
+        # By list, the paths moves took out of it: sorted runs, each in a few handles.
+        self._taken: dict[str, list[list[Handle]]] = {}
         self.conflicts: list[str] = []
         self._counts = dict.fromkeys(STEPS, 0)
         self._bytes = dict.fromkeys(_BYTES, 0)
 
     def add(self, part: Plan) -> None:
         """The next part in key order; the one before it goes to the spill."""
+        for name in _PAIRED:  # a part lists first the paths one side holds, then others
+            getattr(part, name).sort(key=_path)
         if self._held is not None:
             self._spilled.append(self._put(self._held))
         self._held = part
         self.conflicts.extend(part.conflicts)
         self._count(part)
 
-    def apply_moves(self, found: list[Move]) -> None:
-        """Make ``found`` part of the plan, in place of the steps they pair (engine.moves)."""
-        if not found:
-            return
-        for name, paths in moving.dropped(found).items():
-            if paths:
-                self._keep.setdefault(name, []).append(_not_at(paths))
-        for name, added in moving.added(found).items():
-            getattr(self._tail, name).extend(added)
-        self.moves.extend(found)
-        self._recount()
+    def apply_moves(self, found: Iterable[Move]) -> None:
+        """Make ``found`` part of the plan, in place of the steps they pair (engine.moves):
+        read to its end before any step is taken out (``found`` may be reading them)."""
+        pending = iter(found)
+        gathered: dict[str, list[str]] = {}  # by list, paths taken out, not yet in a run
+        while chunk := list(itertools.islice(pending, MOVES_HELD)):
+            self._moves.append(self._spill.put([_move_out(m) for m in chunk]))
+            for m in chunk:
+                self._moved[m.side] += 1
+            for name, paths in moving.dropped(chunk).items():
+                gathered.setdefault(name, []).extend(paths)
+            for name, added in moving.added(chunk).items():
+                getattr(self._tail, name).extend(added)
+            if sum(map(len, gathered.values())) >= RUN_PATHS:
+                self._sorted_runs(gathered)
+        self._sorted_runs(gathered)
+        if self._moves:
+            self._recount()
+
+    def _sorted_runs(self, gathered: dict[str, list[str]]) -> None:
+        """Each list's ``gathered`` paths, sorted, as a run of the spill; then none."""
+        for name, paths in gathered.items():
+            paths.sort()
+            handles = [
+                self._spill.put(paths[at : at + _RUN_READ])
+                for at in range(0, len(paths), _RUN_READ)
+            ]
+            self._taken.setdefault(name, []).append(handles)
+        gathered.clear()
+
+    def moves(self, side: Side) -> Iterator[Move]:
+        """The moves on ``side``, as found (in the key order of their new paths)."""
+        for handle in self._moves:
+            for record in self._spill.get(handle):
+                if record[0] == side.value:
+                    yield _move_in(record)
+
+    def move_count(self, side: Side) -> int:
+        return self._moved[side]
 
     def keep_only(self, name: str, keep: Callable[[Any], bool]) -> None:
         """Of list ``name``, only the steps ``keep`` takes."""
@@ -101,7 +170,7 @@ class SessionPlan:
         self._recount()
 
     def count(self, name: str) -> int:
-        return len(self.moves) if name == "moves" else self._counts[name]
+        return sum(self._moved.values()) if name == "moves" else self._counts[name]
 
     def bytes(self, name: str) -> int:
         """What the transfers of ``name`` (push or pull) read."""
@@ -120,7 +189,10 @@ class SessionPlan:
 
     def batches(self, name: str) -> Iterator[list[Any]]:
         """The steps of list ``name``, a part's at a time (none empty)."""
-        keep = self._keep.get(name, [])
+        keep = list(self._keep.get(name, []))
+        if name in self._taken:
+            runs = (self._run(handles) for handles in self._taken[name])
+            keep.append(_Absent(heapq.merge(*runs)))
         for part in self._raw(name):
             kept = [s for s in part if all(k(s) for k in keep)] if keep else part
             if kept:
@@ -131,7 +203,7 @@ class SessionPlan:
 
     def whole(self) -> Plan:
         """The plan in one piece: a dry run's, which is shown whole."""
-        plan = Plan(moves=list(self.moves))
+        plan = Plan(moves=[m for side in Side for m in self.moves(side)])
         for name in STEPS:
             setattr(plan, name, list(self.steps(name)))
         return plan
@@ -149,6 +221,10 @@ class SessionPlan:
             if steps:
                 spilled[name] = self._spill.put(list(map(_ENCODE[name], steps)))
         return spilled
+
+    def _run(self, handles: list[Handle]) -> Iterator[str]:
+        for handle in handles:
+            yield from self._spill.get(handle)
 
     def _raw(self, name: str) -> Iterator[list[Any]]:
         for index in range(len(self._spilled) + (self._held is not None)):
@@ -173,7 +249,7 @@ class SessionPlan:
         """Counted again after a filter: those lists read back once (a move's added step
         goes to a list it filters too)."""
         for name in STEPS:
-            if name not in self._keep:
+            if name not in self._keep and name not in self._taken:
                 continue
             self._counts[name] = size = 0
             for batch in self.batches(name):
