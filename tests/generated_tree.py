@@ -145,6 +145,7 @@ def plan_once(entries: int, changed_every: int | None, moved_every: int | None) 
         "push": report.plan.count("push"),
         "pull": report.plan.count("pull"),
         "moves": report.plan.count("moves"),
+        "deletes": report.plan.count("delete_local") + report.plan.count("delete_remote"),
         "peak_kib": peak_kib(),
     }
 

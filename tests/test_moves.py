@@ -263,3 +263,48 @@ def _user_keys(s3: Any, server: SeaweedS3, prefix: str) -> set[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=server.bucket, Prefix=f"{prefix}/")
     keys = {o["Key"][len(prefix) + 1 :] for page in pages for o in page.get("Contents", [])}
     return {k for k in keys if not k.startswith(f"{OWN_DIR}/")}
+
+
+def test_the_steps_moves_replace_are_taken_out_across_runs_and_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The paths of the steps moves replace are sorted in runs on the scratch file and
+    merged against each list as it is read (runner.session_plan): with runs of three
+    paths, read back two at a time, across three parts whose lists came unsorted (a part
+    lists one side's paths first), exactly the paired steps go; a conflict's transfer, its
+    name a copy's that sorts past its part, neither goes nor stops the merge."""
+    from storsync.engine.reconcile import Move
+    from storsync.runner import session_plan
+
+    monkeypatch.setattr(session_plan, "MOVES_HELD", 2)
+    monkeypatch.setattr(session_plan, "RUN_PATHS", 3)
+    monkeypatch.setattr(session_plan, "_RUN_READ", 2)
+    entry = Entry(1, 1, False, 1)
+    names = [f"{letter}{i}" for letter in "abc" for i in range(6)]
+    plan = session_plan.SessionPlan()
+    for letter in "abc":
+        part = Plan()
+        mine = [n for n in names if n.startswith(letter)]
+        part.push = [Transfer(n, entry, None) for n in reversed(mine)]
+        part.delete_remote = [Delete(n, entry) for n in reversed(mine)]
+        part.push.insert(1, Transfer(f"{letter}0 (conflict)", entry, entry, conflict=True))
+        part.push.append(Transfer(f"z-copy of {letter}", entry, None, conflict=True))
+        plan.add(part)
+    paired = names[::2]  # a0, a2, a4, b0, ...: each new path moved from a deleted one
+    gone = names[1::2]
+    moves = [
+        Move(Side.REMOTE, old, new, entry, entry) for old, new in zip(gone, paired, strict=True)
+    ]
+    plan.apply_moves(iter(moves))
+
+    # The new paths' transfers go, and the old paths' deletions; every other step stays,
+    # in key order but for the conflicts' transfers.
+    conflicts = [f"{letter}0 (conflict)" for letter in "abc"]
+    copies = [f"z-copy of {letter}" for letter in "abc"]
+    kept = [t.path for t in plan.steps("push")]
+    assert [p for p in kept if p not in conflicts + copies] == gone
+    assert sorted(p for p in kept if p in conflicts + copies) == conflicts + copies
+    assert [d.path for d in plan.steps("delete_remote")] == paired
+    assert (plan.count("push"), plan.count("delete_remote")) == (15, 9)
+    assert [m.new_path for m in plan.moves(Side.REMOTE)] == paired
+    plan.close()

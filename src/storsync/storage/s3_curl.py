@@ -185,17 +185,14 @@ class CurlPool:
         ``width`` at once (libcurl's multi interface), each an ``Answer``, ``Oversized``
         or ``Unanswered``: a thread a request would cost two switches of threads each."""
         with self._batch:
-            outcomes: dict[int, Answer | Exception] = {}
-            self._run(self._multi, enumerate(requests), width, outcomes)
+            outcomes = self._run(enumerate(requests), width)
         return [outcomes[at] for at in range(len(requests))]
 
     def _run(
-        self,
-        multi: pycurl.CurlMulti,
-        waiting: Iterator[tuple[int, Request]],
-        width: int,
-        outcomes: dict[int, Answer | Exception],
-    ) -> None:
+        self, waiting: Iterator[tuple[int, Request]], width: int
+    ) -> dict[int, Answer | Exception]:
+        multi = self._multi
+        outcomes: dict[int, Answer | Exception] = {}
         running: dict[int, tuple[int, _Exchange]] = {}  # by the handle's id
 
         def fill() -> None:
@@ -229,6 +226,7 @@ class CurlPool:
             for _, exchange in running.values():
                 multi.remove_handle(exchange.handle)
                 self._idle.put(exchange.release())
+        return outcomes
 
     def close(self) -> None:
         with self._batch, self._lock:
@@ -294,7 +292,7 @@ def _head(lines: list[bytes]) -> bytes:
 
 def _unanswered(args: tuple[object, ...], proxied: bool) -> Unanswered:
     if len(args) != 2:  # an option refused, not a transfer's failure
-        return Unanswered(NoAnswer.OTHER, str(args))
+        return Unanswered(NoAnswer.OTHER, " ".join(map(str, args)))
     code, detail = args[0], str(args[1])
     if code == pycurl.E_COULDNT_RESOLVE_PROXY or (proxied and code in _CONNECT_FAILED):
         return Unanswered(NoAnswer.PROXY, detail)
