@@ -3,7 +3,8 @@
 run_peers.py runs one tool's whole series, then the next tool's: when other work on the
 machine comes and goes, one tool can catch a busy minute and another a quiet one. This
 script alternates the tools rep by rep on the same dataset, so each comparison sees the
-same load, and prints medians (n, min-max) and ratios:
+same load, and prints medians (n, min-max; and of CPU seconds, user and system, which a
+busy file system moves less than the wall) and ratios:
 
 * ``initial``: two-way first sync of a fresh copy of the dataset (default ``small``) into an
   empty directory, by storsync (bench/storsync-bench.sh), ``unison -batch -silent -times``
@@ -27,6 +28,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = Path(os.environ.get("HARNESS", ROOT.parent / "shared" / "bench"))
 WRAPPER = ROOT / "bench" / "storsync-bench.sh"
+# CPU seconds of each timed command, in order: a first sync's wall swings with the file
+# system's mood here (creating a file took 3 to 120 µs from one minute to the next), its CPU
+# much less.
+CPU: list[float] = []
 
 
 def dataset(work: Path, preset: str) -> Path:
@@ -64,7 +70,9 @@ def launcher(work: Path, src: Path) -> Path:
 
 
 def timed(cmd: str, env: dict[str, str]) -> float:
+    """Wall seconds of ``cmd``; its CPU seconds (user and system) are added to CPU."""
     subprocess.run(["sync"], check=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run(
         ["bash", "-c", cmd],
@@ -75,6 +83,8 @@ def timed(cmd: str, env: dict[str, str]) -> float:
         text=True,
     )
     wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if proc.returncode:
         raise RuntimeError(f"{cmd!r} failed ({proc.returncode}): {proc.stderr[-500:]}")
     return wall
@@ -106,15 +116,19 @@ def main() -> None:
     env["STORSYNC"] = str(ROOT / ".venv" / "bin" / "storsync")
     out_path = ROOT / "bench" / "results" / f"interleave-{dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
     walls: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
 
     def record(phase: str, tool: str, rep: int, wall: float, ok: bool | None) -> None:
         walls.setdefault((phase, tool), []).append(wall)
+        cpu = sum(CPU[-2:]) if tool == "find x2" else CPU[-1]
+        cpus.setdefault((phase, tool), []).append(cpu)
         rec = {
             "ts": time.time(),
             "phase": phase,
             "tool": tool,
             "rep": rep,
             "wall_s": round(wall, 4),
+            "cpu_s": round(cpu, 4),
         }
         rec["verified"] = ok
         with open(out_path, "a") as fh:
@@ -166,12 +180,12 @@ def main() -> None:
                 record("noop", name, rep, timed(command, env), None)
             wall = timed(find.format(t=d / "a"), env) + timed(find.format(t=d / "b"), env)
             record("noop", "find x2", rep, wall, None)
-    print("| phase | tool | n | median s | min-max s |")
-    print("|---|---|---|---|---|")
+    print("| phase | tool | n | median s | min-max s | median CPU s |")
+    print("|---|---|---|---|---|---|")
     for (phase, tool), w in walls.items():
         print(
             f"| {phase} | {tool} | {len(w)} | {statistics.median(w):.3f} | "
-            f"{min(w):.3f}-{max(w):.3f} |"
+            f"{min(w):.3f}-{max(w):.3f} | {statistics.median(cpus[(phase, tool)]):.3f} |"
         )
     med = {k: statistics.median(v) for k, v in walls.items()}
     for phase in ("initial", "noop"):
@@ -186,7 +200,10 @@ def main() -> None:
     for phase, ref in (("initial", "rclone-bisync"), ("initial", "unison"), ("noop", "unison")):
         if (phase, ref) in med:
             ratio = med[(phase, "storsync")] / med[(phase, ref)]
-            print(f"{phase} storsync / {ref}: {ratio:.2f}")
+            cpu = statistics.median(cpus[(phase, "storsync")]) / statistics.median(
+                cpus[(phase, ref)]
+            )
+            print(f"{phase} storsync / {ref}: {ratio:.2f} (CPU {cpu:.2f})")
     if ("noop", "find x2") in med:
         print(
             f"noop storsync / (find x2): {med[('noop', 'storsync')] / med[('noop', 'find x2')]:.2f}"

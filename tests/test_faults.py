@@ -24,6 +24,7 @@ from storsync.model import StopSignal, SyncSettings
 from storsync.runner.report import Report
 from storsync.runner.retry import RETRY_DELAYS, Retry
 from storsync.runner.session import SyncSession
+from storsync.runner.transfers import HERE_BYTES
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Source, Staged, Storage, chunks
 from storsync.storage.faulty import FaultyStorage
@@ -308,12 +309,14 @@ class _CountedStaging(LocalStorage):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.running = self.most = 0
+        self.threads: set[int] = set()
         self._lock = threading.Lock()
 
     def stage(self, path: str, source: Source, **kw: Any) -> Staged:
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
+            self.threads.add(threading.get_ident())
         try:
             time.sleep(0.05)  # long enough for every thread to take one
             return super().stage(path, source, **kw)
@@ -324,15 +327,34 @@ class _CountedStaging(LocalStorage):
 
 def test_between_two_local_trees_no_more_threads_stage_than_there_are_cores(pair: Pair) -> None:
     """More would only take turns at the interpreter's lock (docs/decisions.md "Sixteen
-    transfers by default")."""
+    transfers by default"); files past HERE_BYTES, which are worth a worker."""
     for i in range(40):
-        write(pair.local, f"f{i}", str(i))
+        write(pair.local, f"f{i}", str(i) * (HERE_BYTES + 1))
     remote = _CountedStaging(pair.remote)
     report = pair.sync(remote_storage=remote, transfers=16)
     assert (report.state, report.pushed) == ("completed", 40)
     cores = len(os.sched_getaffinity(0))
     assert remote.most <= min(16, cores)
     assert remote.most > 1 or cores == 1  # still in parallel
+
+
+def test_between_two_local_trees_small_files_are_staged_by_the_publishing_thread(
+    pair: Pair,
+) -> None:
+    """Handing a small file to a worker and back costs more than its copy (docs/decisions.md
+    "Small files between local trees staged on one thread"); a failure still stays its own."""
+    for i in range(40):
+        write(pair.local, f"f{i}", str(i) * HERE_BYTES if i == 7 else str(i))
+    write(pair.local, "big", "x" * (HERE_BYTES + 1))
+    remote = FaultyStorage(_CountedStaging(pair.remote))
+    remote.fail_on("stage", 3, error=lambda: PermanentStorageError("injected fault"))
+    report = pair.sync(remote_storage=remote, transfers=16)
+    assert (report.state, report.pushed, len(report.errors)) == ("partial", 40, 1)
+    counted = remote.inner
+    assert isinstance(counted, _CountedStaging)
+    assert threading.get_ident() in counted.threads
+    assert len(counted.threads) == 2  # the big file went to a worker
+    assert remote.calls["stage"] == 41
 
 
 def test_a_failing_hash_is_decided_without_it_and_keeps_both_versions(pair: Pair) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import os
 import shutil
 import stat
@@ -89,6 +90,10 @@ class LocalStorage(Storage):
         self._clock = clock or SystemClock()
         self._own = root / OWN_DIR
         self._partial = self._own / "partial"
+        # A staged file's name: this storage's random prefix and a counter, unique without
+        # a random draw (a system call) for each file.
+        self._part_prefix = os.path.join(self._partial, os.urandom(8).hex())
+        self._part_numbers = itertools.count()
         self._trash = self._own / "trash"
         self._native: dict[str, str] = {}
         # Read once: reading the umask sets it, which must not race with worker threads.
@@ -328,7 +333,7 @@ class LocalStorage(Storage):
                 mtime_ns=mtime_ns,
                 mode=mode,
             )
-        tmp = os.path.join(self._partial, uuid.uuid4().hex + ".part")
+        tmp = f"{self._part_prefix}-{next(self._part_numbers)}.part"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
