@@ -7,6 +7,8 @@ repetition to the next, so that both see the same load on this shared machine.
 
 * ``small``: push 10,000 x 4 KiB into a new prefix: ``storsync sync --mode push-only``
   against ``rclone sync --transfers 16`` (target: storsync <= 0.5 x rclone's wall time);
+* ``pull``: ``small`` pulled from a prefix into a new empty folder: ``storsync sync --mode
+  pull-only`` against ``rclone sync --transfers 16`` (no target: for the record);
 * ``large``: the same with 4 x 256 MiB (target: storsync's MB/s >= rclone's);
 * ``many``: two-way, 100,000 files (half empty, the rest 1-128 bytes), an established pair
   each (storsync's first sync, ``rclone bisync --resync``: timed once, for the record); then
@@ -241,6 +243,34 @@ class Bench:
                     preset, "push", tool, rep, **result, bytes=size, files=files, mb_per_s=mbps
                 )
 
+    def pull(self, preset: str, reps: int) -> None:
+        """storsync pull-only and rclone sync --transfers 16 of one prefix (put there once
+        by rclone), each into a new empty folder."""
+        data = dataset(self.work, preset, self.scale)
+        size = tree_bytes(data)
+        files = sum(1 for p in data.rglob("*") if p.is_file())
+        source = f"pulled-{preset}"
+        put = ["rclone", "sync", "--transfers", "16", str(data), f"sw:{BUCKET}/{source}"]
+        subprocess.run(put, env=self.env, check=True, capture_output=True)
+        tools = [*self.storsyncs, *(["rclone"] if self.peers else [])]
+        for rep in range(1, reps + 1):
+            for tool in self.order(rep, tools):
+                into = self.work / "runs" / f"pull-{tool}-{preset}-{rep}"
+                into.mkdir()
+                if tool in self.storsyncs:
+                    state = self.work / "runs" / f"state-pull-{tool}-{preset}-{rep}"
+                    cmd = [str(STORSYNC), "sync", str(into), f"s3://{BUCKET}/{source}"]
+                    cmd += ["--mode", "pull-only", "--state-dir", str(state), "--json"]
+                else:
+                    cmd = ["rclone", "sync", "--transfers", "16", "--exclude", OWN]
+                    cmd += [f"sw:{BUCKET}/{source}", str(into)]
+                result = self.timed(cmd, self.env_of(tool))
+                self.check_local(data, into)
+                mbps = round(size / result["wall_s"] / 1e6, 1)
+                self.record(
+                    preset, "pull", tool, rep, **result, bytes=size, files=files, mb_per_s=mbps
+                )
+
     def two_way(self, reps: int) -> None:
         """``many``: establish a pair per tool, then no-op, then 1% mutations of both sides."""
         data = dataset(self.work, "many", self.scale)
@@ -306,6 +336,7 @@ TARGETS = [
     # (scenario, phase, reference tool, how the ratio reads, limit, higher is better)
     ("small", "push", "rclone", "wall storsync / rclone", 0.5, False),
     ("large", "push", "rclone", "MB/s storsync / rclone", 1.0, True),
+    ("small", "pull", "rclone", "wall storsync / rclone", 1.0, False),
     ("many", "noop", "rclone-bisync", "wall storsync / bisync", 0.3, False),
     ("many", "mutate", "rclone-bisync", "wall storsync / bisync", 0.5, False),
 ]
@@ -325,15 +356,15 @@ def print_per_file(records: list[dict[str, Any]]) -> None:
     per: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for rec in records:
         files = rec.get("files")
-        if rec["phase"] != "push" or not files or "requests" not in rec:
+        if rec["phase"] not in ("push", "pull") or not files or "requests" not in rec:
             continue
         requests = sum(rec["requests"].values())
-        per.setdefault((rec["scenario"], rec["tool"]), []).append(
+        per.setdefault((f"{rec['phase']} {rec['scenario']}", rec["tool"]), []).append(
             (rec["cpu_s"] / files * 1e3, rec["srv_cpu_s"] / files * 1e3, requests / files)
         )
     if not per:
         return
-    print("| push | tool | client CPU ms/file | server CPU ms/file | requests/file |")
+    print("| transfer | tool | client CPU ms/file | server CPU ms/file | requests/file |")
     print("|---|---|---|---|---|")
     for (scenario, tool), rows in per.items():
         client, server, requests = (statistics.median(column) for column in zip(*rows, strict=True))
@@ -397,13 +428,15 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     scenarios = a.scenarios.split(",")
     for preset in scenarios:
-        dataset(work, preset, a.scale)
+        dataset(work, "small" if preset == "pull" else preset, a.scale)
     with s3_server(work) as server:
         bench = Bench(work, a.scale, out, server, before_src=a.before_src, peers=not a.no_peers)
         subprocess.run([str(STORSYNC), "--version"], env=bench.env, check=True)  # compile once
         for preset in ("small", "large"):
             if preset in scenarios:
                 bench.push(preset, a.reps)
+        if "pull" in scenarios:
+            bench.pull("small", a.reps)
         if "many" in scenarios:
             bench.two_way(a.reps)
         bench.summary()

@@ -24,7 +24,7 @@ from storsync.model import StopSignal, SyncSettings
 from storsync.runner.report import Report
 from storsync.runner.retry import RETRY_DELAYS, Retry
 from storsync.runner.session import SyncSession
-from storsync.runner.transfers import HERE_BYTES
+from storsync.runner.staging import SMALL_BYTES
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage.base import Source, Staged, Storage, chunks
 from storsync.storage.faulty import FaultyStorage
@@ -327,9 +327,9 @@ class _CountedStaging(LocalStorage):
 
 def test_between_two_local_trees_no_more_threads_stage_than_there_are_cores(pair: Pair) -> None:
     """More would only take turns at the interpreter's lock (docs/decisions.md "Sixteen
-    transfers by default"); files past HERE_BYTES, which are worth a worker."""
+    transfers by default"); files past SMALL_BYTES, which are worth a worker."""
     for i in range(40):
-        write(pair.local, f"f{i}", str(i) * (HERE_BYTES + 1))
+        write(pair.local, f"f{i}", str(i) * (SMALL_BYTES + 1))
     remote = _CountedStaging(pair.remote)
     report = pair.sync(remote_storage=remote, transfers=16)
     assert (report.state, report.pushed) == ("completed", 40)
@@ -344,8 +344,8 @@ def test_between_two_local_trees_small_files_are_staged_by_the_publishing_thread
     """Handing a small file to a worker and back costs more than its copy (docs/decisions.md
     "Small files between local trees staged on one thread"); a failure still stays its own."""
     for i in range(40):
-        write(pair.local, f"f{i}", str(i) * HERE_BYTES if i == 7 else str(i))
-    write(pair.local, "big", "x" * (HERE_BYTES + 1))
+        write(pair.local, f"f{i}", str(i) * SMALL_BYTES if i == 7 else str(i))
+    write(pair.local, "big", "x" * (SMALL_BYTES + 1))
     remote = FaultyStorage(_CountedStaging(pair.remote))
     remote.fail_on("stage", 3, error=lambda: PermanentStorageError("injected fault"))
     report = pair.sync(remote_storage=remote, transfers=16)

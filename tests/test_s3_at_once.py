@@ -1,7 +1,8 @@
 """A batch of S3 publications sent at once (``S3Storage.publish_all``: the PUTs of small
 files from one thread through libcurl's multi interface), on the real SeaweedFS: each
 publication as ``publish`` alone makes it, refused alone, whatever else the batch holds;
-and a session whose PUT meets a transient failure tries it again."""
+and a session whose PUT meets a transient failure tries it again. The same for small
+objects read at once (``S3Storage.read_all``, their GETs)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from storsync.errors import PreconditionFailed
-from storsync.model import Entry
+from storsync.errors import ChangedError, PreconditionFailed
+from storsync.model import Entry, StopSignal
 from storsync.storage import s3_curl, s3_multipart
-from storsync.storage.base import Publication, Staged
+from storsync.storage.base import Publication, Staged, chunks
 from storsync.storage.content import new_hasher
 from storsync.storage.s3 import META_HASH, S3Storage
 from storsync.storage.s3_client import NoAnswer
@@ -154,4 +155,73 @@ def test_a_put_that_fails_once_in_a_batch_is_tried_again(
     fresh.local.mkdir()
     fresh.state.mkdir()
     assert sync_s3(fresh, s3_server, prefix).pulled == 20
+    assert tree(fresh.local) == tree(pair.local)
+
+
+def test_objects_read_at_once_are_checked_as_one_read_alone(s3_server: SeaweedS3, s3: Any) -> None:
+    """A body longer than listed, bytes that do not match their stored hash: each refused
+    alone, with the words a read alone has, whatever else the group holds."""
+    prefix = f"at-once/{uuid.uuid4().hex[:12]}"
+    storage = S3Storage(settings_for(s3_server, prefix))
+    bucket = s3_server.bucket
+    try:
+        for name in ("fine", "longer", "forged"):
+            storage.publish(_staged(storage, name, b"0123456789"), expected=None, trash=None)
+        listed = storage.scan(lambda *_: None, StopSignal())
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/longer", Body=b"x" * (70 << 10))
+        longer = storage.stat("longer")
+        assert longer is not None
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{prefix}/forged",
+            Body=b"9876543210",
+            Metadata={META_HASH: storage.stat("fine").hash or ""},  # type: ignore[union-attr]
+        )
+        forged = storage.stat("forged")
+        assert forged is not None
+        reads = [("fine", listed["fine"]), ("longer", longer._replace(size=10)), ("forged", forged)]
+        fine, too_long, wrong = storage.read_all(reads, width=2)
+        assert isinstance(too_long, ChangedError) and "more than the 10 bytes" in str(too_long)
+        assert not isinstance(fine, Exception) and not isinstance(wrong, Exception)
+        assert b"".join(chunks(fine)) == b"0123456789"
+        fine.finish()
+        assert b"".join(chunks(wrong)) == b"9876543210"
+        with pytest.raises(ChangedError, match="do not match their stored hash"):
+            wrong.finish()
+    finally:
+        storage.close()
+
+
+def test_a_get_that_fails_once_in_a_group_is_tried_again(
+    s3_server: SeaweedS3, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No connection for one GET of the first group read at once: the session sends that
+    one again (after the retry's first delay) and completes, every file pulled."""
+    prefix = f"at-once/{uuid.uuid4().hex[:12]}"
+    for i in range(20):
+        write(pair.local, f"f{i:02}", f"file {i}")
+    assert sync_s3(pair, s3_server, prefix).pushed == 20
+    send_all = s3_curl.CurlPool.send_all
+    failed: list[str] = []
+
+    def one_cut_off(
+        self: s3_curl.CurlPool, requests: Any, width: int
+    ) -> list[s3_curl.Answer | Exception]:
+        if failed or requests[0].method != "GET":
+            return send_all(self, requests, width)
+        failed.append(requests[5].url)
+        answers = send_all(self, [r for at, r in enumerate(requests) if at != 5], width)
+        answers.insert(5, s3_curl.Unanswered(NoAnswer.UNREACHABLE, "injected: refused"))
+        return answers
+
+    monkeypatch.setattr(s3_curl.CurlPool, "send_all", one_cut_off)
+    monkeypatch.setattr("storsync.runner.retry.RETRY_DELAYS", (0.01,))
+    fresh = Pair(pair.local.parent / "fresh", pair.remote, pair.state.parent / "fresh-state")
+    fresh.local.mkdir()
+    fresh.state.mkdir()
+
+    report = sync_s3(fresh, s3_server, prefix)
+
+    assert failed, "no group went through send_all"
+    assert (report.state, report.errors, report.pulled) == ("completed", [], 20)
     assert tree(fresh.local) == tree(pair.local)

@@ -10,6 +10,7 @@ from typing import Any
 
 from storsync.engine.reconcile import Transfer
 from storsync.model import Entry
+from storsync.runner.staging import GROUP_FILES, SMALL_BYTES, Together
 from storsync.runner.transfers import BATCH_FILES, Budget, _bounded_map
 
 MiB = 1 << 20
@@ -55,7 +56,9 @@ def _run(sizes: list[int], window: int, budget: int, held: Any = _in_memory) -> 
     def stage(transfer: Transfer) -> Future[Any]:
         return pool.submit(lambda t: (t, t.source, None), transfer)
 
-    for transfer, _outcome in _bounded_map(stage, transfers, window, Budget(budget, held)):
+    for transfer, _outcome in _bounded_map(
+        stage, transfers, window, Budget(budget, held), lambda _: None
+    ):
         pool.handed_back(transfer)
         got.append(transfer.path)
     assert got == [t.path for t in transfers]  # every one, in order
@@ -81,6 +84,35 @@ def test_small_files_in_memory_fill_a_batch_and_a_file_over_the_budget_still_goe
 def test_files_staged_where_they_are_written_are_counted_by_the_window_alone() -> None:
     # A local destination's partial file, an S3 multipart upload: nothing held in memory.
     assert _run([60 * MiB] * 20, window=8, budget=256 * MiB, held=lambda _: 0).peak_files == 9
-    # Empty ones hold nothing anywhere.
+    # Empty ones hold nothing anywhere; small ones are staged sooner than a worker takes them.
     empty = _run([0] * 3000, window=8, budget=256 * MiB, held=lambda _: 0)
     assert empty.peak_files == BATCH_FILES + 1
+    small = _run([SMALL_BYTES] * 3000, window=8, budget=256 * MiB, held=lambda _: 0)
+    assert small.peak_files == BATCH_FILES + 1
+    larger = _run([SMALL_BYTES + 1] * 3000, window=8, budget=256 * MiB, held=lambda _: 0)
+    assert larger.peak_files == 9
+
+
+def test_files_gathered_into_groups_are_sent_when_full_or_when_waited_for() -> None:
+    """A group is read when full; the last, partial, one when its first file is waited for
+    (never before: it would cut every group short); every file comes back, in order."""
+    sent: list[list[str]] = []
+
+    def start(group: list[Any]) -> None:
+        sent.append([transfer.path for transfer, _ in group])
+        for transfer, future in group:
+            future.set_result((transfer, transfer.source, None))
+
+    together = Together(start)
+    transfers = [
+        Transfer(f"f{i:04d}", Entry(1, 0, False, None, None), None)
+        for i in range(GROUP_FILES * 2 + 5)
+    ]
+    got = [
+        transfer.path
+        for transfer, _ in _bounded_map(
+            together.add, transfers, 8, Budget(MiB, lambda _: 0), together.send_for
+        )
+    ]
+    assert got == [t.path for t in transfers]
+    assert [len(group) for group in sent] == [GROUP_FILES, GROUP_FILES, 5]

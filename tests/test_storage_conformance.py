@@ -220,6 +220,31 @@ def test_open_refuses_a_version_that_is_no_longer_there(storage: Storage) -> Non
         pass
 
 
+def test_read_all_reads_each_as_open_does_and_refuses_each_alone(storage: Storage) -> None:
+    """``read_all`` (S3: the GETs sent at once): each file's bytes, hash, mtime and bit as
+    ``open`` gives them; a version replaced or removed since is refused alone."""
+    kept = put(storage, "kept", b"kept bytes", executable=True)
+    old = put(storage, "replaced", b"one")
+    put(storage, "replaced", b"two!", expected=old)
+    gone = put(storage, "gone", b"gone")
+    storage.remove("gone", gone, trash=None)
+    empty = put(storage, "empty", b"")
+    listed = storage.stat("kept")
+    assert listed is not None
+    reads = [("kept", listed), ("replaced", old), ("gone", gone), ("empty", empty)] * 2
+    outcomes = storage.read_all(reads, width=3)
+    assert [type(o).__name__ for o in outcomes[4:]] == [type(o).__name__ for o in outcomes[:4]]
+    got, replaced, removed, nothing = outcomes[:4]
+    assert isinstance(replaced, ChangedError) and isinstance(removed, ChangedError)
+    assert not isinstance(got, Exception) and not isinstance(nothing, Exception)
+    data = b"".join(chunks(got))
+    assert (data, got.finish()) == (b"kept bytes", hash_bytes(b"kept bytes"))
+    with storage.open("kept", listed) as alone:
+        assert (got.mtime_ns, got.executable) == (alone.mtime_ns, alone.executable)
+    assert (b"".join(chunks(nothing)), nothing.finish()) == (b"", hash_bytes(b""))
+    assert kept.size == len(b"kept bytes")
+
+
 def test_a_file_replaced_while_read_gives_one_whole_version_or_a_change(
     storage: Storage,
 ) -> None:

@@ -1,8 +1,9 @@
-"""One direction's transfers: staged by a bounded pool of worker threads (reading, hashing
-and writing release the GIL), published by the calling thread in batches: flush the staged
-data, re-check each target and make it visible, flush the names, then commit the batch's
-base rows in one transaction. A killed process loses at most the batch in flight, and a
-rerun finds those files identical on both sides and only records them."""
+"""One direction's transfers: staged (``staging``) by a bounded pool of worker threads
+(reading, hashing and writing release the GIL), small files by fewer, published by the
+calling thread in batches: flush the staged data, re-check each target and make it
+visible, flush the names, then commit the batch's base rows in one transaction. A killed
+process loses at most the batch in flight, and a rerun finds those files identical on
+both sides and only records them."""
 
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from storsync.engine.reconcile import Transfer
-from storsync.errors import ChangedError, StorageError, StorsyncError
+from storsync.errors import StorageError, StorsyncError
 from storsync.model import BaseEntry, Entry, LogKind, Side
-from storsync.runner.bandwidth import Throttle
 from storsync.runner.context import SessionContext
-from storsync.storage.base import Publication, Source, Staged
-
-V = TypeVar("V")
-Done = tuple[Transfer, Entry, Staged]  # the transfer, the source as read, what was staged
+from storsync.runner.staging import (
+    SMALL_BYTES,
+    Done,
+    Here,
+    Together,
+    stage,
+    stage_together,
+)
+from storsync.storage.base import Publication
 
 BATCH_FILES = 1000
 BATCH_BYTES = 256 << 20
@@ -30,11 +34,6 @@ BATCH_SECONDS = 1.0
 # stages a file of up to 64 MiB there, and a window counted in files alone would let 64
 # such files (16 workers) sit in it. The first file in flight always may, whatever its size.
 IN_FLIGHT_BYTES = 256 << 20
-# Between two local trees a file up to this size is staged by the thread that publishes
-# it: handing it to a worker and back costs more than its copy (a first sync of 10,000
-# files of 4 KiB: 2.2 s with two workers, 1.6 s on one thread; docs/decisions.md
-# "Small files between local trees staged on one thread").
-HERE_BYTES = 64 << 10
 # Under a bandwidth limit, a batch waits less: what a remote receives at each publish
 # (S3 objects are sent then) stays a small part of any 10-second window of the limit.
 LIMITED_BATCH_SECONDS = 0.25
@@ -54,17 +53,36 @@ def transfer_all(ctx: SessionContext, side: Side, transfers: Iterable[Transfer])
     # turn a switch of threads (push `small` to S3: 4.4 s of CPU with 16, 3.7 with 2).
     near_workers = min(workers, _cores())
     between_local_trees = not src.caps.network and not dst.caps.network
-    with ThreadPoolExecutor(workers) as far, ThreadPoolExecutor(near_workers) as near:
+    # Small objects read together: one group's requests sent while the files of the last
+    # are staged by the other thread (the storage sends one group at a time).
+    with (
+        ThreadPoolExecutor(workers) as far,
+        ThreadPoolExecutor(near_workers) as near,
+        ThreadPoolExecutor(2) as grouped,
+    ):
+        together = Together(lambda group: grouped.submit(stage_together, ctx, side, group, workers))
+        here = Here(ctx, side)
+
+        def send_for(future: Future[Done]) -> None:
+            here.send_for(future)
+            together.send_for(future)
 
         def submit(transfer: Transfer) -> Future[Done]:
             size = transfer.source.size
-            if between_local_trees and size <= HERE_BYTES:
-                return _staged_here(ctx, side, transfer)
+            if size <= SMALL_BYTES:
+                if between_local_trees:
+                    return here.add(transfer)
+                if src.reads_at_once(size) and not _limited(ctx):
+                    return together.add(transfer)
             local = not src.caps.network and dst.stages_locally(size)
-            return (near if local else far).submit(_stage, ctx, side, transfer)
+            return (near if local else far).submit(stage, ctx, side, transfer)
 
         staged = _bounded_map(
-            submit, transfers, workers * 4, Budget(IN_FLIGHT_BYTES, dst.staged_in_memory)
+            submit,
+            transfers,
+            workers * 4,
+            Budget(IN_FLIGHT_BYTES, dst.staged_in_memory),
+            send_for,
         )
         for transfer, outcome in staged:
             if isinstance(outcome, StorsyncError):
@@ -105,46 +123,14 @@ def _cores() -> int:
 
 
 def _batch_seconds(ctx: SessionContext) -> float:
-    limited = ctx.throttle is not None and ctx.throttle.rate is not None
-    return LIMITED_BATCH_SECONDS if limited else BATCH_SECONDS
+    return LIMITED_BATCH_SECONDS if _limited(ctx) else BATCH_SECONDS
 
 
-def _stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
-    src, dst = ctx.storage(side.other), ctx.storage(side)
-    if transfer.path in ctx.blocked:
-        raise ChangedError(f"{transfer.path}: left alone, its conflict copy could not be made")
-    source_entry = ctx.moved.get((side.other, transfer.path), transfer.source)
-
-    def attempt() -> tuple[Entry, Staged]:
-        with src.open(transfer.path, source_entry) as source:
-            counted = _CountingSource(
-                source, lambda n: ctx.progress.add_bytes(side, n), ctx.throttle
-            )
-            read = source_entry._replace(
-                mtime_ns=_known(source.mtime_ns, source_entry.mtime_ns),
-                executable=_known(source.executable, source_entry.executable),
-            )
-            staged = dst.stage(
-                transfer.path,
-                counted,
-                size=read.size,
-                mtime_ns=read.mtime_ns,
-                executable=read.executable,
-            )
-            return read._replace(hash=staged.hash), staged
-
-    read, staged = ctx.retry(attempt)
-    return transfer, read, staged
-
-
-def _staged_here(ctx: SessionContext, side: Side, transfer: Transfer) -> Future[Done]:
-    """``_stage`` run in this thread, its outcome as a worker's would be."""
-    future: Future[Done] = Future()
-    try:
-        future.set_result(_stage(ctx, side, transfer))
-    except Exception as exc:
-        future.set_exception(exc)
-    return future
+def _limited(ctx: SessionContext) -> bool:
+    """Whether the session is held to a bandwidth limit now: then files are read one by
+    one (a group of 64 read at once would arrive, and be published, long after its first
+    file, and a stop would wait for it)."""
+    return ctx.throttle is not None and ctx.throttle.rate is not None
 
 
 def _publish(ctx: SessionContext, side: Side, batch: list[Done], width: int) -> None:
@@ -205,36 +191,6 @@ def _count(ctx: SessionContext, side: Side, size: int) -> None:
     ctx.progress.add_file(side)
 
 
-class _CountingSource:
-    """A source whose bytes are counted as they are read, and paid for within the
-    session's bandwidth limit."""
-
-    def __init__(
-        self, inner: Source, count: Callable[[int], None], throttle: Throttle | None
-    ) -> None:
-        self._inner = inner
-        self._count = count
-        self._throttle = throttle
-        self.mtime_ns = inner.mtime_ns
-        self.executable = inner.executable
-        # Bytes a destination kept from an interrupted attempt are not counted: not moved.
-        self.resumable = inner.resumable
-
-    def read(self, n: int) -> bytes:
-        block = self._inner.read(n)
-        self._count(len(block))
-        if self._throttle is not None:
-            self._throttle.take(len(block))
-        return block
-
-    def finish(self) -> str:
-        return self._inner.finish()
-
-
-def _known(value: V | None, default: V) -> V:
-    return default if value is None else value
-
-
 @dataclass(frozen=True)
 class Budget:
     """At most ``limit`` bytes held in memory by the transfers in flight, as ``held`` says
@@ -249,11 +205,14 @@ def _bounded_map(
     items: Iterable[Transfer],
     window: int,
     budget: Budget,
+    send_for: Callable[[Future[Done]], None],
 ) -> Iterator[tuple[Transfer, Done | StorsyncError]]:
     """``submit`` each of ``items``, results in order: at most a batch in flight, so that
-    the next batch is staged while one is published; of them at most ``window`` staged
-    outside memory (partial files, multipart uploads: the disk they take, the wait for
-    them at a stop); past the first, within the ``budget``."""
+    the next batch is staged while one is published; of them at most ``window`` larger
+    than ``SMALL_BYTES`` staged outside memory (partial files, multipart uploads: the disk
+    they take, the wait for them at a stop); past the first, within the ``budget``.
+    ``send_for`` is told of each future before it is waited for (one gathered with others
+    is not started until then)."""
     pending: deque[tuple[Transfer, Future[Done], int, bool]] = deque()
     it = iter(items)
     upcoming = next(it, None)
@@ -264,7 +223,7 @@ def _bounded_map(
         while upcoming is not None:
             size = upcoming.source.size
             cost = budget.held(size)
-            out = cost == 0 and size > 0
+            out = cost == 0 and size > SMALL_BYTES
             if pending and (
                 len(pending) >= BATCH_FILES
                 or (out and outside >= window)
@@ -281,6 +240,7 @@ def _bounded_map(
         item, future, cost, out = pending.popleft()
         held -= cost
         outside -= out
+        send_for(future)
         try:
             outcome: Done | StorsyncError = future.result()
         except StorsyncError as exc:

@@ -12,6 +12,7 @@ from typing import Protocol
 from storsync.errors import StorsyncError
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import within
+from storsync.storage.content import CHUNK
 
 # Called with (path, reason) for every name a scan refuses or skips: a log item.
 SkipReport = Callable[[str, str], None]
@@ -67,6 +68,25 @@ class Staged:
     hash: str
     size: int
     token: object  # what the storage needs to publish or discard it
+
+
+class HeldSource:
+    """A version read whole and checked already: its bytes, from memory."""
+
+    resumable: Resumable | None = None
+
+    def __init__(self, data: bytes, digest: str, mtime_ns: int | None, executable: bool | None):
+        self._data = memoryview(data)
+        self._digest = digest
+        self.mtime_ns = mtime_ns
+        self.executable = executable
+
+    def read(self, n: int) -> bytes:
+        block, self._data = self._data[:n], self._data[n:]
+        return bytes(block)
+
+    def finish(self) -> str:
+        return self._digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +174,28 @@ class Storage(ABC):
     @abstractmethod
     def open(self, path: str, expected: Entry) -> AbstractContextManager[Source]:
         """Read ``path``; raises ChangedError when it is no longer ``expected``."""
+
+    def reads_at_once(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes is read sooner with others (``read_all``) than
+        alone: small objects over a network, their requests sent together."""
+        return False
+
+    def read_all(
+        self, reads: Sequence[tuple[str, Entry]], width: int
+    ) -> list[Source | StorsyncError]:
+        """Each of ``reads`` (a path, and the entry it must still be) read whole, once, up to
+        ``width`` at once: in their order, a source over its bytes, checked as ``open``'s
+        are, or the error that opening or reading it raised. This one reads them one after
+        the other; a storage that sends many requests at once from one thread does so."""
+        return [self._read_whole(path, expected) for path, expected in reads]
+
+    def _read_whole(self, path: str, expected: Entry) -> Source | StorsyncError:
+        try:
+            with self.open(path, expected) as source:
+                data = b"".join(iter(lambda: source.read(CHUNK), b""))
+                return HeldSource(data, source.finish(), source.mtime_ns, source.executable)
+        except StorsyncError as exc:
+            return exc
 
     @abstractmethod
     def stage(

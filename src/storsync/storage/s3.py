@@ -15,11 +15,10 @@ destination kept of an interrupted transfer of the same version (``Resumable``).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
-import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import io
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,14 +33,23 @@ from storsync.errors import (
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import OWN_DIR, is_own
 from storsync.storage import s3_listing
-from storsync.storage.base import Publication, Resumable, SkipReport, Source, Staged, Storage
-from storsync.storage.content import CHUNK, new_hasher
+from storsync.storage.base import Publication, SkipReport, Source, Staged, Storage
+from storsync.storage.content import CHUNK
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client, unquote_etag
 from storsync.storage.s3_entries import listed_entry, nanoseconds, no_skips
 from storsync.storage.s3_folders import Folder, folder_walk
 from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
+from storsync.storage.s3_objects import (
+    META_EXEC,
+    META_HASH,
+    META_MTIME,
+    ObjectSource,
+    md5_b64,
+    metadata_headers,
+    object_metadata,
+)
 from storsync.storage.s3_seaweed import drop_empty_folders
-from storsync.storage.s3_signed import Put, SignedRequests
+from storsync.storage.s3_signed import WHOLE_GET, Get, Put, SignedRequests
 from storsync.storage.s3_split import split_walk
 
 __all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
@@ -55,82 +63,6 @@ SINGLE_COPY_LIMIT = 5 << 30
 # where its 10 parts cost 100).
 SPLIT_FROM = 20_000
 SPLIT_WORKERS = 8
-META_MTIME = "storsync-mtime-ns"
-META_HASH = "storsync-blake3"
-META_EXEC = "storsync-exec"
-
-
-def _md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
-
-
-def _metadata(mtime_ns: int, executable: bool, digest: str | None) -> dict[str, str]:
-    meta = {META_MTIME: str(mtime_ns), META_EXEC: "1" if executable else "0"}
-    if digest:
-        meta[META_HASH] = digest
-    return meta
-
-
-def _headers(metadata: dict[str, str]) -> dict[str, str]:
-    """User metadata as the headers of a request."""
-    return {f"x-amz-meta-{name}": value for name, value in metadata.items()}
-
-
-class _ObjectSource:
-    """The body of a GET, hashed while read; checked against size and stored hash.
-
-    Without a ``body`` (a large object: ``resumable``), nothing is fetched until the first
-    read, which asks for the bytes after those handed to ``resume``.
-    """
-
-    def __init__(
-        self, storage: S3Storage, path: str, expected: Entry, meta: dict[str, str], body: Any
-    ) -> None:
-        self._storage = storage
-        self._path = path
-        self._body = body
-        self._expected = expected
-        self._stored_hash = meta.get(META_HASH)
-        self._hasher = new_hasher()
-        self._read = 0
-        mtime = meta.get(META_MTIME, "")
-        self.mtime_ns: int | None = int(mtime) if mtime.isdigit() else None
-        self.executable: bool | None = meta[META_EXEC] == "1" if META_EXEC in meta else None
-        self.resumable: Resumable | None = self if body is None else None
-        self.version = expected.etag or ""
-
-    def resume(self, prefix: Iterable[bytes]) -> None:
-        for block in prefix:
-            self._hasher.update(block)
-            self._read += len(block)
-
-    def read(self, n: int) -> bytes:
-        if self._body is None:
-            if self._read >= self._expected.size:
-                return b""  # the destination held every byte already
-            self._body = self._storage._body_from(self._path, self._expected, self._read)
-        # Errors while streaming are translated here, not only around ``open``: the
-        # destination decides by them whether a partial copy is worth keeping.
-        with self._storage._bucket.calling(self._path):
-            block: bytes = self._body.read(n)
-        self._hasher.update(block)
-        self._read += len(block)
-        return block
-
-    def finish(self) -> str:
-        if self._read != self._expected.size:
-            raise ChangedError(
-                f"{self._path}: the remote sent {self._read} bytes where "
-                f"{self._expected.size} were expected"
-            )
-        digest = self._hasher.hexdigest()
-        if self._stored_hash is not None and self._stored_hash != digest:
-            raise ChangedError(f"{self._path}: the remote bytes do not match their stored hash")
-        return digest
-
-    def close(self) -> None:
-        if self._body is not None:
-            self._body.close()
 
 
 @dataclass(frozen=True)
@@ -341,23 +273,49 @@ class S3Storage(Storage):
     @contextlib.contextmanager
     def open(self, path: str, expected: Entry) -> Iterator[Source]:
         key = self._key(path)
+        reopen = functools.partial(self._body_from, path, expected)
         with self._bucket.calling(path):
             if expected.size > MULTIPART_THRESHOLD and expected.etag:
                 # Resumable: the metadata now, the bytes (from some offset) on first read.
                 head = self._client.head_object(
                     Bucket=self.settings.bucket, Key=key, IfMatch=expected.etag
                 )
-                source = _ObjectSource(self, path, expected, head.get("Metadata", {}), None)
+                meta, body = head.get("Metadata", {}), None
             else:
                 meta, body = self._signed.get(
                     path, key, {"If-Match": expected.etag or "*"}, expected.size
                 )
-                source = _ObjectSource(self, path, expected, meta, body)
+            source = ObjectSource(self._bucket, path, expected, meta, body, reopen)
         try:
             with self._bucket.calling(path):
                 yield source
         finally:
             source.close()
+
+    def reads_at_once(self, size: int) -> bool:
+        return size <= WHOLE_GET
+
+    def read_all(
+        self, reads: Sequence[tuple[str, Entry]], width: int
+    ) -> list[Source | StorsyncError]:
+        gets = [
+            Get(path, self._key(path), expected.size, {"If-Match": expected.etag or "*"})
+            for path, expected in reads
+        ]
+        answers = self._signed.get_all(gets, width)
+        return [
+            answer
+            if isinstance(answer, StorsyncError)
+            else ObjectSource(
+                self._bucket,
+                path,
+                expected,
+                answer[0],
+                io.BytesIO(answer[1]),
+                functools.partial(self._body_from, path, expected),
+            )
+            for (path, expected), answer in zip(reads, answers, strict=True)
+        ]
 
     def _body_from(self, path: str, expected: Entry, offset: int) -> Any:
         """The bytes of ``path`` from ``offset`` on, only while it is the version expected.
@@ -407,7 +365,7 @@ class S3Storage(Storage):
             size=size,
             mtime_ns=mtime_ns,
             exe=executable,
-            metadata=_metadata(mtime_ns, executable, None),
+            metadata=object_metadata(mtime_ns, executable, None),
         )
 
     def staged_in_memory(self, size: int) -> int:
@@ -467,8 +425,8 @@ class S3Storage(Storage):
         """The conditional PUT of a small staged file."""
         token = staged.token
         assert isinstance(token, _Buffered)
-        headers = _headers(_metadata(token.mtime_ns, token.executable, staged.hash))
-        headers["Content-MD5"] = _md5_b64(token.data)
+        headers = metadata_headers(object_metadata(token.mtime_ns, token.executable, staged.hash))
+        headers["Content-MD5"] = md5_b64(token.data)
         if expected is None:
             headers["If-None-Match"] = "*"
         else:
@@ -564,7 +522,7 @@ class S3Storage(Storage):
                 Bucket=self.settings.bucket,
                 Key=self._own_key(name),
                 Body=data,
-                ContentMD5=_md5_b64(data),
+                ContentMD5=md5_b64(data),
             )
 
     def prune_trash(self, older_than_ns: int) -> None:

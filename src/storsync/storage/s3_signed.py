@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -55,6 +55,31 @@ class Put:
     key: str
     data: bytes
     headers: Mapping[str, str]
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class Get:
+    """A GET of ``key`` (``path``'s, ``size`` bytes as listed) with ``headers``."""
+
+    path: str
+    key: str
+    size: int
+    headers: Mapping[str, str]
+
+
+class _Sent(Protocol):
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+_S = TypeVar("_S", bound=_Sent)
 
 
 class SignedRequests:
@@ -93,22 +118,51 @@ class SignedRequests:
     def put_all(self, puts: Sequence[Put], width: int) -> list[str | StorsyncError]:
         """Each of ``puts`` sent once, up to ``width`` at once from this thread: in their
         order, the ETag of each object written or the error ``put`` would raise."""
+        answers = self._send_all(
+            puts,
+            lambda put: self._request(put.path, "PUT", put.key, dict(put.headers), put.data),
+            width,
+        )
+        return [
+            a if isinstance(a, StorsyncError) else unquote_etag(a.etag() or "") for a in answers
+        ]
+
+    def get_all(
+        self, gets: Sequence[Get], width: int
+    ) -> list[tuple[dict[str, str], bytes] | StorsyncError]:
+        """Each of ``gets`` (objects of up to ``WHOLE_GET`` bytes) sent once, up to ``width``
+        at once from this thread: in their order, the user metadata and the body of each,
+        or the error ``get`` would raise."""
+        answers = self._send_all(
+            gets,
+            lambda get: self._request(
+                get.path, "GET", get.key, dict(get.headers), None, max(get.size, _ERROR_ROOM)
+            ),
+            width,
+        )
+        return [a if isinstance(a, StorsyncError) else (a.user_metadata(), a.body) for a in answers]
+
+    def _send_all(
+        self, items: Sequence[_S], request_of: Callable[[_S], Request], width: int
+    ) -> list[Answer | StorsyncError]:
+        """The request of each of ``items`` sent once, up to ``width`` at once from this
+        thread: in their order, each answer if a success, else the error it means."""
         requests: dict[int, Request] = {}
-        outcomes: dict[int, str | StorsyncError] = {}
-        for at, put in enumerate(puts):
+        outcomes: dict[int, Answer | StorsyncError] = {}
+        for at, item in enumerate(items):
             try:
-                headers = dict(put.headers)
-                requests[at] = self._request(put.path, "PUT", put.key, headers, put.data)
+                requests[at] = request_of(item)
             except StorsyncError as exc:  # no credentials to sign it with
                 outcomes[at] = exc.with_traceback(None)  # its frames hold the batch
         answers = self._curl.send_all(list(requests.values()), width)
         for (at, request), answer in zip(requests.items(), answers, strict=True):
             try:
-                written = self._answered(puts[at].path, request, answer)
-                outcomes[at] = unquote_etag(written.etag() or "")
+                outcomes[at] = self._answered(items[at].path, request, answer)
+            except Oversized:  # only a GET's (a PUT's long answer is no answer)
+                outcomes[at] = _oversized(items[at].path, items[at].size)
             except StorsyncError as exc:
                 outcomes[at] = exc.with_traceback(None)
-        return [outcomes[at] for at in range(len(puts))]
+        return [outcomes[at] for at in range(len(items))]
 
     def get(
         self, path: str, key: str, headers: Mapping[str, str], size: int
@@ -126,9 +180,7 @@ class SignedRequests:
                     path, self._request(path, "GET", key, dict(headers), None, limit)
                 )
             except Oversized:
-                raise ChangedError(
-                    f"{path}: the remote sent more than the {size} bytes expected"
-                ) from None
+                raise _oversized(path, size) from None
             return whole.user_metadata(), io.BytesIO(whole.body)
         answer = self._streamed(path, key, dict(headers))
         # Without a length (a body sent in chunks) nothing is checked here; the source
@@ -289,6 +341,10 @@ def _connection(client: Any, endpoint: str) -> Connection:
         client_key=http._key_file,
         resolve=resolve,
     )
+
+
+def _oversized(path: str, size: int) -> ChangedError:
+    return ChangedError(f"{path}: the remote sent more than the {size} bytes expected")
 
 
 def _user_metadata(headers: Mapping[str, str]) -> dict[str, str]:
