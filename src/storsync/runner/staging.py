@@ -26,7 +26,7 @@ Waiting = tuple[Transfer, "Future[Done]"]
 # staged on one thread", "Small objects read together").
 SMALL_BYTES = 64 << 10
 # Small objects are read this many at a time, their requests sent together.
-GROUP_FILES = 256
+GROUP_FILES = 64
 
 
 def stage(ctx: SessionContext, side: Side, transfer: Transfer) -> Done:
