@@ -24,6 +24,7 @@ import importlib  # noqa: E402
 from storsync import cli  # noqa: E402
 from storsync.runner import execute as execute_mod  # noqa: E402
 from storsync.runner import session as session_mod  # noqa: E402
+from storsync.runner import staging as staging_mod  # noqa: E402
 from storsync.runner import transfers as transfers_mod  # noqa: E402
 from storsync.state import sqlite_base  # noqa: E402
 from storsync.storage import local  # noqa: E402
@@ -60,16 +61,18 @@ def _wrap(owner: Any, name: str, label: str) -> None:
 # imported it by name, a method on its class.
 STEPS = [
     (sqlite_base.SqliteBaseStore, "__init__", "state open (+schema)"),
-    (sqlite_base.SqliteBaseStore, "load_base", "base load"),
+    (sqlite_base.SqliteBaseStore, "walk_base", "base walk (lazy: its first rows)"),
     (sqlite_base.SqliteBaseStore, "commit_base", "base commits"),
     (session_mod, "check_markers", "marker check"),
     (session_mod, "write_markers", "marker write"),
-    (session_mod, "scan_both", "scan (both sides)"),
+    (session_mod, "scan_scope", "scan and merge (both sides)"),
     (session_mod, "hash_what_decides", "hashing"),
     (session_mod, "reconcile", "reconcile"),
     (session_mod, "execute", "execute (all)"),
     (execute_mod, "_deletions", "deletions"),
-    (transfers_mod, "_stage", "staging (thread-sum)"),
+    (transfers_mod, "stage", "staging on workers (thread-sum)"),
+    (staging_mod, "stage", "staging on the calling thread"),
+    (transfers_mod, "stage_together", "groups read at once (thread-sum)"),
     (transfers_mod, "_publish", "publish (incl. syncfs+commit)"),
     (local.LocalStorage, "sync", "syncfs"),
     (local.LocalStorage, "publish", "publish: recheck+rename"),
