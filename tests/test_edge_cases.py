@@ -104,6 +104,33 @@ def test_a_directory_swapped_for_a_link_during_the_session_is_not_written_throug
     assert tree(pair.remote) == {f"docs/{n}": n.encode() for n in "abcd"}
 
 
+def test_a_file_written_over_just_after_it_was_put_in_place_is_pushed_next_time(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base records the version storsync wrote, not whatever stands at its name when
+    it looks again: a user's edit in between is the next session's change, not taken for
+    the version synchronized and never sent."""
+    write(pair.remote, "a.txt", "remote version")
+    target = str(pair.local / "a.txt")
+    rename = os.rename
+
+    def edited_at_once(src: str, dst: str) -> None:
+        rename(src, dst)
+        if dst == target:
+            (pair.local / "edit.tmp").write_text("the user's edit")
+            rename(pair.local / "edit.tmp", dst)
+
+    monkeypatch.setattr(os, "rename", edited_at_once)
+    assert pair.sync().pulled == 1
+    monkeypatch.setattr(os, "rename", rename)
+    assert (pair.local / "a.txt").read_text() == "the user's edit"
+
+    report = pair.sync()
+
+    assert (report.state, report.pushed) == ("completed", 1)
+    assert (pair.remote / "a.txt").read_text() == "the user's edit"
+
+
 def test_a_synced_file_replaced_by_a_link_is_not_deleted_on_the_other_side(
     pair: Pair, outside: Path
 ) -> None:

@@ -30,12 +30,11 @@ from storsync.paths import MAX_PATH_BYTES, OWN_DIR, normalize, refusal
 from storsync.storage import local_walk
 from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import CHUNK, new_hasher
-from storsync.storage.local_files import matches, seal, storage_error
+from storsync.storage.local_files import Partial, matches, seal, storage_error
 from storsync.storage.local_resume import (
     RESUME_KEEP_NS,
     ResumablePartial,
     drop_files,
-    partial_file,
     stage_resumable,
     still_resumable,
 )
@@ -351,7 +350,7 @@ class LocalStorage(Storage):
                     written += n
                 if written > size:
                     raise ChangedError(f"{path} grew while it was read")
-            digest = seal(fd, source, path, written, size, mode=mode, mtime_ns=mtime_ns)
+            digest, sealed = seal(fd, source, path, written, size, mode=mode, mtime_ns=mtime_ns)
         except BaseException as exc:
             os.close(fd)
             os.unlink(tmp)
@@ -359,27 +358,29 @@ class LocalStorage(Storage):
                 raise storage_error(path, exc) from exc
             raise
         os.close(fd)
-        return Staged(path, digest, size, tmp)
+        return Staged(path, digest, size, Partial(tmp, sealed))
 
     def publish(self, staged: Staged, *, expected: Entry | None, trash: str | None) -> Entry:
         path = staged.path
-        tmp = partial_file(staged.token)
+        token = staged.token
+        assert isinstance(token, Partial)
         target = self._abs(path)
         try:
             self._ensure_dirs(path)
             self._check_target(path, target, expected)
             if expected is not None and trash is not None:
                 self._keep_in_trash(target, path, trash, move=False)
-            os.rename(tmp, target)
-            if isinstance(staged.token, ResumablePartial):
-                drop_files(staged.token.sums)
-            st = os.lstat(target)
+            os.rename(token.data, target)
+            if isinstance(token, ResumablePartial):
+                drop_files(token.sums)
         except BaseException as exc:
             self.discard(staged)
             if isinstance(exc, OSError):
                 raise storage_error(path, exc) from exc
             raise
-        entry = entry_of(st)
+        # What was written, not what stands at the name now: a file put there since the
+        # rename is then the next scan's change, not taken for the version synchronized.
+        entry = entry_of(token.written)
         return Entry(entry.size, entry.mtime_ns, entry.executable, entry.inode, None, staged.hash)
 
     def _check_target(self, path: str, target: str, expected: Entry | None) -> None:
@@ -415,9 +416,9 @@ class LocalStorage(Storage):
         token = staged.token
         if isinstance(token, ResumablePartial):
             drop_files(token.data, token.sums)
-        else:
+        elif isinstance(token, Partial):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(token))
+                os.unlink(token.data)
 
     def remove(self, path: str, expected: Entry, *, trash: str | None) -> None:
         target = self._abs(path)

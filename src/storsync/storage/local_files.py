@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass
 
 from storsync.errors import ChangedError, PermanentStorageError, StorageError
 from storsync.model import Entry
@@ -29,14 +30,23 @@ def storage_error(path: str, exc: OSError) -> StorageError:
     return StorageError(f"{path}: {reason}")
 
 
+@dataclass(frozen=True)
+class Partial:
+    """A staged file: where it waits, and its stat once sealed (what the base records of
+    it: the stat of whatever stands at its name after the rename could be another's)."""
+
+    data: str
+    written: os.stat_result
+
+
 def seal(
     fd: int, source: Source, path: str, written: int, size: int, *, mode: int, mtime_ns: int
-) -> str:
+) -> tuple[str, os.stat_result]:
     """The staged file's content hash, once the source proved unchanged and every byte
-    came; then its mode and mtime, set before it becomes visible."""
+    came; then its mode and mtime, set before it becomes visible; and its stat."""
     digest = source.finish()
     if written != size:
         raise ChangedError(f"{path}: read {written} bytes where {size} were expected")
     os.fchmod(fd, mode)
     os.utime(fd, ns=(mtime_ns, mtime_ns))
-    return digest
+    return digest, os.fstat(fd)

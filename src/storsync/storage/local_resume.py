@@ -19,7 +19,7 @@ from pathlib import Path
 from storsync.errors import ChangedError, StorsyncError
 from storsync.storage.base import Resumable, Source, Staged
 from storsync.storage.content import CHUNK, hash_bytes, new_hasher
-from storsync.storage.local_files import seal, storage_error
+from storsync.storage.local_files import Partial, seal, storage_error
 
 # A resumable partial file is vouched for by one BLAKE3 line per RESUME_CHUNK written; a
 # rerun trusts its bytes only as far as those lines match them.
@@ -31,10 +31,9 @@ _HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
-class ResumablePartial:
-    """A staged download: the partial file and its checksum file."""
+class ResumablePartial(Partial):
+    """A staged download: the partial file, its stat once sealed, and its checksum file."""
 
-    data: str
     sums: str
 
 
@@ -101,10 +100,6 @@ def _append_resumable(path: str, source: Source, fd: int, log: int, written: int
     return written
 
 
-def partial_file(token: object) -> str:
-    return token.data if isinstance(token, ResumablePartial) else str(token)
-
-
 def drop_files(*files: str) -> None:
     for name in files:
         with contextlib.suppress(FileNotFoundError):
@@ -152,7 +147,7 @@ def stage_resumable(
             written = _append_resumable(path, source, fd, log, kept.length, size)
         finally:
             os.close(log)
-        digest = seal(fd, source, path, written, size, mode=mode, mtime_ns=mtime_ns)
+        digest, sealed = seal(fd, source, path, written, size, mode=mode, mtime_ns=mtime_ns)
     except BaseException as exc:
         os.close(fd)
         error = storage_error(path, exc) if isinstance(exc, OSError) else exc
@@ -163,7 +158,7 @@ def stage_resumable(
             raise error from exc
         raise
     os.close(fd)
-    return Staged(path, digest, size, ResumablePartial(str(data), str(sums)))
+    return Staged(path, digest, size, ResumablePartial(str(data), sealed, str(sums)))
 
 
 def _drop_other_versions(folder: Path, path: str, stem: str) -> None:
