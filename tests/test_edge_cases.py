@@ -20,6 +20,7 @@ import pytest
 from storsync.errors import PermanentStorageError
 from storsync.model import Entry, Side, StopSignal
 from storsync.runner.report import Report
+from storsync.storage import local as local_storage
 from storsync.storage.base import SkipReport, Source, Staged
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
@@ -112,23 +113,50 @@ def test_a_file_written_over_just_after_it_was_put_in_place_is_pushed_next_time(
     the version synchronized and never sent."""
     write(pair.remote, "a.txt", "remote version")
     target = str(pair.local / "a.txt")
-    rename = os.rename
+    rename_new = local_storage.rename_new
 
     def edited_at_once(src: str, dst: str) -> None:
-        rename(src, dst)
+        rename_new(src, dst)
         if dst == target:
             (pair.local / "edit.tmp").write_text("the user's edit")
-            rename(pair.local / "edit.tmp", dst)
+            os.rename(pair.local / "edit.tmp", dst)
 
-    monkeypatch.setattr(os, "rename", edited_at_once)
+    monkeypatch.setattr(local_storage, "rename_new", edited_at_once)
     assert pair.sync().pulled == 1
-    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(local_storage, "rename_new", rename_new)
     assert (pair.local / "a.txt").read_text() == "the user's edit"
 
     report = pair.sync()
 
     assert (report.state, report.pushed) == ("completed", 1)
     assert (pair.remote / "a.txt").read_text() == "the user's edit"
+
+
+def test_a_file_put_in_place_just_before_a_new_one_is_kept_whole(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the check that nothing stands at a new file's name and the rename, a
+    user's file put there is never replaced: the new one waits, reported, and the next
+    session keeps both versions."""
+    write(pair.remote, "a.txt", "remote version")
+    check = LocalStorage._check_target
+
+    def raced(self: LocalStorage, path: str, target: str, expected: Entry | None) -> None:
+        check(self, path, target, expected)
+        if self.root == pair.local:
+            write(pair.local, path, "the user's own")
+
+    monkeypatch.setattr(LocalStorage, "_check_target", raced)
+    first = pair.sync()
+    monkeypatch.setattr(LocalStorage, "_check_target", check)
+
+    assert (first.pulled, len(first.errors)) == (0, 1), first.errors
+    assert (pair.local / "a.txt").read_text() == "the user's own"
+    assert not any((pair.local / ".storsync" / "partial").iterdir())
+    pair.sync()
+    kept = sorted(tree(pair.local).values())
+    assert kept == sorted(tree(pair.remote).values())
+    assert b"the user's own" in kept and b"remote version" in kept
 
 
 def test_a_synced_file_replaced_by_a_link_is_not_deleted_on_the_other_side(

@@ -30,7 +30,7 @@ from storsync.paths import MAX_PATH_BYTES, OWN_DIR, normalize, refusal
 from storsync.storage import local_walk
 from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
 from storsync.storage.content import CHUNK, new_hasher
-from storsync.storage.local_files import Partial, matches, seal, storage_error
+from storsync.storage.local_files import Partial, matches, rename_new, seal, storage_error
 from storsync.storage.local_resume import (
     RESUME_KEEP_NS,
     ResumablePartial,
@@ -370,9 +370,15 @@ class LocalStorage(Storage):
             self._check_target(path, target, expected)
             if expected is not None and trash is not None:
                 self._keep_in_trash(target, path, trash, move=False)
-            os.rename(token.data, target)
+            if expected is None:
+                rename_new(token.data, target)
+            else:
+                os.rename(token.data, target)
             if isinstance(token, ResumablePartial):
                 drop_files(token.sums)
+        except FileExistsError:
+            self.discard(staged)
+            raise PreconditionFailed(f"{path} appeared since the scan") from None
         except BaseException as exc:
             self.discard(staged)
             if isinstance(exc, OSError):

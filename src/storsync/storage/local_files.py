@@ -1,9 +1,10 @@
 """What a local file says and does, for the local storage and its resumable downloads
-alike: an entry from a stat, whether a file is still as expected, what an OSError means,
-and the last step of staging a file."""
+alike: whether a file is still as expected, what an OSError means, the last step of
+staging a file, and a rename that never replaces what stands at its new name."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
@@ -12,6 +13,26 @@ from dataclasses import dataclass
 from storsync.errors import ChangedError, PermanentStorageError, StorageError
 from storsync.model import Entry
 from storsync.storage.base import Source
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def rename_new(src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst`` unless a name stands there (FileExistsError): in one step,
+    where a check before a rename would leave a moment in which a file put there is
+    replaced and lost."""
+    if _renameat2 is not None:
+        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE):
+            code = ctypes.get_errno()
+            if code not in (errno.EINVAL, errno.ENOSYS):  # the file system cannot: a link can
+                raise OSError(code, os.strerror(code), dst)
+        else:
+            return
+    os.link(src, dst)  # refuses an existing name too
+    os.unlink(src)
 
 
 def matches(st: os.stat_result, expected: Entry) -> bool:
