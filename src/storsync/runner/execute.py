@@ -15,6 +15,7 @@ from storsync.model import BaseEntry, LogKind, Phase, PhaseState, Side
 from storsync.runner.context import SessionContext
 from storsync.runner.observer import Planned
 from storsync.runner.progress import Stage
+from storsync.runner.retry import transient
 from storsync.runner.session_plan import SessionPlan
 from storsync.runner.transfers import transfer_all
 from storsync.storage.base import Storage
@@ -126,7 +127,7 @@ def _each(
     done: list[tuple[S, R]] = []
     with ThreadPoolExecutor(ctx.settings.transfers if storage.caps.network else 1) as pool:
         for step, result in zip(steps, pool.map(one, steps), strict=True):
-            if isinstance(result, StorageError) and result.retryable:
+            if transient(result):
                 continue
             if isinstance(result, StorsyncError):
                 ctx.report.error(step.path, result.message)

@@ -37,7 +37,7 @@ class Retry:
         item tried as often as a call alone, and none waits for another's delays."""
         outcomes = list(call(items))
         for delay in RETRY_DELAYS:
-            again = [at for at, outcome in enumerate(outcomes) if _retryable(outcome)]
+            again = [at for at, outcome in enumerate(outcomes) if transient(outcome)]
             if not again:
                 break
             self._clock.sleep(delay)
@@ -46,5 +46,6 @@ class Retry:
         return outcomes
 
 
-def _retryable(outcome: object) -> bool:
+def transient(outcome: object) -> bool:
+    """Whether ``outcome`` is a storage's error that may pass: an outage, not a refusal."""
     return isinstance(outcome, StorageError) and outcome.retryable

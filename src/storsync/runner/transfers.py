@@ -14,9 +14,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from storsync.engine.reconcile import Transfer
-from storsync.errors import StorageError, StorsyncError
+from storsync.errors import StorsyncError
 from storsync.model import BaseEntry, Entry, LogKind, Side
 from storsync.runner.context import SessionContext
+from storsync.runner.retry import transient
 from storsync.runner.staging import (
     SMALL_BYTES,
     Done,
@@ -86,7 +87,7 @@ def transfer_all(ctx: SessionContext, side: Side, transfers: Iterable[Transfer])
         )
         for transfer, outcome in staged:
             if isinstance(outcome, StorsyncError):
-                if isinstance(outcome, StorageError) and outcome.retryable:
+                if transient(outcome):
                     _publish(ctx, side, batch, workers)
                     raise outcome
                 ctx.report.error(transfer.path, outcome.message)
@@ -151,14 +152,14 @@ def _publish(ctx: SessionContext, side: Side, batch: list[Done], width: int) -> 
     down: list[StorsyncError] = []
     for item, outcome in zip(items, outcomes, strict=True):
         if isinstance(outcome, StorsyncError):
-            if _transient(outcome):
+            if transient(outcome):
                 down.append(outcome)
             else:
                 dst.discard(item.staged)
     records: list[tuple[str, BaseEntry]] = []
     for (transfer, source_entry, staged), written in zip(batch, outcomes, strict=True):
         if isinstance(written, StorsyncError):
-            if not _transient(written):
+            if not transient(written):
                 ctx.report.error(transfer.path, written.message)
             continue
         records.append((transfer.path, _recorded(side, source_entry, written, staged.hash)))
@@ -168,10 +169,6 @@ def _publish(ctx: SessionContext, side: Side, batch: list[Done], width: int) -> 
     ctx.logged(LogKind.written(side), [(path, entry.size) for path, entry in records])
     if down:
         raise down[0]
-
-
-def _transient(outcome: object) -> bool:
-    return isinstance(outcome, StorageError) and outcome.retryable
 
 
 def _recorded(side: Side, source: Entry, written: Entry, content_hash: str) -> BaseEntry:
