@@ -16,6 +16,7 @@ from storsync.engine.moves import candidates
 from storsync.engine.reconcile import Delete, Plan, Transfer
 from storsync.model import BaseEntry, Capabilities, Entry, Side
 from storsync.paths import OWN_DIR
+from storsync.storage.local import LocalStorage
 from tests.conftest import Pair, trash, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import sync_s3
@@ -98,6 +99,32 @@ def test_a_rename_against_an_edit_on_the_other_side_is_the_rename_plus_the_edit(
     assert trash(renaming) == {"final.txt": [b"first draft"]}
     quiet = pair.sync()
     assert (quiet.pushed, quiet.pulled, quiet.moved_local, quiet.moved_remote) == (0, 0, 0, 0)
+
+
+def test_a_file_edited_just_after_it_was_moved_is_pushed_next_time(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base records the version the move checked and moved, not a second look at the
+    new name: an edit in between is the next session's change, not taken as synchronized."""
+    write(pair.local, "report.txt", "first draft")
+    pair.sync()
+    (pair.remote / "report.txt").rename(pair.remote / "final.txt")
+    prune = LocalStorage._prune_empty_parents  # runs once the file has moved
+
+    def edited_at_once(self: LocalStorage, path: str) -> None:
+        prune(self, path)
+        if self.root == pair.local and path == "report.txt":
+            (pair.local / "edit.tmp").write_text("edited at once")
+            os.rename(pair.local / "edit.tmp", pair.local / "final.txt")
+
+    monkeypatch.setattr(LocalStorage, "_prune_empty_parents", edited_at_once)
+    assert pair.sync().moved_local == 1
+    monkeypatch.setattr(LocalStorage, "_prune_empty_parents", prune)
+
+    report = pair.sync()
+
+    assert (report.state.value, report.pushed) == ("completed", 1)
+    assert tree(pair.local) == tree(pair.remote) == {"final.txt": b"edited at once"}
 
 
 def test_a_rename_against_a_deletion_on_the_other_side_keeps_the_renamed_file(

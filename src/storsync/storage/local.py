@@ -465,14 +465,15 @@ class LocalStorage(Storage):
             raise PreconditionFailed(f"{path} changed since the scan")
         self._ensure_dirs(new_path)
         try:
-            os.link(source, target)  # fails if the new name exists: never clobbers
-            os.unlink(source)
+            rename_new(source, target)
         except FileExistsError:
             raise PreconditionFailed(f"{new_path} appeared since the scan") from None
         except OSError as exc:
             raise storage_error(new_path, exc) from exc
         self._prune_empty_parents(self._native.pop(path, path))  # a directory moved away
-        return entry_of(os.lstat(target))
+        # The version checked and moved (a rename keeps its stat), not a second look at
+        # the new name: a file put there since is the next scan's change.
+        return entry_of(st)
 
     # -- own files --------------------------------------------------------------------
 
