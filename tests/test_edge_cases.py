@@ -135,20 +135,20 @@ def test_a_file_written_over_just_after_it_was_put_in_place_is_pushed_next_time(
 def test_a_file_put_in_place_just_before_a_new_one_is_kept_whole(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Between the check that nothing stands at a new file's name and the rename, a
-    user's file put there is never replaced: the new one waits, reported, and the next
-    session keeps both versions."""
+    """Between the last step before a new file's rename (its folders made) and the
+    rename, a user's file put there is never replaced: the new one waits, reported, and
+    the next session keeps both versions."""
     write(pair.remote, "a.txt", "remote version")
-    check = LocalStorage._check_target
+    ensure = LocalStorage._ensure_dirs
 
-    def raced(self: LocalStorage, path: str, target: str, expected: Entry | None) -> None:
-        check(self, path, target, expected)
+    def raced(self: LocalStorage, path: str) -> None:
+        ensure(self, path)
         if self.root == pair.local:
             write(pair.local, path, "the user's own")
 
-    monkeypatch.setattr(LocalStorage, "_check_target", raced)
+    monkeypatch.setattr(LocalStorage, "_ensure_dirs", raced)
     first = pair.sync()
-    monkeypatch.setattr(LocalStorage, "_check_target", check)
+    monkeypatch.setattr(LocalStorage, "_ensure_dirs", ensure)
 
     assert (first.pulled, len(first.errors)) == (0, 1), first.errors
     assert (pair.local / "a.txt").read_text() == "the user's own"
@@ -157,6 +157,35 @@ def test_a_file_put_in_place_just_before_a_new_one_is_kept_whole(
     kept = sorted(tree(pair.local).values())
     assert kept == sorted(tree(pair.remote).values())
     assert b"the user's own" in kept and b"remote version" in kept
+
+
+@pytest.mark.parametrize("filled", [False, True])
+def test_a_folder_at_a_new_files_name_gives_way_only_when_empty(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, filled: bool
+) -> None:
+    """A folder made at a new file's name after the scan: empty, it gives way to the file;
+    with a file in it, the file waits, reported, and nothing of the folder is lost."""
+    write(pair.remote, "a", "remote file")
+    ensure = LocalStorage._ensure_dirs
+
+    def folder_made(self: LocalStorage, path: str) -> None:
+        ensure(self, path)
+        if self.root == pair.local and path == "a":
+            (pair.local / "a").mkdir()
+            if filled:
+                write(pair.local, "a/mine.txt", "the user's own")
+
+    monkeypatch.setattr(LocalStorage, "_ensure_dirs", folder_made)
+    report = pair.sync()
+
+    if filled:
+        assert (report.pulled, len(report.errors)) == (0, 1), report.errors
+        assert "non-empty directory" in report.errors[0]["message"]
+        assert (pair.local / "a" / "mine.txt").read_text() == "the user's own"
+    else:
+        assert (report.state, report.pulled) == ("completed", 1)
+        assert (pair.local / "a").read_text() == "remote file"
+    assert not any((pair.local / ".storsync" / "partial").iterdir())
 
 
 def test_a_synced_file_replaced_by_a_link_is_not_deleted_on_the_other_side(

@@ -43,6 +43,7 @@ from storsync.storage.local_walk import entry_of
 _libc = ctypes.CDLL(None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
 _EXEC = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def _umask() -> int:
@@ -334,10 +335,10 @@ class LocalStorage(Storage):
             )
         tmp = f"{self._part_prefix}-{next(self._part_numbers)}.part"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(tmp, _NEW_FILE, mode)  # its final mode at once: no chmod after
         except FileNotFoundError:
             self._partial.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(tmp, _NEW_FILE, mode)
         try:
             written = 0
             # Ask for what is left plus one byte (to see the end), not a whole CHUNK: a
@@ -367,12 +368,12 @@ class LocalStorage(Storage):
         target = self._abs(path)
         try:
             self._ensure_dirs(path)
-            self._check_target(path, target, expected)
-            if expected is not None and trash is not None:
-                self._keep_in_trash(target, path, trash, move=False)
             if expected is None:
-                rename_new(token.data, target)
+                self._place_new(path, token.data, target)
             else:
+                self._check_target(path, target, expected)
+                if trash is not None:
+                    self._keep_in_trash(target, path, trash, move=False)
                 os.rename(token.data, target)
             if isinstance(token, ResumablePartial):
                 drop_files(token.sums)
@@ -389,21 +390,28 @@ class LocalStorage(Storage):
         entry = entry_of(token.written)
         return Entry(entry.size, entry.mtime_ns, entry.executable, entry.inode, None, staged.hash)
 
-    def _check_target(self, path: str, target: str, expected: Entry | None) -> None:
+    @staticmethod
+    def _place_new(path: str, data: str, target: str) -> None:
+        """Rename a staged new file into place. The rename itself refuses any name standing
+        there (no look before it: one call a file fewer, and no moment between the look and
+        the rename); only then is it looked at, for an emptied directory gives way to a file."""
+        try:
+            rename_new(data, target)
+            return
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(target).st_mode):
+                raise
+        try:
+            os.rmdir(target)
+        except OSError:
+            raise PreconditionFailed(f"{path} is a non-empty directory") from None
+        rename_new(data, target)
+
+    def _check_target(self, path: str, target: str, expected: Entry) -> None:
         try:
             st = os.lstat(target)
         except FileNotFoundError:
-            if expected is not None:
-                raise PreconditionFailed(f"{path} was removed since the scan") from None
-            return
-        if expected is None:
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    os.rmdir(target)  # an emptied directory gives way to a file
-                except OSError:
-                    raise PreconditionFailed(f"{path} is a non-empty directory") from None
-                return
-            raise PreconditionFailed(f"{path} appeared since the scan")
+            raise PreconditionFailed(f"{path} was removed since the scan") from None
         if not matches(st, expected):
             raise PreconditionFailed(f"{path} changed since the scan")
 

@@ -68,6 +68,9 @@ def seal(
     digest = source.finish()
     if written != size:
         raise ChangedError(f"{path}: read {written} bytes where {size} were expected")
-    os.fchmod(fd, mode)
     os.utime(fd, ns=(mtime_ns, mtime_ns))
+    sealed = os.fstat(fd)
+    if stat.S_IMODE(sealed.st_mode) == mode:  # created with it, as a file mostly is
+        return digest, sealed
+    os.fchmod(fd, mode)  # a resumable partial (0600 while it waits), or a default ACL's say
     return digest, os.fstat(fd)
