@@ -34,7 +34,7 @@ from storsync.model import (  # noqa: E402
     SyncSettings,
 )
 from storsync.runner.session import SyncSession  # noqa: E402
-from storsync.storage.base import SkipReport, Storage  # noqa: E402
+from storsync.storage.base import SkipReport, Storage, StoredKeys  # noqa: E402
 
 PER_DIR = 1000
 MTIME = 1_700_000_000 * 10**9
@@ -68,7 +68,11 @@ class GeneratedStorage(Storage):
         self.caps = Capabilities(mtime_precision_ns=1, inodes=True)
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
         every = self.changed_every if self.side is Side.LOCAL else None
         inode = 1 if self.side is Side.LOCAL else 2

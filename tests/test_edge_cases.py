@@ -21,7 +21,7 @@ from storsync.errors import PermanentStorageError
 from storsync.model import Entry, Side, StopSignal
 from storsync.runner.report import Report
 from storsync.storage import local as local_storage
-from storsync.storage.base import SkipReport, Source, Staged
+from storsync.storage.base import SkipReport, Source, Staged, StoredKeys
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
@@ -446,9 +446,13 @@ class FifoAfterScan(LocalStorage):
     """Swaps a regular file for a FIFO right after the scan saw it."""
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
-        yield from super().walk(skip, stop, expected)
+        yield from super().walk(skip, stop, expected, stored)
         (self.root / "f.txt").unlink()
         os.mkfifo(self.root / "f.txt")
 
@@ -531,9 +535,13 @@ class EditAfterScan(LocalStorage):
     edit = b"edited after the scan"
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
-        yield from super().walk(skip, stop, expected)
+        yield from super().walk(skip, stop, expected, stored)
         time.sleep(0.001)
         (self.root / self.victim).write_bytes(self.edit)
 

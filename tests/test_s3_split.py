@@ -6,6 +6,7 @@ tree cut into parts equals the plain walk, and a session over such a walk conver
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -186,3 +187,164 @@ def test_a_session_over_a_listing_in_parts_converges(
     other.state.mkdir()
     third = sync_s3(other, s3_server, prefix)
     assert third.errors == [] and tree(other.local) == tree(pair.local)
+
+
+# -- ranges cut at keys of the base -------------------------------------------------------
+
+
+def _folder_order(key: str) -> tuple[str, ...]:
+    """Where a server that lists folder by folder (SeaweedFS) lists ``key``."""
+    return tuple(key.split("/"))
+
+
+def _ranges_server(keys: set[str], by_folder: bool, after_by_folder: bool) -> Any:
+    """``between`` of a server listing in byte order, or folder by folder (a "start
+    after" then taken in either order)."""
+    listed = sorted(keys, key=_folder_order if by_folder else None)
+
+    def after_it(key: str, after: str) -> bool:
+        return _folder_order(key) > _folder_order(after) if after_by_folder else key > after
+
+    def between(after: str | None, until: str | None) -> Iterator[list[tuple[str, Entry]]]:
+        page: list[tuple[str, Entry]] = []
+        for key in listed:
+            if after is not None and not after_it(key, after):
+                continue
+            if until is not None and key > until:
+                break
+            page.append((key, _entry(key)))
+        yield page
+
+    return between
+
+
+def _files_only(paths: set[str]) -> set[str]:
+    return {p for p in paths if not any(other.startswith(p + "/") for other in paths)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    paths=st.sets(st.lists(NAME, min_size=1, max_size=3).map("/".join), max_size=30),
+    stored=st.sets(st.lists(NAME, min_size=1, max_size=3).map("/".join), max_size=8),
+    order=st.sampled_from([(False, False), (True, True), (True, False)]),
+    workers=st.sampled_from([1, 3]),
+)
+def test_ranges_lose_no_key_without_a_sign(
+    paths: set[str], stored: set[str], order: tuple[bool, bool], workers: int
+) -> None:
+    """Cut at any stored keys (the base may be older than the bucket), over a server
+    listing in byte order or folder by folder: the ranges give every key once in byte
+    order, or give a key out of order, which the caller's check finds."""
+    keys = _files_only(paths)
+    between = _ranges_server(keys, *order)
+    walked = [
+        key for key, _ in s3_split.range_walk(between, s3_split.cuts_of(stored), workers=workers)
+    ]
+    in_order = all(a < b for a, b in itertools.pairwise(walked))
+    if in_order or order == (False, False):
+        assert walked == sorted(keys)
+
+
+def test_a_cut_at_a_stored_key_itself_would_lose_keys_without_a_sign() -> None:
+    """Why a cut is not the stored key: a server listing folder by folder lists ``a/x``
+    before ``a.txt``; a range ending at ``a.txt`` ends at ``a/x``, in order, and both are
+    lost. Cut at ``a`` and DEL, the keys come as the server lists them, out of order: a
+    sign the caller's check finds."""
+    keys = {"a.txt", "a/x", "b"}
+    between = _ranges_server(keys, True, True)
+    walked = [key for key, _ in s3_split.range_walk(between, ["a.txt"], workers=1)]
+    assert walked == ["b"]  # in order, and two keys short
+    cut = [key for key, _ in s3_split.range_walk(between, s3_split.cuts_of(["a.txt"]), workers=1)]
+    assert cut == ["a/x", "a.txt", "b"]
+
+
+def test_a_cut_is_a_first_name_of_characters_that_sort_after_the_separator() -> None:
+    stored = ["photos/2020/img-01.jpg", "a.txt", "a.txt", "-x", "zz", "zz0/a"]
+    assert s3_split.cuts_of(stored) == ["a\x7f", "photos\x7f", "zz0\x7f", "zz\x7f", "\x7f"]
+
+
+def test_on_seaweedfs_a_flat_folder_cut_into_ranges_is_the_plain_walk(
+    s3_server: SeaweedS3, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flat folder (no folder to cut at) cut into ranges at names stored before it
+    changed: keys added at a cut and beside it, a stored key removed, all given once, in
+    order, one listing a range."""
+    monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
+    monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 4)
+    monkeypatch.setattr(s3_module, "RANGE_KEYS", 10)
+    prefix = f"split/{uuid.uuid4().hex[:12]}"
+    names = [f"f{n:03}.dat" for n in range(0, 120, 2)] + ["g/x.txt", "é.txt"]
+    for name in names:
+        write(pair.local, name, name.encode())
+    assert sync_s3(pair, s3_server, prefix).errors == []
+    stored = sorted(names)
+    for added in ("f010", "f010.dat.bak", "f011.dat", "f0101", "f~.dat"):
+        write(pair.local, added, b"new")
+    (pair.local / "f020.dat").unlink()
+    assert sync_s3(pair, s3_server, prefix).errors == []
+    storage = S3Storage(settings_for(s3_server, prefix))
+    ranges: list[tuple[str | None, str | None]] = []
+    between = storage._between
+
+    def counted(after: str | None, until: str | None, **kw: Any) -> Any:
+        ranges.append((after, until))
+        return between(after, until, **kw)
+
+    monkeypatch.setattr(storage, "_between", counted)
+    try:
+        plain = list(storage.walk(lambda *_: None, StopSignal(), expected=0))
+        cut = list(
+            storage.walk(
+                lambda *_: None,
+                StopSignal(),
+                expected=len(stored),
+                stored=lambda step: stored[step - 1 :: step],
+            )
+        )
+    finally:
+        storage.close()
+    assert [k for k, _ in plain] == sorted(tree(pair.local))
+    assert cut == plain
+    assert len(ranges) == 7  # cut after f018, f038, f058, f078, f098 and f118
+
+
+def test_a_session_over_a_listing_in_ranges_converges(
+    s3_server: SeaweedS3, pair: Pair, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Ranges cut at names of the base, in every session past the first (most of the tree
+    at the top, no folder to cut at), with names
+    SeaweedFS lists out of byte order among them (``a/x`` before ``a.txt``): found out, the
+    session falls back to its sorted walk; without them, the ranges are the listing."""
+    monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
+    monkeypatch.setattr(s3_module, "RANGE_KEYS", 1)
+    monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)
+    listed: list[tuple[str | None, str | None]] = []
+    between = S3Storage._between
+
+    def counted(self: S3Storage, after: str | None, until: str | None, **kw: Any) -> Any:
+        listed.append((after, until))
+        return between(self, after, until, **kw)
+
+    monkeypatch.setattr(S3Storage, "_between", counted)
+    prefix = f"split/{uuid.uuid4().hex[:12]}"
+    names = ("b.txt", "c/x", "d/y/z", "e", "f", "g.txt")  # most at the top: ranges
+    for name in names:
+        write(pair.local, name, name.encode())
+    assert sync_s3(pair, s3_server, prefix).pushed == len(names)
+    assert listed == []  # no base yet: the folders were cut
+    write(pair.local, "c/new", b"new")
+    second = sync_s3(pair, s3_server, prefix)
+    assert (second.errors, second.pushed) == ([], 1)
+    assert len(listed) == 7  # up to b, c, d, e, f, g, and after
+    write(pair.local, "a.txt", b"beside a folder")
+    write(pair.local, "a/x", b"in it")
+    assert sync_s3(pair, s3_server, prefix).pushed == 2
+    (pair.local / "a/x").unlink()
+    write(pair.local, "d/new", b"new")
+    fourth = sync_s3(pair, s3_server, prefix)
+    assert (fourth.errors, fourth.pushed, fourth.deleted_remote) == ([], 1, 1)
+    other = Pair(tmp_path / "other", tmp_path / "unused", tmp_path / "other-state")
+    other.local.mkdir()
+    other.state.mkdir()
+    assert sync_s3(other, s3_server, prefix).errors == []
+    assert tree(other.local) == tree(pair.local)

@@ -24,7 +24,7 @@ from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.state.store import StateStore
 from storsync.storage import local_walk
-from storsync.storage.base import SkipReport
+from storsync.storage.base import SkipReport, StoredKeys
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
 from storsync.storage.s3 import S3Storage
@@ -263,9 +263,13 @@ class Unordered(MemoryStorage):
     """Lists its keys in reverse: a server that breaks the order the merge needs."""
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
-        yield from reversed(list(super().walk(skip, stop, expected)))
+        yield from reversed(list(super().walk(skip, stop, expected, stored)))
 
 
 def test_a_listing_out_of_order_fails_the_session_before_anything_changes(pair: Pair) -> None:
@@ -404,5 +408,6 @@ def test_the_base_on_a_postgresql_database_collating_otherwise_is_read_in_byte_o
         assert collated != sorted(ORDER_NAMES)  # the database's own order is not bytes
         walked = [path for path, _ in store.walk_base(repo)]
         assert walked == sorted(ORDER_NAMES, key=lambda n: n.encode())
+        assert store.base_every(repo, 3) == walked[2::3]  # where a listing is cut
     finally:
         store.close()

@@ -156,6 +156,9 @@ def test_the_base_under_some_paths_is_read_alone(open_store: Callable[[], BaseSt
     assert sorted(open_store().load_base_under(repo, many)) == ["e/f", "e/g"]
     assert store.load_base_under(repo, []) == {}
     assert (store.base_count(repo), store.base_count(other), store.base_count("none")) == (10, 1, 0)
+    in_order = sorted(paths, key=lambda p: p.encode())
+    assert store.base_every(repo, 3) == in_order[2::3]  # where a remote listing is cut
+    assert (store.base_every(repo, 11), store.base_every(other, 1)) == ([], ["d/a"])
 
 
 def test_a_listing_digest_lasts_until_the_base_changes(

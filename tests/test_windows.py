@@ -24,7 +24,7 @@ from storsync.runner.session import SyncSession
 from storsync.runner.session_plan import SessionPlan
 from storsync.runner.spill import Spill
 from storsync.state.sqlite_base import SqliteBaseStore
-from storsync.storage.base import SkipReport
+from storsync.storage.base import SkipReport, StoredKeys
 from storsync.storage.local import LocalStorage
 from tests.conftest import Pair, tree, write
 
@@ -125,9 +125,13 @@ class HidingStorage(LocalStorage):
     hidden = "b"
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
-        for path, entry in super().walk(skip, stop, expected):
+        for path, entry in super().walk(skip, stop, expected, stored):
             if not path.startswith(f"{self.hidden}/"):
                 yield path, entry
         skip(self.hidden, "permission denied")

@@ -156,7 +156,11 @@ def _one_pass(
         skip = functools.partial(_skipped, skipped, side)
         if side in sorted_sides:
             return _in_order(storage.sorted_walk(skip, ctx.stop), side)
-        return _in_order(storage.walk(skip, ctx.stop, expected), side)
+
+        def stored(step: int) -> list[str]:  # asked only by a storage that cuts a listing
+            return ctx.store.base_every(ctx.repository_id, step)
+
+        return _in_order(storage.walk(skip, ctx.stop, expected, stored), side)
 
     # Both walks started before either is read: a large local tree's walking process
     # starts at once, not when the merge first asks it (50 ms later for 100,000 files).

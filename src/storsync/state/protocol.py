@@ -42,6 +42,11 @@ class BaseStore(Protocol):
         """How many paths the base records."""
         ...
 
+    def base_every(self, repository_id: str, step: int) -> list[str]:
+        """Every ``step``-th path of the base, in ``walk_base``'s order (where a remote's
+        listing may be cut into ranges listed at once)."""
+        ...
+
     def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
         """What the base recorded for one path (a watcher telling storsync's own writes
         apart)."""

@@ -26,6 +26,9 @@ _path = operator.itemgetter(1)  # a row's path
 _SELECT = f"SELECT path, {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ?"
 _ONE = f"SELECT {', '.join(BASE_COLUMNS)} FROM base WHERE repository_id = ? AND path = ?"
 # ``path`` compared as bytes: SQLite's default collation is binary.
+# The next path a step on, skipped to along the primary key (0014: the table's own order):
+# 0.05 s for 64 steps over a million paths, where numbering them all took 0.5 s.
+_NEXT = "SELECT path FROM base WHERE repository_id = ? AND path > ? ORDER BY path LIMIT 1 OFFSET ?"
 _BELOW = "SELECT 1 FROM base WHERE repository_id = ? AND path >= ? AND path < ? LIMIT 1"
 _ADD_ITEM = "INSERT INTO log_items (session_id, ts_ns, kind, path, size) VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM base WHERE repository_id = ? AND path = ?"
@@ -150,6 +153,14 @@ class SqliteBaseStore:
             "SELECT count(*) FROM base WHERE repository_id = ?", (repository_id,)
         )
         return int(row.fetchone()[0])
+
+    def base_every(self, repository_id: str, step: int) -> list[str]:
+        found: list[str] = []
+        last = ""
+        while row := self._conn.execute(_NEXT, (repository_id, last, step - 1)).fetchone():
+            last = row[0]
+            found.append(last)
+        return found
 
     def base_entry(self, repository_id: str, path: str) -> BaseEntry | None:
         row = self._conn.execute(_ONE, (repository_id, path))

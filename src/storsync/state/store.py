@@ -100,6 +100,20 @@ class StateStore:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def base_every(self, repository_id: str, step: int) -> list[str]:
+        table = schema.base
+        place = sa.func.row_number().over(order_by=self._bytewise(table.c.path)).label("place")
+        numbered = (
+            sa.select(table.c.path, place).where(table.c.repository_id == repository_id).subquery()
+        )
+        query = (
+            sa.select(numbered.c.path)
+            .where(numbered.c.place % step == 0)
+            .order_by(self._bytewise(numbered.c.path))
+        )
+        with self.engine.connect() as conn:
+            return [path for (path,) in conn.execute(query)]
+
     def _bytewise(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
         """``column`` compared as bytes whatever the database's collation (PostgreSQL's
         may not be)."""

@@ -16,6 +16,9 @@ from storsync.storage.content import CHUNK
 
 # Called with (path, reason) for every name a scan refuses or skips: a log item.
 SkipReport = Callable[[str, str], None]
+# Called with a step, gives every step-th key of the last listing stored (the base), in
+# key order: where a storage may cut a large listing into ranges listed at once.
+StoredKeys = Callable[[int], Sequence[str]]
 
 OWN_FORMAT = 1
 
@@ -120,14 +123,19 @@ class Storage(ABC):
         """
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
         """Every file ``scan`` finds, in the byte order of the UTF-8 of its key (the order
         of engine.merge). This one sorts a whole scan; a storage that lists in that order
         streams it instead, holding no more than a directory at a time. It may raise
         ListingOutOfOrder before giving a key out of order: ``sorted_walk`` then.
-        ``expected``: about how many files the caller expects (the base's count), for a
-        storage that walks a large tree another way."""
+        ``expected``: about how many files the caller expects (the base's count), and
+        ``stored`` the keys the base holds, for a storage that walks a large tree another
+        way."""
         return self.sorted_walk(skip, stop)
 
     def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:

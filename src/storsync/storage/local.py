@@ -28,7 +28,7 @@ from storsync.errors import ChangedError, PreconditionFailed, StorageError
 from storsync.model import Capabilities, Entry, StopSignal
 from storsync.paths import MAX_PATH_BYTES, OWN_DIR, normalize, refusal
 from storsync.storage import local_walk
-from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage
+from storsync.storage.base import Resumable, SkipReport, Source, Staged, Storage, StoredKeys
 from storsync.storage.content import CHUNK, new_hasher
 from storsync.storage.local_files import Partial, matches, rename_new, seal, storage_error
 from storsync.storage.local_resume import (
@@ -223,7 +223,11 @@ class LocalStorage(Storage):
         stack.append((top + "/", os.path.join(self.root, top)))
 
     def walk(
-        self, skip: SkipReport, stop: StopSignal, expected: int = 0
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
         """In key order, one directory on the way held at a time (``local_walk``), in a
         child process from ``CHILD_FROM`` expected entries, started at once. A

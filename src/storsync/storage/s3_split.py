@@ -16,6 +16,18 @@ and prefixes) and those queues, not the listing.
 
 Each part's listing is checked for order as the whole listing is (``ListingOutOfOrder``
 from the caller's check of the parts joined): the parts' own order is the server's.
+
+A listing whose base holds many names at its top is cut into ranges instead
+(``range_walk``), at names taken from the base: a flat folder of a million objects too,
+which has no folders to cut at. A range is listed from its start ("start after") to its
+end (the first key past it ends it). Where a server lists folder by folder, a cut at a
+key may lose keys without a sign (``a/x`` listed before ``a.txt``: a range ending at
+``a.txt`` ends at ``a/x``, before ``a.txt``; a cut inside ``a/`` may end its range at a key
+of ``a/`` before ``a.txt``), whichever order the server takes its "start after" in. So a
+cut is one name, of the leading characters of a stored key that sort after ``/``, ending
+with DEL (a character no synchronized name holds: a folder named as the cut could be
+taken as before it or after): it then sorts against every key as that key's first name
+does, in both orders (docs/decisions.md "A large listing cut at names of the base").
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
@@ -43,6 +55,13 @@ class _End:
     error: BaseException | None
 
 
+Feed = queue.Queue[list[Listed] | _End]
+Pages = Callable[[], Iterator[list[Listed]]]
+# Ends every cut: a control character, which no synchronized name holds, and which sorts
+# after ``/`` and every other ASCII character.
+CUT_END = "\x7f"
+
+
 def split_walk(
     folder: Callable[[str], Folder],
     under: Callable[[str], Iterator[list[Listed]]],
@@ -53,16 +72,51 @@ def split_walk(
     top), ``under`` lists every key under a prefix, page by page; ``workers`` parts at
     once."""
     steps = _cut(folder, workers)
+    # Folders listed whole, in the order the parts were cut.
+    parts = [functools.partial(under, key) for key, entry in steps if entry is None]
+    with _listed_at_once(parts, workers) as feeds:
+        yield from _joined(steps, iter(feeds))
+
+
+def cuts_of(stored: Iterable[str]) -> list[str]:
+    """The cuts made of ``stored`` keys: the leading characters of each key's first name
+    that sort after ``/``, and ``CUT_END``; in order, each once."""
+    return sorted({_head(key) + CUT_END for key in stored})
+
+
+def _head(key: str) -> str:
+    return key[: next((at for at, char in enumerate(key) if char <= "/"), len(key))]
+
+
+def range_walk(
+    between: Callable[[str | None, str | None], Iterator[list[Listed]]],
+    cuts: Sequence[str],
+    *,
+    workers: int,
+) -> Iterator[Listed]:
+    """Every object, in key order, from the ranges ``cuts`` makes: ``between(after,
+    until)`` lists the keys after one cut up to the next (None: from the first key, to
+    the last), page by page; ``workers`` ranges at once."""
+    ends = [None, *cuts, None]
+    parts = [functools.partial(between, ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
+    with _listed_at_once(parts, workers) as feeds:
+        for feed in feeds:
+            yield from _drained(feed)
+
+
+@contextlib.contextmanager
+def _listed_at_once(parts: Sequence[Pages], workers: int) -> Iterator[list[Feed]]:
+    """A queue of pages for each of ``parts``, filled by ``workers`` threads, each part
+    begun as a thread is free, in order."""
     leaving = threading.Event()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="storsync-list")
     try:
-        feeds: list[queue.Queue[list[Listed] | _End]] = []
-        for key, entry in steps:
-            if entry is None:  # a folder listed whole, in the order the parts were cut
-                feed: queue.Queue[list[Listed] | _End] = queue.Queue(DEPTH)
-                feeds.append(feed)
-                pool.submit(_fill, feed, functools.partial(under, key), leaving)
-        yield from _joined(steps, iter(feeds))
+        feeds: list[Feed] = []
+        for pages in parts:
+            feed: Feed = queue.Queue(DEPTH)
+            feeds.append(feed)
+            pool.submit(_fill, feed, pages, leaving)
+        yield feeds
     finally:
         # A part waiting on its full queue sees it within _WAIT; one not begun never is.
         leaving.set()
@@ -95,8 +149,8 @@ def _sorted(folder: Folder) -> list[tuple[str, Entry | None]]:
 
 
 def _fill(
-    feed: queue.Queue[list[Listed] | _End],
-    pages: Callable[[], Iterator[list[Listed]]],
+    feed: Feed,
+    pages: Pages,
     leaving: threading.Event,
 ) -> None:
     try:
@@ -113,22 +167,23 @@ def _fill(
         _end(feed, _End(None), leaving)
 
 
-def _end(feed: queue.Queue[list[Listed] | _End], end: _End, leaving: threading.Event) -> None:
+def _end(feed: Feed, end: _End, leaving: threading.Event) -> None:
     while not leaving.is_set():
         with contextlib.suppress(queue.Full):
             feed.put(end, timeout=_WAIT)
             return
 
 
-def _joined(
-    steps: list[tuple[str, Entry | None]], feeds: Iterator[queue.Queue[list[Listed] | _End]]
-) -> Iterator[Listed]:
+def _joined(steps: list[tuple[str, Entry | None]], feeds: Iterator[Feed]) -> Iterator[Listed]:
     for key, entry in steps:
         if entry is not None:
             yield key, entry
             continue
-        feed = next(feeds)
-        while not isinstance(got := feed.get(), _End):
-            yield from got
-        if got.error is not None:
-            raise got.error
+        yield from _drained(next(feeds))
+
+
+def _drained(feed: Feed) -> Iterator[Listed]:
+    while not isinstance(got := feed.get(), _End):
+        yield from got
+    if got.error is not None:
+        raise got.error
