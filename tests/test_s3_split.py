@@ -30,8 +30,9 @@ from tests.conftest import Pair, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import settings_for, sync_s3
 
-# Names that sort around the separator: "-" and "." before "/", "0" after it.
-NAME = st.sampled_from(["a", "a.txt", "a-b", "a0", "b", "é", "", "z"])
+# Names that sort around the separator: "-" and "." before "/", "0" after it; one that
+# sorts as a cut of the ranges does (DEL, after every other ASCII character).
+NAME = st.sampled_from(["a", "a.txt", "a-b", "a0", "b", "é", "", "z", "a\x7f"])
 
 
 def _entry(key: str) -> Entry:

@@ -1,4 +1,5 @@
-"""A large listing cut at its folders, the parts listed at once and given in key order.
+"""A large listing cut at its folders, or into ranges at names of the base; the parts
+listed at once and given in key order.
 
 One listing of a million keys is a thousand pages, each a round trip after the last (20 to
 50 ms each to a store across a network: most of a no-op's time). S3 has no end key for a
