@@ -21,7 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from storsync.clock import SystemClock
-from storsync.model import BaseEntry, LogKind
+from storsync.model import BaseEntry, Entry, LogKind, PlanAction, PlanItem
 from storsync.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, refusal
 from storsync.state import migrate, schema
 from storsync.state.catalog import Catalog
@@ -159,6 +159,27 @@ def test_the_base_under_some_paths_is_read_alone(open_store: Callable[[], BaseSt
     in_order = sorted(paths, key=lambda p: p.encode())
     assert store.base_every(repo, 3) == in_order[2::3]  # where a remote listing is cut
     assert (store.base_every(repo, 11), store.base_every(other, 1)) == ([], ["d/a"])
+
+
+def test_a_halted_plans_deletions_are_read_back_a_side_at_a_time_in_plan_order(
+    open_store: Callable[[], BaseStore],
+) -> None:
+    """What an approval reads beside its own plan: one side's deletions, in the order the
+    plan listed them (more than one read's thousand), each with its version; the plan
+    recorded from a generator, as a halt gives it."""
+    store = open_store()
+
+    def deletion(action: PlanAction, i: int) -> PlanItem:
+        return PlanItem(action, f"d{i:05}/f", Entry(i, 7 * i, False, i + 1, f"e{i}"))
+
+    remote = [deletion(PlanAction.DELETE_REMOTE, i) for i in range(2_345)]
+    local = [deletion(PlanAction.DELETE_LOCAL, i) for i in range(3)]
+    push = PlanItem(PlanAction.PUSH, "p", Entry(1, 1, False, None, None))
+    store.record_plan("halted", (item for item in [push, *remote, *local]))
+    store.record_plan("other", iter([deletion(PlanAction.DELETE_REMOTE, 9)]))
+    assert list(open_store().plan_deletions("halted", PlanAction.DELETE_REMOTE)) == remote
+    assert list(store.plan_deletions("halted", PlanAction.DELETE_LOCAL)) == local
+    assert list(store.plan_deletions("none", PlanAction.DELETE_LOCAL)) == []
 
 
 def test_a_listing_digest_lasts_until_the_base_changes(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from storsync.clock import Clock, SystemClock, utc_stamp
 from storsync.engine.filters import PathFilter
@@ -239,16 +239,15 @@ class SyncSession:
         """Delete exactly what the approved halt listed, each only while the scan still
         shows the version it listed; a deletion that appeared since is left for the next
         session, under the guard as usual."""
-        assert self.approves is not None
-        listed = {
-            (item.action, item.path): _version(item.entry)
-            for item in self.ctx.store.plan_deletions(self.approves)
-        }
+        approves = self.approves
+        assert approves is not None
+        store = self.ctx.store
         for side in Side:
             action = PlanAction.deleting(side)
 
-            def approved(d: Delete, action: PlanAction = action) -> bool:
-                return listed.get((action, d.path)) == _version(d.entry)
+            def approved(action: PlanAction = action) -> Callable[[Delete], bool]:
+                # The halt's list read beside the plan's, both in key order: neither held.
+                return _Listed(store.plan_deletions(approves, action))
 
             plan.keep_only(Plan.delete_list(side), approved)
 
@@ -270,6 +269,24 @@ def _ended_by(exc: StorsyncError, *, halted: bool) -> SessionState:
     if halted and isinstance(exc, DeletionGuard):
         return SessionState.HALTED
     return SessionState.FAILED
+
+
+class _Listed:
+    """Whether a deletion is one a halt listed, at the version it listed; asked of the
+    deletions in key order, the listed ones read in that order, each once."""
+
+    def __init__(self, listed: Iterator[PlanItem]) -> None:
+        self._listed = listed
+        self._next = next(listed, None)
+
+    def __call__(self, delete: Delete) -> bool:
+        while self._next is not None and self._next.path < delete.path:
+            self._next = next(self._listed, None)
+        return (
+            self._next is not None
+            and self._next.path == delete.path
+            and _version(self._next.entry) == _version(delete.entry)
+        )
 
 
 def _version(entry: Entry | None) -> tuple[object, ...] | None:

@@ -105,7 +105,7 @@ class SessionPlan:
         self._held: Plan | None = None  # the last part, in memory
         # Steps that belong to no part: an edited move's transfer under its new name.
         self._tail = Plan()
-        self._keep: dict[str, list[Callable[[Any], bool]]] = {}
+        self._keep: dict[str, list[Callable[[], Callable[[Any], bool]]]] = {}
         self._moves: list[Handle] = []  # the moves, a spilled chunk each, as found
         self._moved = dict.fromkeys(Side, 0)
         # By list, the paths moves took out of it: sorted runs, each in a few handles.
@@ -164,8 +164,10 @@ class SessionPlan:
     def move_count(self, side: Side) -> int:
         return self._moved[side]
 
-    def keep_only(self, name: str, keep: Callable[[Any], bool]) -> None:
-        """Of list ``name``, only the steps ``keep`` takes."""
+    def keep_only(self, name: str, keep: Callable[[], Callable[[Any], bool]]) -> None:
+        """Of list ``name``, only the steps the filter ``keep`` makes takes: one made for
+        each pass over the list, asked of its steps in key order (it may read a sorted
+        list beside them, as ``_Absent`` does)."""
         self._keep.setdefault(name, []).append(keep)
         self._recount()
 
@@ -189,7 +191,7 @@ class SessionPlan:
 
     def batches(self, name: str) -> Iterator[list[Any]]:
         """The steps of list ``name``, a part's at a time (none empty)."""
-        keep = list(self._keep.get(name, []))
+        keep = [make() for make in self._keep.get(name, [])]
         if name in self._taken:
             runs = (self._run(handles) for handles in self._taken[name])
             keep.append(_Absent(heapq.merge(*runs)))

@@ -87,8 +87,10 @@ class BaseStore(Protocol):
         """Store a halted session's plan, in one transaction."""
         ...
 
-    def plan_deletions(self, session_id: str) -> list[PlanItem]:
-        """The deletions of a halted session's plan, each with the version it listed."""
+    def plan_deletions(self, session_id: str, action: PlanAction) -> Iterator[PlanItem]:
+        """The deletions (``action``: of one side) of a halted session's plan, each with
+        the version it listed, in the order recorded (the plan's: key order), read a
+        thousand at a time as consumed."""
         ...
 
     def record_conflicts(
@@ -124,9 +126,6 @@ def plan_item(
 ) -> PlanItem:
     """A deletion read back from its columns."""
     return PlanItem(PlanAction(action), path, Entry(size, mtime_ns, False, inode, etag))
-
-
-DELETIONS = (PlanAction.DELETE_LOCAL.value, PlanAction.DELETE_REMOTE.value)
 
 
 def below(folder: str) -> tuple[str, str]:

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from hashlib import sha256
 from pathlib import Path
 
-from storsync.model import BaseEntry, FoundConflict, PlanItem, Resolution
+from storsync.model import BaseEntry, FoundConflict, PlanAction, PlanItem, Resolution
 from storsync.state import conflict_sql
 from storsync.state.migrations import HEAD
-from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
+from storsync.state.protocol import BASE_COLUMNS, below, plan_item, plan_row
 
 _columns = operator.attrgetter(*BASE_COLUMNS)  # an entry's BASE_COLUMNS values, as a tuple
 _path = operator.itemgetter(1)  # a row's path
@@ -36,9 +36,11 @@ _ADD_PLAN = (
     "INSERT INTO plan_items (session_id, action, path, size, mtime_ns, inode, etag) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+# A thousand at a time after the last id read: each a statement of its own, none left
+# open while the session commits on the same connection.
 _DELETIONS = (
-    "SELECT action, path, size, mtime_ns, inode, etag FROM plan_items "
-    "WHERE session_id = ? AND action IN (?, ?) ORDER BY id"
+    "SELECT id, action, path, size, mtime_ns, inode, etag FROM plan_items "
+    "WHERE session_id = ? AND action = ? AND id > ? ORDER BY id LIMIT 1000"
 )
 # A recorded path replaces its row in place: the same as the SQLAlchemy store's delete
 # and insert, at a third less of the cost (an upsert: SQLite 3.24 or later).
@@ -231,11 +233,13 @@ class SqliteBaseStore:
     def record_plan(self, session_id: str, items: Iterable[PlanItem]) -> None:
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(_ADD_PLAN, [(session_id, *plan_row(i)) for i in items])
+            self._conn.executemany(_ADD_PLAN, ((session_id, *plan_row(i)) for i in items))
 
-    def plan_deletions(self, session_id: str) -> list[PlanItem]:
-        rows = self._conn.execute(_DELETIONS, (session_id, *DELETIONS))
-        return [plan_item(*row) for row in rows]
+    def plan_deletions(self, session_id: str, action: PlanAction) -> Iterator[PlanItem]:
+        last = 0
+        while rows := self._conn.execute(_DELETIONS, (session_id, action.value, last)).fetchall():
+            last = rows[-1][0]
+            yield from (plan_item(*row[1:]) for row in rows)
 
     def record_conflicts(
         self, repository_id: str, session_id: str, found: Sequence[FoundConflict], now_ns: int

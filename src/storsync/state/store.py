@@ -8,11 +8,11 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from storsync.model import BaseEntry, FoundConflict, PlanItem, Resolution
+from storsync.model import BaseEntry, FoundConflict, PlanAction, PlanItem, Resolution
 from storsync.state import conflict_sql, schema
 from storsync.state.database import Database
 from storsync.state.keys import path_key
-from storsync.state.protocol import BASE_COLUMNS, DELETIONS, below, plan_item, plan_row
+from storsync.state.protocol import BASE_COLUMNS, below, plan_item, plan_row
 
 _BASE_BATCH = 2000  # rows a whole-base read fetches at a time
 
@@ -203,15 +203,23 @@ class StateStore:
             while chunk := list(itertools.islice(rows, 1000)):
                 conn.execute(table.insert(), chunk)
 
-    def plan_deletions(self, session_id: str) -> list[PlanItem]:
+    def plan_deletions(self, session_id: str, action: PlanAction) -> Iterator[PlanItem]:
         t = schema.plan_items
-        query = (
-            sa.select(t.c.action, t.c.path, t.c.size, t.c.mtime_ns, t.c.inode, t.c.etag)
-            .where(t.c.session_id == session_id, t.c.action.in_(DELETIONS))
-            .order_by(t.c.id)
-        )
-        with self.engine.connect() as conn:
-            return [plan_item(*row) for row in conn.execute(query)]
+        columns = (t.c.id, t.c.action, t.c.path, t.c.size, t.c.mtime_ns, t.c.inode, t.c.etag)
+        last = 0
+        while True:  # a thousand at a time after the last id read, no cursor left open
+            query = (
+                sa.select(*columns)
+                .where(t.c.session_id == session_id, t.c.action == action.value, t.c.id > last)
+                .order_by(t.c.id)
+                .limit(1000)
+            )
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield from (plan_item(*row[1:]) for row in rows)
 
     # -- conflicts --------------------------------------------------------------------
 
