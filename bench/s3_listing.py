@@ -12,8 +12,9 @@ timed run is a no-op, storsync and the same command from another ``src/``
     .venv/bin/python bench/s3_listing.py --before-src OLD/src [--files 100000]
         [--latencies 0,20] [--reps 5] [--flat]
 
-``--flat`` puts every file in the root folder: no folder to cut the listing at, only the
-names of the base (ranges, from the second session on).
+``--flat`` puts every file in the root folder (``--under NAME``: in that folder): no
+folder to cut the listing at, only the names of the base (ranges, from the second
+session on).
 
 Prints the medians (wall seconds) per latency and tool; records go to
 ``bench/results/s3-listing-<timestamp>.jsonl``.
@@ -110,13 +111,13 @@ def _shut(*sockets: socket.socket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def make_tree(root: Path, files: int, flat: bool) -> None:
-    """``files`` empty files, 1,000 to a folder, or all in the root (``flat``: no folder
-    to cut a listing at)."""
-    root.mkdir(parents=True, exist_ok=True)
+def make_tree(root: Path, files: int, flat: bool, under: str) -> None:
+    """``files`` empty files, 1,000 to a folder, or all in one folder (``flat``: the root,
+    or ``under`` it: no folder to cut a listing at but that one)."""
+    (root / under).mkdir(parents=True, exist_ok=True)
     for at in range(files):
         if flat:
-            (root / f"file{at:07}.txt").touch()
+            (root / under / f"file{at:07}.txt").touch()
             continue
         folder = root / f"folder{at // 1000:04}"
         folder.mkdir(exist_ok=True)
@@ -130,6 +131,7 @@ def main() -> None:
     ap.add_argument("--latencies", default="0,20")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--flat", action="store_true", help="every file in one folder")
+    ap.add_argument("--under", default="", help="that folder (with --flat; default the root)")
     a = ap.parse_args()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results" / f"s3-listing-{stamp}.jsonl"
@@ -139,7 +141,7 @@ def main() -> None:
     ):
         work = Path(work_dir)
         local = work / "local"
-        make_tree(local, a.files, a.flat)
+        make_tree(local, a.files, a.flat, a.under)
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
         env.update(server.env())
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -192,7 +194,7 @@ def main() -> None:
                             "tool": tool,
                             "rep": rep,
                             "files": a.files,
-                            "layout": "flat" if a.flat else "folders",
+                            "layout": f"flat {a.under or '(root)'}" if a.flat else "folders",
                             "wall_s": round(wall, 3),
                             "cpu_s": round(cpu, 3),
                         }

@@ -63,8 +63,12 @@ class _Server:
             self.random.shuffle(shuffled)
         return objects, shuffled
 
-    def under(self, prefix: str) -> Iterator[list[tuple[str, Entry]]]:
+    def under(
+        self, prefix: str, after: str | None = None, until: str | None = None
+    ) -> Iterator[list[tuple[str, Entry]]]:
         found = sorted(k for k in self.keys if k.startswith(prefix))
+        found = [k for k in found if after is None or k > after]
+        found = list(itertools.takewhile(lambda k: until is None or k <= until, found))
         for at in range(0, len(found), self.page):
             yield [(k, _entry(k)) for k in found[at : at + self.page]]
 
@@ -80,6 +84,10 @@ def test_every_key_once_in_byte_order(paths: set[str], workers: int, seed: int) 
     server = _Server(keys, seed)
     walked = [key for key, _ in split_walk(server.folder, server.under, workers=workers)]
     assert walked == sorted(keys, key=lambda k: k.encode())
+    # Its folders in ranges at names of keys stored before (some gone, some never there).
+    stored = sorted(random.Random(seed).sample(sorted(paths), len(paths) // 2))
+    cut = split_walk(server.folder, server.under, workers=workers, stored=stored)
+    assert [key for key, _ in cut] == walked
 
 
 def test_a_level_of_large_folders_is_not_cut_but_listed_in_parts(
@@ -104,10 +112,10 @@ def test_a_parts_failure_reaches_the_reader_where_it_reads_it() -> None:
     keys = {f"{d}/{n}" for d in "abcd" for n in range(10)} | {"top"}
     server = _Server(keys, 0)
 
-    def under(prefix: str) -> Iterator[list[tuple[str, Entry]]]:
+    def under(prefix: str, *ends: str | None) -> Iterator[list[tuple[str, Entry]]]:
         if prefix == "c/":
             raise StorageUnavailable("the server failed")
-        yield from server.under(prefix)
+        yield from server.under(prefix, *ends)
 
     walked: list[str] = []
 
@@ -199,16 +207,18 @@ def _folder_order(key: str) -> tuple[str, ...]:
 
 
 def _ranges_server(keys: set[str], by_folder: bool, after_by_folder: bool) -> Any:
-    """``between`` of a server listing in byte order, or folder by folder (a "start
+    """``under`` of a server listing in byte order, or folder by folder (a "start
     after" then taken in either order)."""
     listed = sorted(keys, key=_folder_order if by_folder else None)
 
     def after_it(key: str, after: str) -> bool:
         return _folder_order(key) > _folder_order(after) if after_by_folder else key > after
 
-    def between(after: str | None, until: str | None) -> Iterator[list[tuple[str, Entry]]]:
+    def under(
+        prefix: str, after: str | None, until: str | None
+    ) -> Iterator[list[tuple[str, Entry]]]:
         page: list[tuple[str, Entry]] = []
-        for key in listed:
+        for key in (k for k in listed if k.startswith(prefix)):
             if after is not None and not after_it(key, after):
                 continue
             if until is not None and key > until:
@@ -216,7 +226,7 @@ def _ranges_server(keys: set[str], by_folder: bool, after_by_folder: bool) -> An
             page.append((key, _entry(key)))
         yield page
 
-    return between
+    return under
 
 
 def _files_only(paths: set[str]) -> set[str]:
@@ -237,13 +247,17 @@ def test_ranges_lose_no_key_without_a_sign(
     listing in byte order or folder by folder: the ranges give every key once in byte
     order, or give a key out of order, which the caller's check finds."""
     keys = _files_only(paths)
-    between = _ranges_server(keys, *order)
-    walked = [
-        key for key, _ in s3_split.range_walk(between, s3_split.cuts_of(stored), workers=workers)
-    ]
-    in_order = all(a < b for a, b in itertools.pairwise(walked))
-    if in_order or order == (False, False):
-        assert walked == sorted(keys)
+    under = _ranges_server(keys, *order)
+    ranges = s3_split.range_walk(under, s3_split.cuts_of(stored), workers=workers)
+    # And each folder of the folders cut in ranges at the names under it.
+    folders = s3_split.split_walk(
+        _Server(keys, 0).folder, under, workers=workers, stored=sorted(stored)
+    )
+    for walk in (ranges, folders):
+        walked = [key for key, _ in walk]
+        in_order = all(a < b for a, b in itertools.pairwise(walked))
+        if in_order or order == (False, False):
+            assert walked == sorted(keys)
 
 
 def test_a_cut_at_a_stored_key_itself_would_lose_keys_without_a_sign() -> None:
@@ -252,10 +266,10 @@ def test_a_cut_at_a_stored_key_itself_would_lose_keys_without_a_sign() -> None:
     lost. Cut at ``a`` and DEL, the keys come as the server lists them, out of order: a
     sign the caller's check finds."""
     keys = {"a.txt", "a/x", "b"}
-    between = _ranges_server(keys, True, True)
-    walked = [key for key, _ in s3_split.range_walk(between, ["a.txt"], workers=1)]
+    under = _ranges_server(keys, True, True)
+    walked = [key for key, _ in s3_split.range_walk(under, ["a.txt"], workers=1)]
     assert walked == ["b"]  # in order, and two keys short
-    cut = [key for key, _ in s3_split.range_walk(between, s3_split.cuts_of(["a.txt"]), workers=1)]
+    cut = [key for key, _ in s3_split.range_walk(under, s3_split.cuts_of(["a.txt"]), workers=1)]
     assert cut == ["a/x", "a.txt", "b"]
 
 
@@ -285,13 +299,13 @@ def test_on_seaweedfs_a_flat_folder_cut_into_ranges_is_the_plain_walk(
     assert sync_s3(pair, s3_server, prefix).errors == []
     storage = S3Storage(settings_for(s3_server, prefix))
     ranges: list[tuple[str | None, str | None]] = []
-    between = storage._between
+    under = storage._under
 
-    def counted(after: str | None, until: str | None, **kw: Any) -> Any:
+    def counted(prefix: str, after: str | None, until: str | None, **kw: Any) -> Any:
         ranges.append((after, until))
-        return between(after, until, **kw)
+        return under(prefix, after, until, **kw)
 
-    monkeypatch.setattr(storage, "_between", counted)
+    monkeypatch.setattr(storage, "_under", counted)
     try:
         plain = list(storage.walk(lambda *_: None, StopSignal(), expected=0))
         cut = list(
@@ -320,13 +334,16 @@ def test_a_session_over_a_listing_in_ranges_converges(
     monkeypatch.setattr(s3_module, "RANGE_KEYS", 1)
     monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)
     listed: list[tuple[str | None, str | None]] = []
-    between = S3Storage._between
+    under = S3Storage._under
 
-    def counted(self: S3Storage, after: str | None, until: str | None, **kw: Any) -> Any:
-        listed.append((after, until))
-        return between(self, after, until, **kw)
+    def counted(
+        self: S3Storage, prefix: str, after: str | None, until: str | None, **kw: Any
+    ) -> Any:
+        if after or until:  # a range, not a folder listed whole
+            listed.append((after, until))
+        return under(self, prefix, after, until, **kw)
 
-    monkeypatch.setattr(S3Storage, "_between", counted)
+    monkeypatch.setattr(S3Storage, "_under", counted)
     prefix = f"split/{uuid.uuid4().hex[:12]}"
     names = ("b.txt", "c/x", "d/y/z", "e", "f", "g.txt")  # most at the top: ranges
     for name in names:
@@ -349,3 +366,51 @@ def test_a_session_over_a_listing_in_ranges_converges(
     other.state.mkdir()
     assert sync_s3(other, s3_server, prefix).errors == []
     assert tree(other.local) == tree(pair.local)
+
+
+def test_on_seaweedfs_a_large_folder_of_the_folders_cut_is_listed_in_ranges(
+    s3_server: SeaweedS3, pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder holding most of the tree (``photos/``, siblings ``photos.old/`` and
+    ``photos-2/`` beside it, which SeaweedFS lists around it) listed in ranges at names of
+    the base within it: the walk is the plain one, and ranges were listed."""
+    monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
+    monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)  # the three folders at the top: parts
+    monkeypatch.setattr(s3_module, "RANGE_KEYS", 10)
+    prefix = f"split/{uuid.uuid4().hex[:12]}"
+    names = [f"photos/img{n:03}.jpg" for n in range(0, 100, 2)]
+    names += ["photos/sub/a.txt", "photos.old/x", "photos-2/y", "top.txt"]
+    for name in names:
+        write(pair.local, name, name.encode())
+    assert sync_s3(pair, s3_server, prefix).errors == []
+    stored = sorted(names)
+    for added in ("photos/img010", "photos/img011.jpg", "photos/img0101", "photos/zz"):
+        write(pair.local, added, b"new")
+    (pair.local / "photos/img020.jpg").unlink()
+    assert sync_s3(pair, s3_server, prefix).errors == []
+    storage = S3Storage(settings_for(s3_server, prefix))
+    ranges: list[tuple[str, str | None, str | None]] = []
+    under = storage._under
+
+    def counted(prefix: str, after: str | None, until: str | None, **kw: Any) -> Any:
+        ranges.append((prefix, after, until))
+        return under(prefix, after, until, **kw)
+
+    monkeypatch.setattr(storage, "_under", counted)
+    try:
+        # The folders cut, each listed whole (from SPLIT_FROM, 0 here, with no base).
+        whole = list(storage.walk(lambda *_: None, StopSignal(), expected=0))
+        cut = list(
+            storage.walk(
+                lambda *_: None,
+                StopSignal(),
+                expected=len(stored),
+                stored=lambda step: stored[step - 1 :: step],
+            )
+        )
+    finally:
+        storage.close()
+    assert [k for k, _ in whole] == sorted(tree(pair.local))
+    assert cut == whole
+    assert ("photos/", None, None) in ranges  # listed whole, then in six ranges
+    assert len([r for r in ranges if r[0] == "photos/" and (r[1] or r[2])]) == 6

@@ -71,11 +71,8 @@ SINGLE_COPY_LIMIT = 5 << 30
 SPLIT_FROM = 20_000
 SPLIT_WORKERS = 8
 # A listing cut at names of the base: a range of fewer keys than a part may list ahead of
-# its reader (s3_split.DEPTH pages of 1,000, the last page read past the range's end), so
-# that a thread lists a whole range and goes on to another while the reader is still at
-# an earlier one: ranges of ten pages had the reader wait on each range's last six, one
-# after the other (1 s more than the folders cut for a no-op over 100,000 keys). At most
-# so many ranges.
+# its reader (DEPTH pages, one read past the range's end), so that a thread lists it whole
+# and goes on to another (docs/decisions.md "A large listing cut at names of the base").
 RANGE_KEYS = (DEPTH - 1) * 1000
 RANGES = 10_000
 
@@ -158,15 +155,12 @@ class S3Storage(Storage):
         # (100 folders of 1,000 keys: 1.7 s in 100 parts of a page, 1.9 s in ranges).
         flat = sum("/" not in key for key in keys) * 2 > len(keys)
         cuts = cuts_of(keys) if flat else []
+        under = functools.partial(self._under, skip=skip, stop=stop)
         if len(cuts) >= workers - 1:
-            between = functools.partial(self._between, skip=skip, stop=stop)
-            listing = range_walk(between, cuts, workers=workers)
+            listing = range_walk(under, cuts, workers=workers)
         elif large:
-            listing = split_walk(
-                functools.partial(self._folder, skip=skip, stop=stop),
-                functools.partial(self._pages, skip=skip, stop=stop),
-                workers=workers,
-            )
+            folder = functools.partial(self._folder, skip=skip, stop=stop)
+            listing = split_walk(folder, under, workers=workers, stored=keys)
         else:
             listing = self._objects("", skip, stop)
         last = ""
@@ -224,12 +218,18 @@ class S3Storage(Storage):
         for page in self._pages(top, skip=skip, stop=stop, keep=at_or_under if top else None):
             yield from page
 
-    def _between(
-        self, after: str | None, until: str | None, *, skip: SkipReport, stop: StopSignal
+    def _under(
+        self,
+        prefix: str,
+        after: str | None,
+        until: str | None,
+        *,
+        skip: SkipReport,
+        stop: StopSignal,
     ) -> Iterator[list[tuple[str, Entry]]]:
-        """The objects after the relative key ``after`` up to ``until`` (None: from the
-        first, to the last), a page at a time."""
-        return self._pages("", skip=skip, stop=stop, after=after, until=until)
+        """The objects under ``prefix`` after the relative key ``after`` up to ``until``
+        (None: from the first, to the last), a page at a time."""
+        return self._pages(prefix, skip=skip, stop=stop, after=after, until=until)
 
     def _pages(
         self,

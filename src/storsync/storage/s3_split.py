@@ -33,6 +33,7 @@ does, in both orders (docs/decisions.md "A large listing cut at names of the bas
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import queue
@@ -63,20 +64,40 @@ Pages = Callable[[], Iterator[list[Listed]]]
 CUT_END = "\x7f"
 
 
+Under = Callable[[str, str | None, str | None], Iterator[list[Listed]]]
+
+
 def split_walk(
     folder: Callable[[str], Folder],
-    under: Callable[[str], Iterator[list[Listed]]],
+    under: Under,
     *,
     workers: int,
+    stored: Sequence[str] = (),
 ) -> Iterator[Listed]:
     """Every object, in key order: ``folder`` lists a folder with a delimiter ("" the
-    top), ``under`` lists every key under a prefix, page by page; ``workers`` parts at
-    once."""
+    top), ``under(prefix, after, until)`` every key under a prefix (after one key, up to
+    another: None for either end), page by page; ``workers`` parts at once. A folder
+    that two or more of the ``stored`` keys (the base's every n-th, in order) lie under is
+    listed in ranges at their names within it."""
     steps = _cut(folder, workers)
-    # Folders listed whole, in the order the parts were cut.
-    parts = [functools.partial(under, key) for key, entry in steps if entry is None]
+    # Folders listed whole or in ranges, in the order the parts were cut.
+    ranges = [_ranges(key, stored) for key, entry in steps if entry is None]
+    parts = [functools.partial(under, key, *ends) for key, cut in ranges for ends in cut]
     with _listed_at_once(parts, workers) as feeds:
-        yield from _joined(steps, iter(feeds))
+        yield from _joined(steps, [len(cut) for _, cut in ranges], iter(feeds))
+
+
+def _ranges(prefix: str, stored: Sequence[str]) -> tuple[str, list[tuple[str | None, str | None]]]:
+    """The ranges a folder is listed in: whole, or cut at names of the stored keys under
+    it (each within the folder, so a sibling of the folder, ``a.b/`` beside ``a/``, is no
+    part of the argument in the module's docstring)."""
+    first = bisect.bisect_left(stored, prefix)
+    last = bisect.bisect_left(stored, prefix[:-1] + "0")  # "0" follows "/": past the folder
+    cuts = [prefix + cut for cut in cuts_of(key[len(prefix) :] for key in stored[first:last])]
+    if len(cuts) < 2:
+        return prefix, [(None, None)]
+    ends: list[str | None] = [None, *cuts, None]
+    return prefix, [(ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
 
 
 def cuts_of(stored: Iterable[str]) -> list[str]:
@@ -89,17 +110,12 @@ def _head(key: str) -> str:
     return key[: next((at for at, char in enumerate(key) if char <= "/"), len(key))]
 
 
-def range_walk(
-    between: Callable[[str | None, str | None], Iterator[list[Listed]]],
-    cuts: Sequence[str],
-    *,
-    workers: int,
-) -> Iterator[Listed]:
-    """Every object, in key order, from the ranges ``cuts`` makes: ``between(after,
+def range_walk(under: Under, cuts: Sequence[str], *, workers: int) -> Iterator[Listed]:
+    """Every object, in key order, from the ranges ``cuts`` makes: ``under("", after,
     until)`` lists the keys after one cut up to the next (None: from the first key, to
     the last), page by page; ``workers`` ranges at once."""
     ends = [None, *cuts, None]
-    parts = [functools.partial(between, ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
+    parts = [functools.partial(under, "", ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
     with _listed_at_once(parts, workers) as feeds:
         for feed in feeds:
             yield from _drained(feed)
@@ -175,12 +191,17 @@ def _end(feed: Feed, end: _End, leaving: threading.Event) -> None:
             return
 
 
-def _joined(steps: list[tuple[str, Entry | None]], feeds: Iterator[Feed]) -> Iterator[Listed]:
+def _joined(
+    steps: list[tuple[str, Entry | None]], ranges: list[int], feeds: Iterator[Feed]
+) -> Iterator[Listed]:
+    """The steps in order, each folder from as many feeds as it has ``ranges``."""
+    counts = iter(ranges)
     for key, entry in steps:
         if entry is not None:
             yield key, entry
             continue
-        yield from _drained(next(feeds))
+        for _ in range(next(counts)):
+            yield from _drained(next(feeds))
 
 
 def _drained(feed: Feed) -> Iterator[Listed]:
