@@ -79,25 +79,28 @@ def split_walk(
     another: None for either end), page by page; ``workers`` parts at once. A folder
     that two or more of the ``stored`` keys (the base's every n-th, in order) lie under is
     listed in ranges at their names within it."""
-    steps = _cut(folder, workers)
+    cuts = functools.partial(_cuts_within, stored=stored)
+    steps = _cut(folder, workers, cuts)
     # Folders listed whole or in ranges, in the order the parts were cut.
-    ranges = [_ranges(key, stored) for key, entry in steps if entry is None]
+    ranges = [(key, _ranges(cuts(key))) for key, entry in steps if entry is None]
     parts = [functools.partial(under, key, *ends) for key, cut in ranges for ends in cut]
     with _listed_at_once(parts, workers) as feeds:
         yield from _joined(steps, [len(cut) for _, cut in ranges], iter(feeds))
 
 
-def _ranges(prefix: str, stored: Sequence[str]) -> tuple[str, list[tuple[str | None, str | None]]]:
-    """The ranges a folder is listed in: whole, or cut at names of the stored keys under
-    it (each within the folder, so a sibling of the folder, ``a.b/`` beside ``a/``, is no
-    part of the argument in the module's docstring)."""
+def _cuts_within(prefix: str, stored: Sequence[str]) -> list[str]:
+    """Where a folder is cut into ranges: at names of the stored keys under it, when two or
+    more (each within the folder, so a sibling of the folder, ``a.b/`` beside ``a/``, is
+    no part of the argument in the module's docstring)."""
     first = bisect.bisect_left(stored, prefix)
     last = bisect.bisect_left(stored, prefix[:-1] + "0")  # "0" follows "/": past the folder
     cuts = [prefix + cut for cut in cuts_of(key[len(prefix) :] for key in stored[first:last])]
-    if len(cuts) < 2:
-        return prefix, [(None, None)]
+    return cuts if len(cuts) >= 2 else []
+
+
+def _ranges(cuts: list[str]) -> list[tuple[str | None, str | None]]:
     ends: list[str | None] = [None, *cuts, None]
-    return prefix, [(ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
+    return [(ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
 
 
 def cuts_of(stored: Iterable[str]) -> list[str]:
@@ -140,19 +143,23 @@ def _listed_at_once(parts: Sequence[Pages], workers: int) -> Iterator[list[Feed]
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _cut(folder: Callable[[str], Folder], parts: int) -> list[tuple[str, Entry | None]]:
+def _cut(
+    folder: Callable[[str], Folder], parts: int, cuts: Callable[[str], list[str]]
+) -> list[tuple[str, Entry | None]]:
     """The objects and folders the listing is cut into, in key order (a folder's entry
     None): folders cut again while fewer than ``parts``, one level at a time (more parts
     than listed at once only cost requests), and while the objects of the folders cut
-    stay few (they are held)."""
+    stay few (they are held); never a folder the base cuts into ranges (``cuts``: its
+    listing with a delimiter would be as long as the ranges, and one after the other)."""
     steps = _sorted(folder(""))
     while True:
-        folders = sum(1 for _, entry in steps if entry is None)
-        if not folders or folders >= parts:
+        folders = [key for key, entry in steps if entry is None]
+        if len(folders) >= parts or all(cuts(key) for key in folders):
             return steps
         cut: list[tuple[str, Entry | None]] = []
         for key, entry in steps:
-            cut.extend(_sorted(folder(key)) if entry is None else [(key, entry)])
+            whole = entry is not None or cuts(key)
+            cut.extend([(key, entry)] if whole else _sorted(folder(key)))
             if len(cut) > HELD:
                 return steps  # a level of large folders: listed as parts instead
         steps = cut
