@@ -188,6 +188,30 @@ def test_a_folder_at_a_new_files_name_gives_way_only_when_empty(
     assert not any((pair.local / ".storsync" / "partial").iterdir())
 
 
+def test_a_name_that_stood_at_a_new_files_rename_and_went_again_is_one_files_error(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename refused (a name stood there) and the name gone before it was looked at:
+    that file waits, reported as one that appeared, not an outage of the whole side."""
+    write(pair.remote, "a.txt", "remote")
+    write(pair.remote, "b.txt", "remote too")
+    rename_new = local_storage.rename_new
+
+    def refused_once(src: str, dst: str) -> None:
+        if dst.endswith("a.txt") and not refused:
+            refused.append(dst)
+            raise FileExistsError(17, "File exists", dst)
+        rename_new(src, dst)
+
+    refused: list[str] = []
+    monkeypatch.setattr(local_storage, "rename_new", refused_once)
+    report = pair.sync()
+    assert (report.state, report.pulled) == ("partial", 1), report.message
+    assert [e["path"] for e in report.errors] == ["a.txt"]
+    assert "appeared since the scan" in report.errors[0]["message"]
+    assert pair.sync().pulled == 1 and tree(pair.local) == tree(pair.remote)
+
+
 def test_a_synced_file_replaced_by_a_link_is_not_deleted_on_the_other_side(
     pair: Pair, outside: Path
 ) -> None:

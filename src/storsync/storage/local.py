@@ -402,8 +402,12 @@ class LocalStorage(Storage):
         try:
             rename_new(data, target)
             return
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(target).st_mode):
+        except FileExistsError as refused:
+            try:
+                standing = os.lstat(target).st_mode
+            except FileNotFoundError:  # gone again already: still a name that came since
+                raise refused from None
+            if not stat.S_ISDIR(standing):
                 raise
         try:
             os.rmdir(target)
