@@ -287,39 +287,12 @@ def test_on_seaweedfs_a_flat_folder_cut_into_ranges_is_the_plain_walk(
     monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
     monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 4)
     monkeypatch.setattr(s3_module, "RANGE_KEYS", 10)
-    prefix = f"split/{uuid.uuid4().hex[:12]}"
     names = [f"f{n:03}.dat" for n in range(0, 120, 2)] + ["g/x.txt", "é.txt"]
-    for name in names:
-        write(pair.local, name, name.encode())
-    assert sync_s3(pair, s3_server, prefix).errors == []
-    stored = sorted(names)
-    for added in ("f010", "f010.dat.bak", "f011.dat", "f0101", "f~.dat"):
-        write(pair.local, added, b"new")
-    (pair.local / "f020.dat").unlink()
-    assert sync_s3(pair, s3_server, prefix).errors == []
-    storage = S3Storage(settings_for(s3_server, prefix))
-    ranges: list[tuple[str | None, str | None]] = []
-    under = storage._under
-
-    def counted(prefix: str, after: str | None, until: str | None, **kw: Any) -> Any:
-        ranges.append((after, until))
-        return under(prefix, after, until, **kw)
-
-    monkeypatch.setattr(storage, "_under", counted)
-    try:
-        plain = list(storage.walk(lambda *_: None, StopSignal(), expected=0))
-        cut = list(
-            storage.walk(
-                lambda *_: None,
-                StopSignal(),
-                expected=len(stored),
-                stored=lambda step: stored[step - 1 :: step],
-            )
-        )
-    finally:
-        storage.close()
-    assert [k for k, _ in plain] == sorted(tree(pair.local))
-    assert cut == plain
+    added = ["f010", "f010.dat.bak", "f011.dat", "f0101", "f~.dat"]
+    whole, cut, listed = _walks_after_changes(s3_server, pair, names, added, "f020.dat")
+    assert [k for k, _ in whole] == sorted(tree(pair.local))
+    assert cut == whole
+    ranges = [r for r in listed if r[1] or r[2]]
     assert len(ranges) == 7  # cut after f018, f038, f058, f078, f098 and f118
 
 
@@ -377,28 +350,45 @@ def test_on_seaweedfs_a_large_folder_of_the_folders_cut_is_listed_in_ranges(
     monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
     monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)  # the three folders at the top: parts
     monkeypatch.setattr(s3_module, "RANGE_KEYS", 10)
-    prefix = f"split/{uuid.uuid4().hex[:12]}"
     names = [f"photos/img{n:03}.jpg" for n in range(0, 100, 2)]
     names += ["photos/sub/a.txt", "photos.old/x", "photos-2/y", "top.txt"]
+    added = ["photos/img010", "photos/img011.jpg", "photos/img0101", "photos/zz"]
+    whole, cut, listed = _walks_after_changes(s3_server, pair, names, added, "photos/img020.jpg")
+    assert [k for k, _ in whole] == sorted(tree(pair.local))
+    assert cut == whole
+    assert ("photos/", None, None) in listed  # listed whole, then in six ranges
+    assert len([r for r in listed if r[0] == "photos/" and (r[1] or r[2])]) == 6
+
+
+Listing = list[tuple[str, Entry]]
+
+
+def _walks_after_changes(
+    server: SeaweedS3, pair: Pair, names: list[str], added: list[str], removed: str
+) -> tuple[Listing, Listing, list[tuple[str, str | None, str | None]]]:
+    """``names`` pushed, then ``added`` and ``removed`` since: the walk with no base (each
+    folder of the folders cut listed whole: SPLIT_FROM is 0 in these tests), the walk
+    with ``names`` as the base's paths, and every listing under a prefix the two made
+    (prefix, after, until)."""
+    prefix = f"split/{uuid.uuid4().hex[:12]}"
     for name in names:
         write(pair.local, name, name.encode())
-    assert sync_s3(pair, s3_server, prefix).errors == []
+    assert sync_s3(pair, server, prefix).errors == []
+    for name in added:
+        write(pair.local, name, b"new")
+    (pair.local / removed).unlink()
+    assert sync_s3(pair, server, prefix).errors == []
     stored = sorted(names)
-    for added in ("photos/img010", "photos/img011.jpg", "photos/img0101", "photos/zz"):
-        write(pair.local, added, b"new")
-    (pair.local / "photos/img020.jpg").unlink()
-    assert sync_s3(pair, s3_server, prefix).errors == []
-    storage = S3Storage(settings_for(s3_server, prefix))
-    ranges: list[tuple[str, str | None, str | None]] = []
+    storage = S3Storage(settings_for(server, prefix))
+    listed: list[tuple[str, str | None, str | None]] = []
     under = storage._under
 
     def counted(prefix: str, after: str | None, until: str | None, **kw: Any) -> Any:
-        ranges.append((prefix, after, until))
+        listed.append((prefix, after, until))
         return under(prefix, after, until, **kw)
 
-    monkeypatch.setattr(storage, "_under", counted)
+    storage._under = counted  # type: ignore[method-assign]
     try:
-        # The folders cut, each listed whole (from SPLIT_FROM, 0 here, with no base).
         whole = list(storage.walk(lambda *_: None, StopSignal(), expected=0))
         cut = list(
             storage.walk(
@@ -410,7 +400,4 @@ def test_on_seaweedfs_a_large_folder_of_the_folders_cut_is_listed_in_ranges(
         )
     finally:
         storage.close()
-    assert [k for k, _ in whole] == sorted(tree(pair.local))
-    assert cut == whole
-    assert ("photos/", None, None) in ranges  # listed whole, then in six ranges
-    assert len([r for r in ranges if r[0] == "photos/" and (r[1] or r[2])]) == 6
+    return whole, cut, listed
