@@ -6,7 +6,8 @@ spilled too, a chunk at a time, and so are the paths of the steps they take the 
 sorted a chunk at a time and merged back as the steps are read in key order.
 
 Memory grows with one part, the read-back buffers of the moves' sorted runs and the paths
-in conflict, not with the plan nor with the moves.
+in conflict, not with the plan nor with the moves (an edited move's transfer under its new
+name is spilled with the chunk of moves it came with).
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ class SessionPlan:
         self._spill = Spill()
         self._spilled: list[dict[str, Handle]] = []
         self._held: Plan | None = None  # the last part, in memory
-        # Steps that belong to no part: an edited move's transfer under its new name.
-        self._tail = Plan()
+        # Steps that belong to no part (an edited move's transfer under its new name), by
+        # list: spilled a chunk of moves' worth at a time.
+        self._tail: dict[str, list[Handle]] = {}
         self._keep: dict[str, list[Callable[[], Callable[[Any], bool]]]] = {}
         self._moves: list[Handle] = []  # the moves, a spilled chunk each, as found
         self._moved = dict.fromkeys(Side, 0)
@@ -136,7 +138,8 @@ class SessionPlan:
             for name, paths in moving.dropped(chunk).items():
                 gathered.setdefault(name, []).extend(paths)
             for name, added in moving.added(chunk).items():
-                getattr(self._tail, name).extend(added)
+                encoded = list(map(_ENCODE[name], added))
+                self._tail.setdefault(name, []).append(self._spill.put(encoded))
             if sum(map(len, gathered.values())) >= RUN_PATHS:
                 self._sorted_runs(gathered)
         self._sorted_runs(gathered)
@@ -199,9 +202,8 @@ class SessionPlan:
             kept = [s for s in part if all(k(s) for k in keep)] if keep else part
             if kept:
                 yield kept
-        tail = getattr(self._tail, name)
-        if tail:
-            yield list(tail)
+        for handle in self._tail.get(name, []):
+            yield list(map(_DECODE[name], self._spill.get(handle)))
 
     def whole(self) -> Plan:
         """The plan in one piece: a dry run's, which is shown whole."""
