@@ -70,10 +70,11 @@ SINGLE_COPY_LIMIT = 5 << 30
 # where its 10 parts cost 100).
 SPLIT_FROM = 20_000
 SPLIT_WORKERS = 8
-# A listing cut at names of the base: a range of fewer keys than a part may list ahead of
-# its reader (DEPTH pages, one read past the range's end), so that a thread lists it whole
-# and goes on to another (docs/decisions.md "A large listing cut at names of the base").
-RANGE_KEYS = (DEPTH - 1) * 1000
+# A listing cut at names of the base: a range of the keys a part may list ahead of its
+# reader (DEPTH pages), the last half of its last page past the range's end, so that a
+# thread lists it whole and goes on (docs/decisions.md "A large listing cut at names of
+# the base").
+RANGE_KEYS = DEPTH * 1000 - 500
 RANGES = 10_000
 
 
