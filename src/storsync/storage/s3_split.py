@@ -28,7 +28,10 @@ of ``a/`` before ``a.txt``), whichever order the server takes its "start after" 
 cut is one name, of the leading characters of a stored key that sort after ``/``, ending
 with DEL (a character no synchronized name holds: a folder named as the cut could be
 taken as before it or after): it then sorts against every key as that key's first name
-does, in both orders (docs/decisions.md "A large listing cut at names of the base").
+does, in both orders (docs/decisions.md "A large listing cut at names of the base"). A
+folder of the folders cut that the base holds many keys under is listed in ranges the
+same way, its name the listing's prefix and each cut a name within it; it is not cut at
+its own folders first.
 """
 
 from __future__ import annotations
