@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from storsync.clock import SystemClock
+from storsync.runner import bandwidth
 from storsync.runner.bandwidth import Throttle
 from storsync.service.bandwidth import shares
 from tests.api_support import Api, s3_remote
@@ -68,11 +69,16 @@ def test_a_lower_limit_holds_even_with_bytes_granted_ahead() -> None:
     # Large chunks granted at a high rate do not keep the old pace after the change.
     throttle = Throttle(4096 * KiB, SystemClock())
     throttle.take(4096 * KiB)
-    throttle.set_rate(100 * KiB)
     started = time.monotonic()
+    throttle.set_rate(100 * KiB)
     moved = _pump(throttle, 1.5, threads=2, chunk=8 * KiB)
-    assert moved <= 1.1 * 150 * KiB + 16 * KiB, moved
-    assert time.monotonic() - started < 2.0
+    elapsed = time.monotonic() - started
+    # What the new limit allowed from its change to the last grant (the pump's own 1.5 s
+    # starts later on a busy machine: CI once saw 192 KiB against 181 for those alone),
+    # its burst, and a chunk a thread asked for before its deadline.
+    allowed = 100 * KiB * (elapsed + bandwidth.BURST_S) + 2 * 8 * KiB
+    assert moved <= allowed, (moved, allowed)
+    assert elapsed < 2.0
 
 
 def test_shares_divide_the_total_and_keep_each_own_limit() -> None:
