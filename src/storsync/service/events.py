@@ -10,6 +10,7 @@ from storsync.clock import Clock
 from storsync.model import EventType
 from storsync.state.event_store import EventStore
 from storsync.state.records import Detail, Event, Nothing, Session, SessionSnapshot
+from storsync.state.session_store import Announce
 
 Listener = Callable[[Event], None]
 Forgetter = Callable[[Collection[str]], None]
@@ -27,13 +28,11 @@ class EventBus:
     def about(self, type_: EventType, session: Session, detail: Detail | None = None) -> Event:
         """An event about a session, carrying the session as it is now, so that every
         face renders the event as of its time without reading the store again."""
-        return self.publish(
-            type_,
-            repository_id=session.repository_id,
-            session_id=session.id,
-            session=SessionSnapshot.of(session),
-            detail=detail or Nothing(),
-        )
+        with self._lock:
+            event = self._about(type_, session, detail)
+            self.store.add(event)
+            self._hand_on(event)
+        return event
 
     def publish(
         self,
@@ -55,12 +54,46 @@ class EventBus:
                 detail=detail or Nothing(),
             )
             self.store.add(event)
-            self._next_id += 1
-            # Inside the lock, so that every listener sees the events in id order;
-            # listeners only hand the event on (a bounded queue), they never block.
-            for listener in self._listeners:
-                listener(event)
+            self._hand_on(event)
         return event
+
+    def with_change(
+        self, type_: EventType, change: Callable[[Announce], Session], detail: Detail | None = None
+    ) -> Session:
+        """Change a session and store the event about it as changed, in the change's own
+        transaction (``change`` passes ``Announce`` to the session store): whoever sees a
+        session queued, started or ended finds its event in the log, never a moment later."""
+        with self._lock:
+            made: list[Event] = []
+
+            def announce(changed: Session) -> Event:
+                made.append(self._about(type_, changed, detail))
+                return made[-1]
+
+            session = change(announce)
+            assert len(made) == 1, "the change stored no event"
+            self._hand_on(made[0])
+        return session
+
+    def _about(self, type_: EventType, session: Session, detail: Detail | None) -> Event:
+        """The next event, about the session as it is now (under the lock)."""
+        return Event(
+            id=self._next_id,
+            ts_ns=self.clock.now_ns(),
+            type=type_,
+            repository_id=session.repository_id,
+            session_id=session.id,
+            session=SessionSnapshot.of(session),
+            detail=detail or Nothing(),
+        )
+
+    def _hand_on(self, event: Event) -> None:
+        """After the event is stored: the next id, and the listeners. Inside the lock, so
+        that every listener sees the events in id order; listeners only hand the event on
+        (a bounded queue), they never block."""
+        self._next_id += 1
+        for listener in self._listeners:
+            listener(event)
 
     def forget(self, session_ids: Collection[str]) -> None:
         """Tell the listeners that these sessions' events left the store (retention),

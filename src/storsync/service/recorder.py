@@ -132,13 +132,12 @@ class Recorder:
             error = SHUTDOWN_MESSAGE
         # Announced before the end is recorded: whoever saw the session end sees these.
         self._settled_conflicts(session)
-        ended = self.end(session, dataclasses.replace(totals, error=error))
         if session_id not in self._announced:
             for path in report.conflicts[:limit]:
-                self.bus.about(EventType.SESSION_CONFLICT, ended, ConflictFound(path))
+                self.bus.about(EventType.SESSION_CONFLICT, session, ConflictFound(path))
         self._quiet.discard(session_id)
         self._announced.discard(session_id)
-        self.announce_end(ended)
+        self.end(session, dataclasses.replace(totals, error=error))
 
     def _settled_conflicts(self, session: Session) -> None:
         """Announce the conflicts the session resolved, by a decision or by its policy."""
@@ -148,8 +147,9 @@ class Recorder:
                 self.bus.about(EventType.CONFLICT_RESOLVED, session, detail)
 
     def end(self, session: Session, totals: SessionTotals) -> Session:
-        """End a session in ``totals.state``; its phases still running end with it; its
-        repository counts a failure, or is reset by a finish (a stop is neither)."""
+        """End a session in ``totals.state`` and announce it; its phases still running end
+        with it; its repository counts a failure, or is reset by a finish (a stop is
+        neither)."""
         now = self.clock.now_ns()
         failed = totals.state is SessionState.FAILED
         # The repository first: whoever sees the session ended sees its repository's last
@@ -160,15 +160,17 @@ class Recorder:
             )
         ending = PhaseState.FAILED if failed else PhaseState.STOPPED
         phases = {p: ending for p in Phase if session.phase_state(p) is PhaseState.RUNNING}
-        ended = self.catalog.sessions.end(session.id, totals, now_ns=now, phases=phases)
+        ended = self.bus.with_change(
+            EventType.ending(totals.state),
+            lambda announce: self.catalog.sessions.end(
+                session.id, totals, now_ns=now, phases=phases, announce=announce
+            ),
+        )
         # Decisions on conflicts it did not carry out (it failed, stopped, or never
         # started): open again for anyone to decide.
         self.catalog.conflicts.release(session.id)
+        _log_end(ended)
         return ended
-
-    def announce_end(self, session: Session) -> None:
-        self.bus.about(EventType.ending(session.state), session)
-        _log_end(session)
 
 
 def _log_end(s: Session) -> None:

@@ -145,8 +145,7 @@ class SessionManager:
         for session in self.store.search(
             SessionQuery(states=(SessionState.RUNNING,), limit=10_000)
         ):
-            ended = self.recorder.end(session, SessionTotals(SessionState.FAILED, INTERRUPTED))
-            self.recorder.announce_end(ended)
+            self.recorder.end(session, SessionTotals(SessionState.FAILED, INTERRUPTED))
         with self._lock:
             for session in self.store.search(
                 SessionQuery(states=(SessionState.QUEUED,), limit=10_000)
@@ -219,7 +218,7 @@ class SessionManager:
                 self._scopes.pop(session_id, None)
                 self.store.request_stop(session_id)
                 stopped = SessionTotals(SessionState.STOPPED, "stopped before it started")
-                self.recorder.announce_end(self.recorder.end(session, stopped))
+                self.recorder.end(session, stopped)
             elif session.state is SessionState.RUNNING:
                 self.store.request_stop(session_id)
                 run = self._runs.get(session.repository_id)
@@ -320,11 +319,14 @@ class SessionManager:
     def _queue(
         self, repository_id: str, trigger: Trigger, *, approves: str | None = None
     ) -> Session:
-        session = self.store.create(
-            repository_id, trigger=trigger, now_ns=self.clock.now_ns(), approves=approves
+        now = self.clock.now_ns()
+        return self.bus.with_change(
+            EventType.SESSION_QUEUED,
+            lambda announce: self.store.create(
+                repository_id, trigger=trigger, now_ns=now, approves=approves, announce=announce
+            ),
+            Queued(trigger),
         )
-        self.bus.about(EventType.SESSION_QUEUED, session, Queued(trigger))
-        return session
 
     def _start(self, session: Session) -> None:
         """Start the worker of a queued session; the caller holds the lock."""
@@ -349,7 +351,7 @@ class SessionManager:
         except OSError as exc:
             self._not_started(session, f"the session's worker process could not be started: {exc}")
             return
-        started = self.store.start(session.id, now_ns=self.clock.now_ns())
+        started = self._started(session)
         log.info(
             "session %s of repository %s (%s) started by %s, looking at %s",
             session.id,
@@ -359,7 +361,6 @@ class SessionManager:
             job.scope,
         )
         self.recorder.expect(started)
-        self.bus.about(EventType.SESSION_STARTED, started)
         self._runs[repository.id] = run
         run.bwlimit = job.settings.bwlimit_bps
         self._rebalance()
@@ -372,7 +373,7 @@ class SessionManager:
         """A session with nothing to look at (a schedule's, where the remote's own
         notifications are its check) ends at once as a quiet no-op ends, without a
         worker: starting one would be most of what it costs."""
-        started = self.store.start(session.id, now_ns=self.clock.now_ns())
+        started = self._started(session)
         log.info(
             "session %s of repository %s (%s) started by %s, looking at nothing",
             session.id,
@@ -380,16 +381,20 @@ class SessionManager:
             repository.name,
             session.trigger.value,
         )
-        self.bus.about(EventType.SESSION_STARTED, started)
         for phase in Phase:
             started = self.store.set_phase(session.id, phase, PhaseState.COMPLETED)
-        ended = self.recorder.end(started, SessionTotals(SessionState.COMPLETED))
-        self.recorder.announce_end(ended)
+        self.recorder.end(started, SessionTotals(SessionState.COMPLETED))
+
+    def _started(self, session: Session) -> Session:
+        now = self.clock.now_ns()
+        return self.bus.with_change(
+            EventType.SESSION_STARTED,
+            lambda announce: self.store.start(session.id, now_ns=now, announce=announce),
+        )
 
     def _not_started(self, session: Session, error: str) -> None:
         self._scopes.pop(session.id, None)
-        ended = self.recorder.end(session, SessionTotals(SessionState.FAILED, error))
-        self.recorder.announce_end(ended)
+        self.recorder.end(session, SessionTotals(SessionState.FAILED, error))
 
     def remote_spec(self, repository: Repository) -> RemoteSpec:
         """The repository's remote as its sessions' jobs carry it."""

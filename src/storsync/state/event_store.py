@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from storsync.model import (
     EventType,
@@ -137,6 +137,22 @@ def decode(row: sa.Row[Any]) -> Event:
     )
 
 
+def insert(conn: Connection, event: Event) -> None:
+    """Store the event in the caller's transaction (a session's change and its event are
+    one transaction: storsync.state.session_store)."""
+    conn.execute(
+        _ADD,
+        {
+            "id": event.id,
+            "ts_ns": event.ts_ns,
+            "type": event.type.value,
+            "repository_id": event.repository_id,
+            "session_id": event.session_id,
+            "data": encode(event),
+        },
+    )
+
+
 class EventStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -147,17 +163,7 @@ class EventStore:
 
     def add(self, event: Event) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                _ADD,
-                {
-                    "id": event.id,
-                    "ts_ns": event.ts_ns,
-                    "type": event.type.value,
-                    "repository_id": event.repository_id,
-                    "session_id": event.session_id,
-                    "data": encode(event),
-                },
-            )
+            insert(conn, event)
 
     def since(
         self,

@@ -1,7 +1,9 @@
 """Sessions in the state store, with a short-lived cache of the ones read lately.
 
 Every change to a session goes through one of the typed writes below, each one short
-transaction that also forgets the cached row.
+transaction that also forgets the cached row. A change that has an event (queued,
+started, ended) stores the event in the same transaction, so that whoever sees the change
+finds its event in the log too.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import dataclasses
 import functools
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from storsync.clock import Clock
 from storsync.model import (
@@ -27,8 +29,10 @@ from storsync.model import (
     Trigger,
 )
 from storsync.state import schema
+from storsync.state.event_store import insert as insert_event
 from storsync.state.recent import Recent
 from storsync.state.records import (
+    Event,
     HaltOutcome,
     RepositoryTotals,
     Session,
@@ -40,6 +44,9 @@ _S = schema.sessions
 _L = schema.log_items
 _P = schema.plan_items
 _E = schema.events
+
+# Makes the event about a session as a change left it (the event bus numbers it).
+Announce = Callable[[Session], Event]
 
 # Sessions read or written lately, for ``cached`` (the status reads that clients poll).
 SESSION_CACHE_S = 1.0
@@ -166,6 +173,15 @@ _GET = sa.select(*_COLUMNS).where(_S.c.id == sa.bindparam("id"))
 _ADD = _S.insert()
 
 
+def _announce(conn: Connection, session_id: str, announce: Announce | None) -> None:
+    """Store the event about the session as the transaction left it, in that transaction."""
+    if announce is None:
+        return
+    row = conn.execute(_GET, {"id": session_id}).first()
+    assert row is not None, f"session {session_id} is gone"
+    insert_event(conn, announce(_session(row)))
+
+
 @functools.cache
 def _list_query(by_repository: bool, by_state: bool) -> sa.Select[Any]:
     query = sa.select(*_COLUMNS)
@@ -274,7 +290,13 @@ class SessionStore:
     # -- writes -----------------------------------------------------------------------
 
     def create(
-        self, repository_id: str, *, trigger: Trigger, now_ns: int, approves: str | None = None
+        self,
+        repository_id: str,
+        *,
+        trigger: Trigger,
+        now_ns: int,
+        approves: str | None = None,
+        announce: Announce | None = None,
     ) -> Session:
         values = {
             "id": str(uuid.uuid4()),
@@ -288,12 +310,14 @@ class SessionStore:
         }
         with self.engine.begin() as conn:
             conn.execute(_ADD, values)
+            _announce(conn, str(values["id"]), announce)
         found = self.get(str(values["id"]))
         assert found is not None
         return found
 
-    def start(self, session_id: str, *, now_ns: int) -> Session:
-        return self._update(session_id, {"state": SessionState.RUNNING.value, "started_ns": now_ns})
+    def start(self, session_id: str, *, now_ns: int, announce: Announce | None = None) -> Session:
+        values = {"state": SessionState.RUNNING.value, "started_ns": now_ns}
+        return self._update(session_id, values, announce)
 
     def set_phase(self, session_id: str, phase: Phase, state: PhaseState) -> Session:
         return self._update(session_id, {_PHASE_COLUMNS[phase]: state.value})
@@ -321,6 +345,7 @@ class SessionStore:
         *,
         now_ns: int,
         phases: Mapping[Phase, PhaseState] | None = None,
+        announce: Announce | None = None,
     ) -> Session:
         """The session ended as ``totals`` say; ``phases``: the states its phases end in
         (those still running). A session that completed shows 100%."""
@@ -343,11 +368,14 @@ class SessionStore:
             values["percent"] = 100
         for phase, state in (phases or {}).items():
             values[_PHASE_COLUMNS[phase]] = state.value
-        return self._update(session_id, values)
+        return self._update(session_id, values, announce)
 
-    def _update(self, session_id: str, values: Mapping[str, Any]) -> Session:
+    def _update(
+        self, session_id: str, values: Mapping[str, Any], announce: Announce | None = None
+    ) -> Session:
         with self.engine.begin() as conn:
             conn.execute(_S.update().where(_S.c.id == session_id).values(**values))
+            _announce(conn, session_id, announce)
         self._recent.forget(session_id)
         found = self.get(session_id)
         assert found is not None, f"session {session_id} is gone"
