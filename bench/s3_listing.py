@@ -16,6 +16,11 @@ timed run is a no-op, storsync and the same command from another ``src/``
 folder to cut the listing at, only the names of the base (ranges, from the second
 session on).
 
+``--check`` times a remote check instead (the session a schedule starts while the local
+root is watched: the remote listing whole, the local side only where they differ): a
+check saves the listing's digest, and each timed check after it finds the listing
+unchanged by a probe of that digest.
+
 Prints the medians (wall seconds) per latency and tool; records go to
 ``bench/results/s3-listing-<timestamp>.jsonl``.
 """
@@ -46,6 +51,7 @@ from tests.s3_server import SeaweedS3  # noqa: E402
 
 BUCKET = "bench-listing"
 STORSYNC = ROOT / ".venv" / "bin" / "storsync"
+PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
 class DelayingProxy:
@@ -124,6 +130,25 @@ def make_tree(root: Path, files: int, flat: bool, under: str) -> None:
         (folder / f"file{at % 1000:04}.txt").touch()
 
 
+# A remote check, as the service's worker runs one, from the command line's job.
+CHECK = """
+import dataclasses
+import sys
+from pathlib import Path
+from storsync.cli.sync import _job
+from storsync.model import Scope, SyncSettings
+from storsync.runner.run import run_job
+from storsync.storage.registry import remote_spec
+local, remote, state, endpoint = sys.argv[1:]
+spec = remote_spec(remote, {"endpoint": endpoint, "region": ""})
+job = _job(Path(local), spec, Path(state), SyncSettings())
+job = dataclasses.replace(job, scope=Scope.named([], remote_whole=True))
+report = run_job(job)
+assert report.state.value == "completed", report
+print('{"pushed": %d, "pulled": %d}' % (report.pushed, report.pulled))
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--before-src", type=Path, required=True)
@@ -132,6 +157,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--flat", action="store_true", help="every file in one folder")
     ap.add_argument("--under", default="", help="that folder (with --flat; default the root)")
+    ap.add_argument("--check", action="store_true", help="time a remote check, probed")
     a = ap.parse_args()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results" / f"s3-listing-{stamp}.jsonl"
@@ -164,6 +190,10 @@ def main() -> None:
         for tool in tools:
             states[tool] = work / f"state-{tool}"
             shutil.copytree(state, states[tool])
+            if a.check:  # the check that saves the digest the timed ones probe
+                cmd = [str(PYTHON), "-c", CHECK, str(local), remote]
+                cmd += [str(states[tool]), proxy.endpoint]
+                subprocess.run(cmd, env=tools[tool], check=True, capture_output=True)
         walls: dict[tuple[int, str], list[float]] = {}
         with out.open("a") as records:
             for latency in (int(x) for x in a.latencies.split(",")):
@@ -174,6 +204,9 @@ def main() -> None:
                         cmd = [str(STORSYNC), "sync", str(local), remote]
                         cmd += ["--state-dir", str(states[tool]), "--json"]
                         cmd += ["--s3-endpoint", proxy.endpoint]
+                        if a.check:
+                            cmd = [str(PYTHON), "-c", CHECK, str(local), remote]
+                            cmd += [str(states[tool]), proxy.endpoint]
                         before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         start = time.monotonic()
                         done = subprocess.run(
@@ -195,6 +228,7 @@ def main() -> None:
                             "rep": rep,
                             "files": a.files,
                             "layout": f"flat {a.under or '(root)'}" if a.flat else "folders",
+                            "work": "check" if a.check else "sync",
                             "wall_s": round(wall, 3),
                             "cpu_s": round(cpu, 3),
                         }

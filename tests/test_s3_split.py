@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 
 from storsync.errors import StorageUnavailable
 from storsync.model import Entry, StopSignal
-from storsync.storage import s3 as s3_module
 from storsync.storage import s3_split
+from storsync.storage import s3_walk as s3_module
 from storsync.storage.s3 import S3Storage
 from storsync.storage.s3_folders import Folder
 from storsync.storage.s3_split import split_walk
+from storsync.storage.s3_walk import S3Walk
 from tests.conftest import Pair, tree, write
 from tests.s3_server import SeaweedS3
 from tests.test_s3_sync import settings_for, sync_s3
@@ -307,16 +308,14 @@ def test_a_session_over_a_listing_in_ranges_converges(
     monkeypatch.setattr(s3_module, "RANGE_KEYS", 1)
     monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)
     listed: list[tuple[str | None, str | None]] = []
-    under = S3Storage._under
+    under = S3Walk._under
 
-    def counted(
-        self: S3Storage, prefix: str, after: str | None, until: str | None, **kw: Any
-    ) -> Any:
+    def counted(self: S3Walk, prefix: str, after: str | None, until: str | None, **kw: Any) -> Any:
         if after or until:  # a range, not a folder listed whole
             listed.append((after, until))
         return under(self, prefix, after, until, **kw)
 
-    monkeypatch.setattr(S3Storage, "_under", counted)
+    monkeypatch.setattr(S3Walk, "_under", counted)
     prefix = f"split/{uuid.uuid4().hex[:12]}"
     names = ("b.txt", "c/x", "d/y/z", "e", "f", "g.txt")  # most at the top: ranges
     for name in names:
@@ -381,13 +380,13 @@ def _walks_after_changes(
     stored = sorted(names)
     storage = S3Storage(settings_for(server, prefix))
     listed: list[tuple[str, str | None, str | None]] = []
-    under = storage._under
+    under = storage._listings._under
 
     def counted(prefix: str, after: str | None, until: str | None, **kw: Any) -> Any:
         listed.append((prefix, after, until))
         return under(prefix, after, until, **kw)
 
-    storage._under = counted  # type: ignore[method-assign]
+    storage._listings._under = counted  # type: ignore[method-assign]
     try:
         whole = list(storage.walk(lambda *_: None, StopSignal(), expected=0))
         cut = list(

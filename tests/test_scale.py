@@ -355,13 +355,13 @@ def test_seaweedfs_lists_folder_by_folder_and_the_session_sorts_its_listing(
         with pytest.raises(ListingOutOfOrder):
             list(remote.walk(lambda p, r: None, StopSignal()))
         listed: list[str] = []
-        folder = remote._folder
+        folder = remote._listings._folder
 
         def recorded(at: str, **kwargs: Any) -> Folder:
             listed.append(at)
             return folder(at, **kwargs)
 
-        remote._folder = recorded  # type: ignore[method-assign]
+        remote._listings._folder = recorded  # type: ignore[method-assign]
         walk = remote.sorted_walk(lambda p, r: None, StopSignal())
         first = next(walk)
         assert first[0] == "a b/y" and listed == ["", "a b/"]  # no more than its way

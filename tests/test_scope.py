@@ -25,7 +25,7 @@ from storsync.paths import outermost, within
 from storsync.runner.job import SyncJob
 from storsync.runner.session import SyncSession
 from storsync.state.sqlite_base import SqliteBaseStore
-from storsync.storage.base import SkipReport
+from storsync.storage.base import SkipReport, StoredKeys
 from storsync.storage.faulty import FaultyStorage
 from storsync.storage.local import LocalStorage
 from storsync.storage.memory import MemoryStorage
@@ -259,7 +259,13 @@ class Digesting(LocalStorage):
         found = self.scan(skip, stop)
         return found, digest_of(found)
 
-    def listing_digest(self, stop: StopSignal) -> str:
+    def listing_digest(
+        self,
+        stop: StopSignal,
+        kind: str = "",
+        expected: int = 0,
+        stored: StoredKeys | None = None,
+    ) -> str:
         return digest_of(self.scan(lambda p, r: None, stop))
 
 

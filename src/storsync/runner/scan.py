@@ -20,8 +20,8 @@ from storsync.model import BaseEntry, Entry, Scope, Side, Skipped, StopSignal
 from storsync.paths import outermost
 from storsync.runner.context import SessionContext
 from storsync.runner.scanned import Scanned, filled, leave_skipped_alone
-from storsync.runner.stream import remote_differences, stream_scan
-from storsync.storage.base import SkipReport, Storage
+from storsync.runner.stream import remote_differences, stored_keys, stream_scan
+from storsync.storage.base import SkipReport
 
 
 def scan_scope(ctx: SessionContext, scope: Scope, excluded: PathFilter, total: int) -> Scanned:
@@ -63,9 +63,16 @@ def _remote_first(
     differs, not the tree; where too much differs it becomes a whole session.
     """
     saved = ctx.store.listing_digest(ctx.repository_id)
-    if ctx.retry(listing_unchanged, saved, ctx.remote, excluded.patterns, ctx.stop):
+    probe = functools.partial(
+        ctx.remote.listing_digest,
+        ctx.stop,
+        digest_kind(saved),
+        total,
+        stored_keys(ctx),
+    )
+    if ctx.retry(listing_unchanged, saved, probe, excluded.patterns):
         return _settle(ctx, _named(ctx, named, total, excluded), excluded)
-    found = remote_differences(ctx, named, excluded)
+    found = remote_differences(ctx, named, excluded, total)
     if found.digest and not found.differing and not found.skipped:
         # Equal, and nothing left out that a later check should report again.
         now_ns = ctx.clock.now_ns()
@@ -134,23 +141,28 @@ def _listed(
     return found
 
 
-def listing_unchanged(
-    saved: str, remote: Storage, excludes: Sequence[str], stop: StopSignal
-) -> bool:
+def listing_unchanged(saved: str, probe: Callable[[], str], excludes: Sequence[str]) -> bool:
     """Whether the remote's listing is the one whose digest (``saved``, the store's
-    ``listing_digest``) a check found equal to the base, under these exclude patterns: a
-    probe of the listing, a fraction of the cost of reading it."""
-    return bool(saved) and _salted(remote.listing_digest(stop), excludes) == saved
+    ``listing_digest``) a check found equal to the base, under these exclude patterns:
+    ``probe`` (the remote's ``listing_digest`` of the saved digest's kind), a fraction of
+    the cost of reading it."""
+    return bool(saved) and _salted(probe(), excludes) == saved
+
+
+def digest_kind(saved: str) -> str:
+    """The kind of a saved digest ("": a listing read whole), that a probe lists as."""
+    return saved.rpartition(":")[0]
 
 
 def _salted(digest: str, excludes: Sequence[str]) -> str:
-    """A listing's digest bound to the patterns it was compared under: a pattern changed
-    since may take in a file the last check left out."""
+    """A listing's digest bound to the patterns it was compared under (a pattern changed
+    since may take in a file the last check left out), keeping the digest's kind."""
     if not digest:
         return ""
+    kind, colon, _ = digest.rpartition(":")
     salted = hashlib.blake2b(digest.encode(), digest_size=20)
     salted.update("\0".join(excludes).encode())
-    return salted.hexdigest()
+    return f"{kind}{colon}{salted.hexdigest()}"
 
 
 def _refuse_case_collisions(ctx: SessionContext, scanned: Scanned) -> None:

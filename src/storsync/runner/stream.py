@@ -31,6 +31,7 @@ from storsync.paths import within
 from storsync.runner.ahead import read_ahead
 from storsync.runner.context import SessionContext
 from storsync.runner.scanned import Scanned, filled
+from storsync.storage.base import StoredKeys
 
 CONFLICT_MARK = ".conflict-"
 # Paths a window keeps before it may end. What a session holds of what changed is about
@@ -157,10 +158,7 @@ def _one_pass(
         if side in sorted_sides:
             return _in_order(storage.sorted_walk(skip, ctx.stop), side)
 
-        def stored(step: int) -> list[str]:  # asked only by a storage that cuts a listing
-            return ctx.store.base_every(ctx.repository_id, step)
-
-        return _in_order(storage.walk(skip, ctx.stop, expected, stored), side)
+        return _in_order(storage.walk(skip, ctx.stop, expected, stored_keys(ctx)), side)
 
     # Both walks started before either is read: a large local tree's walking process
     # starts at once, not when the merge first asks it (50 ms later for 100,000 files).
@@ -197,24 +195,32 @@ class RemoteDifferences:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+def stored_keys(ctx: SessionContext) -> StoredKeys:
+    """The base's every n-th key, asked only by a storage that cuts a large listing."""
+    return functools.partial(ctx.store.base_every, ctx.repository_id)
+
+
 def remote_differences(
-    ctx: SessionContext, named: frozenset[str], excluded: PathFilter
+    ctx: SessionContext, named: frozenset[str], excluded: PathFilter, expected: int
 ) -> RemoteDifferences:
-    """Merge the remote's listing, digested, with the base; keep what differs."""
+    """Merge the remote's listing, digested, with the base (of ``expected`` paths); keep
+    what differs."""
     try:
-        return ctx.retry(_remote_pass, ctx, named, excluded, sort=False)
+        return ctx.retry(_remote_pass, ctx, named, excluded, expected, sort=False)
     except _Unordered:
-        return ctx.retry(_remote_pass, ctx, named, excluded, sort=True)
+        return ctx.retry(_remote_pass, ctx, named, excluded, expected, sort=True)
 
 
 def _remote_pass(
-    ctx: SessionContext, named: frozenset[str], excluded: PathFilter, *, sort: bool
+    ctx: SessionContext, named: frozenset[str], excluded: PathFilter, expected: int, *, sort: bool
 ) -> RemoteDifferences:
     found = RemoteDifferences()
     remote = ctx.remote
     skip = functools.partial(_skipped, found.skipped, Side.REMOTE)
-    walk = remote.sorted_walk_digested if sort else remote.walk_digested
-    listing, digest = walk(skip, ctx.stop)
+    if sort:
+        listing, digest = remote.sorted_walk_digested(skip, ctx.stop)
+    else:
+        listing, digest = remote.walk_digested(skip, ctx.stop, expected, stored_keys(ctx))
     fill, caps = not remote.caps.listing_metadata, remote.caps
     on_the_way: list[str] = []  # differing paths on the way to the current one
     try:

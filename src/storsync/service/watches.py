@@ -15,8 +15,10 @@ rescans, look at everything.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from storsync.clock import Clock
 from storsync.engine.filters import PathFilter
 from storsync.errors import StorsyncError
 from storsync.model import EVERYTHING, BaseEntry, Scope, Side, StopSignal, Trigger
-from storsync.runner.scan import listing_unchanged
+from storsync.runner.scan import digest_kind, listing_unchanged
 from storsync.runner.watching import Cadence, OwnWrites, Watched, WatchTimes, keep_synchronized
 from storsync.service import scheduling
 from storsync.service.sessions import SessionManager
@@ -126,11 +128,25 @@ class Watches:
             if one.probed is None or one.probed[0] != spec:
                 self._forget_probe(one)
                 one.probed = spec, self.sessions.open_remote(spec)
-            probed = one.probed[1]
-            return listing_unchanged(saved, probed, repository.settings.excludes, one.stop)
+            probe = self._probe(one.probed[1], rid, digest_kind(saved), one.stop)
+            return listing_unchanged(saved, probe, repository.settings.excludes)
         except StorsyncError as exc:
             log.debug("repository %s: its remote probed for a worker: %s", rid, exc.message)
             return False
+
+    def _probe(
+        self, remote: Storage, repository_id: str, kind: str, stop: StopSignal
+    ) -> Callable[[], str]:
+        """The remote's digest of ``kind``, listed as a check listed it: a listing cut at
+        keys of the base (``kind`` not "") is cut at the same keys."""
+
+        def stored(step: int) -> list[str]:
+            with self._base_lock:
+                return self._base.base_every(repository_id, step)
+
+        with self._base_lock:
+            expected = self._base.base_count(repository_id) if kind else 0
+        return functools.partial(remote.listing_digest, stop, kind, expected, stored)
 
     @staticmethod
     def _forget_probe(one: _Watching) -> None:

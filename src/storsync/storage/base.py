@@ -157,10 +157,15 @@ class Storage(ABC):
         return self.scan(skip, stop), ""
 
     def walk_digested(
-        self, skip: SkipReport, stop: StopSignal
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> tuple[Iterator[tuple[str, Entry]], Callable[[], str]]:
-        """``walk``, and what gives the digest ``scan_digested`` makes of the same listing
-        once the walk has ended."""
+        """``walk``, and what gives a digest of the same listing once the walk has ended:
+        the one ``scan_digested`` makes, or, from a listing walked another way, one that
+        says so before a ``:`` (its kind, for ``listing_digest``)."""
         return self.sorted_walk_digested(skip, stop)
 
     def sorted_walk_digested(
@@ -170,9 +175,16 @@ class Storage(ABC):
         found, digest = self.scan_digested(skip, stop)
         return iter(sorted(found.items())), lambda: digest
 
-    def listing_digest(self, stop: StopSignal) -> str:
-        """The digest ``scan_digested`` would give now, at a fraction of its cost ("":
-        none)."""
+    def listing_digest(
+        self,
+        stop: StopSignal,
+        kind: str = "",
+        expected: int = 0,
+        stored: StoredKeys | None = None,
+    ) -> str:
+        """The digest ``scan_digested`` would give now, or of ``kind`` the one
+        ``walk_digested`` would (``expected`` and ``stored`` as it had them), at a fraction
+        of its cost ("": none)."""
         return ""
 
     @abstractmethod

@@ -25,14 +25,12 @@ from typing import Any
 from storsync.clock import Clock, SystemClock, utc_datetime
 from storsync.errors import (
     ChangedError,
-    ListingOutOfOrder,
     PermanentStorageError,
     PreconditionFailed,
     StorsyncError,
 )
 from storsync.model import Capabilities, Entry, StopSignal
-from storsync.paths import OWN_DIR, is_own
-from storsync.storage import s3_listing
+from storsync.paths import OWN_DIR
 from storsync.storage.base import (
     Publication,
     SkipReport,
@@ -43,8 +41,7 @@ from storsync.storage.base import (
 )
 from storsync.storage.content import CHUNK
 from storsync.storage.s3_client import S3Bucket, S3Settings, make_client, unquote_etag
-from storsync.storage.s3_entries import listed_entry, nanoseconds, no_skips
-from storsync.storage.s3_folders import Folder, folder_walk
+from storsync.storage.s3_entries import nanoseconds
 from storsync.storage.s3_multipart import Multipart, abort, abort_stale_uploads, stage_multipart
 from storsync.storage.s3_objects import (
     META_EXEC,
@@ -57,25 +54,12 @@ from storsync.storage.s3_objects import (
 )
 from storsync.storage.s3_seaweed import drop_empty_folders
 from storsync.storage.s3_signed import WHOLE_GET, Get, Put, SignedRequests
-from storsync.storage.s3_split import DEPTH, cuts_of, range_walk, split_walk
+from storsync.storage.s3_walk import S3Walk
 
 __all__ = ["META_EXEC", "META_HASH", "META_MTIME", "MULTIPART_THRESHOLD", "S3Settings", "S3Storage"]
 
 MULTIPART_THRESHOLD = 64 << 20
 SINGLE_COPY_LIMIT = 5 << 30
-# A listing of this many keys (the base's count) and more is cut at its folders and the
-# parts listed at once: eight round trips in flight instead of one, each part a thread's.
-# A level is cut further only while it has fewer folders than that: each part costs a
-# request at least (the 1,000 folders of 100 keys under `many`'s 10 cost 1,000 listings
-# where its 10 parts cost 100).
-SPLIT_FROM = 20_000
-SPLIT_WORKERS = 8
-# A listing cut at names of the base: a range of the keys a part may list ahead of its
-# reader (DEPTH pages), the last half of its last page past the range's end, so that a
-# thread lists it whole and goes on (docs/decisions.md "A large listing cut at names of
-# the base").
-RANGE_KEYS = DEPTH * 1000 - 500
-RANGES = 10_000
 
 
 @dataclass(frozen=True)
@@ -104,6 +88,14 @@ class S3Storage(Storage):
         )
         self._bucket = S3Bucket.of(settings, self.url)
         self._client = client or make_client(settings)
+        self._listings = S3Walk(
+            self._client,
+            self._bucket,
+            settings.bucket,
+            self.prefix,
+            self.url,
+            settings.max_connections,
+        )
 
     # -- names ------------------------------------------------------------------------
 
@@ -133,7 +125,7 @@ class S3Storage(Storage):
     # -- scan -------------------------------------------------------------------------
 
     def scan(self, skip: SkipReport, stop: StopSignal) -> dict[str, Entry]:
-        return dict(self._objects("", skip, stop))
+        return self._listings.scan(skip, stop)
 
     def walk(
         self,
@@ -142,155 +134,36 @@ class S3Storage(Storage):
         expected: int = 0,
         stored: StoredKeys | None = None,
     ) -> Iterator[tuple[str, Entry]]:
-        """The listing as it comes: S3 lists keys in the byte order of their UTF-8, and
-        a key not in NFC is refused, so a key is its own sort key. A server that lists
-        folder by folder (SeaweedFS: ``a/x`` before ``a.txt``) is found out at the first
-        key out of order, before it is given. From ``SPLIT_FROM`` keys expected, the
-        listing is cut into ranges at keys of the base (``stored``), or without one at
-        its folders, and the parts listed at once (``s3_split``)."""
-        workers = min(SPLIT_WORKERS, self.settings.max_connections)
-        large = expected >= SPLIT_FROM
-        keys = stored(max(RANGE_KEYS, expected // RANGES)) if large and stored else []
-        # Ranges where most of the base lies at the top, with no folder to cut at (a flat
-        # folder); else the folders cut, which cuts a tree into parts of a folder each
-        # (100 folders of 1,000 keys: 1.7 s in 100 parts of a page, 1.9 s in ranges).
-        flat = sum("/" not in key for key in keys) * 2 > len(keys)
-        cuts = cuts_of(keys) if flat else []
-        under = functools.partial(self._under, skip=skip, stop=stop)
-        if len(cuts) >= workers - 1:
-            listing = range_walk(under, cuts, workers=workers)
-        elif large:
-            folder = functools.partial(self._folder, skip=skip, stop=stop)
-            listing = split_walk(folder, under, workers=workers, stored=keys)
-        else:
-            listing = self._objects("", skip, stop)
-        last = ""
-        for key, entry in listing:
-            if key <= last:
-                raise ListingOutOfOrder(
-                    f"{self.url} listed {key!r} after {last!r}, not in byte order"
-                )
-            last = key
-            yield key, entry
+        return self._listings.walk(skip, stop, expected, stored)
 
     def scan_digested(self, skip: SkipReport, stop: StopSignal) -> tuple[dict[str, Entry], str]:
-        with s3_listing.digesting(keys=True) as digest:
-            found = self.scan(skip, stop)
-        return found, digest.hexdigest()
+        return self._listings.scan_digested(skip, stop)
 
     def walk_digested(
-        self, skip: SkipReport, stop: StopSignal
+        self,
+        skip: SkipReport,
+        stop: StopSignal,
+        expected: int = 0,
+        stored: StoredKeys | None = None,
     ) -> tuple[Iterator[tuple[str, Entry]], Callable[[], str]]:
-        """The pages digested as the walk reads them (in the walk's thread)."""
-        digest = s3_listing.Digest(keys=True)
+        return self._listings.walk_digested(skip, stop, expected, stored)
 
-        def listed() -> Iterator[tuple[str, Entry]]:
-            with s3_listing.digested_into(digest):
-                yield from self.walk(skip, stop)
-
-        return listed(), digest.hexdigest
-
-    def listing_digest(self, stop: StopSignal) -> str:
-        """The listing's pages hashed as they come, none of their keys parsed: a tenth of
-        the client CPU of a scan."""
-        with s3_listing.digesting(keys=False) as digest:
-            for _ in self._objects("", no_skips, stop):
-                pass
-        return digest.hexdigest()
+    def listing_digest(
+        self,
+        stop: StopSignal,
+        kind: str = "",
+        expected: int = 0,
+        stored: StoredKeys | None = None,
+    ) -> str:
+        return self._listings.listing_digest(stop, kind, expected, stored)
 
     def scan_under(
         self, tops: Sequence[str], skip: SkipReport, stop: StopSignal
     ) -> dict[str, Entry]:
-        """One listing per path, by its key as a prefix. A key spelled otherwise (not in
-        NFC) is not among them: the next whole listing finds it and holds its twin back;
-        till then writes stay conditional, so the twin is never overwritten."""
-        found: dict[str, Entry] = {}
-        for top in tops:
-            found.update(self._objects(top, skip, stop))
-        return found
-
-    def _objects(self, top: str, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
-        """The objects at ``top`` and under it ("": all of them), as listed."""
-        under = f"{top}/"
-
-        def at_or_under(rel: str) -> bool:  # ``top`` as a prefix lists its siblings too
-            return rel == top or rel.startswith(under)
-
-        for page in self._pages(top, skip=skip, stop=stop, keep=at_or_under if top else None):
-            yield from page
-
-    def _under(
-        self,
-        prefix: str,
-        after: str | None,
-        until: str | None,
-        *,
-        skip: SkipReport,
-        stop: StopSignal,
-    ) -> Iterator[list[tuple[str, Entry]]]:
-        """The objects under ``prefix`` after the relative key ``after`` up to ``until``
-        (None: from the first, to the last), a page at a time."""
-        return self._pages(prefix, skip=skip, stop=stop, after=after, until=until)
-
-    def _pages(
-        self,
-        prefix: str,
-        *,
-        skip: SkipReport,
-        stop: StopSignal,
-        keep: Callable[[str], bool] | None = None,
-        after: str | None = None,
-        until: str | None = None,
-    ) -> Iterator[list[tuple[str, Entry]]]:
-        """The objects whose relative key starts with ``prefix``, a page at a time; with
-        ``keep``, only the keys it takes (the others not even looked at); with ``after``
-        and ``until``, only those after the one and up to the other (the first key past
-        ``until`` ends the listing)."""
-        start = len(self.prefix) + 1 if self.prefix else 0
-        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(prefix)}
-        if after is not None:
-            listing["StartAfter"] = self._key(after)
-        with self._bucket.calling(self.url):
-            for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
-                stop.check()  # per page, not per key: the round trip is what takes time
-                found: list[tuple[str, Entry]] = []
-                for obj in page.get("Contents", ()):
-                    rel = obj["Key"][start:]
-                    if until is not None and rel > until:
-                        if found:
-                            yield found
-                        return
-                    if keep is None or keep(rel):
-                        entry = listed_entry(rel, obj, skip)
-                        if entry is not None:
-                            found.append((rel, entry))
-                yield found
+        return self._listings.scan_under(tops, skip, stop)
 
     def sorted_walk(self, skip: SkipReport, stop: StopSignal) -> Iterator[tuple[str, Entry]]:
-        """For a server whose listing is not in byte order: folder by folder, each sorted
-        (storage.s3_folders), one listing with a delimiter a folder; memory holds the
-        folders on the way, not the bucket."""
-        return folder_walk(functools.partial(self._folder, skip=skip, stop=stop))
-
-    def _folder(self, folder: str, *, skip: SkipReport, stop: StopSignal) -> Folder:
-        """The objects of one folder ("": the root) and its subfolders' prefixes, by key."""
-        start = len(self.prefix) + 1 if self.prefix else 0
-        listing = {"Bucket": self.settings.bucket, "Prefix": self._key(folder), "Delimiter": "/"}
-        objects: list[tuple[str, Entry]] = []
-        subfolders: list[str] = []
-        with self._bucket.calling(self.url):
-            for page in self._client.get_paginator("list_objects_v2").paginate(**listing):
-                stop.check()
-                for obj in page.get("Contents", ()):
-                    rel = obj["Key"][start:]
-                    entry = listed_entry(rel, obj, skip)
-                    if entry is not None:
-                        objects.append((rel, entry))
-                for sub in page.get("CommonPrefixes", ()):
-                    rel = sub["Prefix"][start:]
-                    if not is_own(rel):
-                        subfolders.append(rel)
-        return objects, subfolders
+        return self._listings.sorted_walk(skip, stop)
 
     def stat(self, path: str) -> Entry | None:
         from botocore.exceptions import ClientError

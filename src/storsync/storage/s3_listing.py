@@ -14,8 +14,9 @@ own check, unchanged.
 A listing may also be digested (``digesting``): every page's bytes, the continuation
 tokens cut out (AWS's are opaque and differ from one listing to the next), go into one
 hash, so that a remote check can tell a listing identical to the last one without
-parsing it; a probe (``keys=False``) cuts the ``Contents`` out before botocore parses
-the page, which leaves it the few fields that page on.
+parsing it; a probe (``keys=False``) cuts the ``Contents`` but the last out before
+botocore parses the page, which leaves it the few fields that page on and the page's
+last key.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Digest:
         for tag in _TOKENS:
             hashed = _cut(hashed, b"<" + tag + b">", b"</" + tag + b">")
         self._hash.update(hashed)
-        return body if self.keys else _cut(body, b"<Contents>", b"</Contents>", last=True)
+        return body if self.keys else _all_but_last(body, b"<Contents>")
 
 
 # The digest of the listing under way in this thread, if one is asked for: the handler
@@ -77,14 +78,22 @@ def digested_into(digest: Digest) -> Iterator[None]:
         _DIGEST.reset(token)
 
 
-def _cut(body: bytes, start: bytes, end: bytes, *, last: bool = False) -> bytes:
-    """``body`` without what lies from the first ``start`` to the (first or last) ``end``:
-    in XML text a tag's name cannot appear unescaped, so a find is exact."""
+def _cut(body: bytes, start: bytes, end: bytes) -> bytes:
+    """``body`` without what lies from the first ``start`` to the next ``end``: in XML
+    text a tag's name cannot appear unescaped, so a find is exact."""
     i = body.find(start)
     if i < 0:
         return body
-    j = body.rfind(end) if last else body.find(end, i)
+    j = body.find(end, i)
     return body if j < 0 else body[:i] + body[j + len(end) :]
+
+
+def _all_but_last(body: bytes, start: bytes) -> bytes:
+    """``body`` without the elements that begin with ``start`` but the last one (a
+    listing's ``Contents`` lie together): the page's last key is parsed, which ends a
+    range (storage.s3_walk)."""
+    i, j = body.find(start), body.rfind(start)
+    return body if i == j else body[:i] + body[j:]
 
 
 def install(client: Any) -> None:
