@@ -145,7 +145,7 @@ job = _job(Path(local), spec, Path(state), SyncSettings())
 job = dataclasses.replace(job, scope=Scope.named([], remote_whole=True))
 report = run_job(job)
 assert report.state.value == "completed", report
-print('{"pushed": %d, "pulled": %d}' % (report.pushed, report.pulled))
+print('{"pushed": %d, "pulled": %d, "merged": %d}' % (report.pushed, report.pulled, report.merged))
 """
 
 
@@ -187,13 +187,13 @@ def main() -> None:
         first += ["--s3-endpoint", proxy.endpoint]
         subprocess.run(first, env=tools["storsync"], check=True, capture_output=True)
         states = {}
-        for tool in tools:
+        for tool, tool_env in tools.items():
             states[tool] = work / f"state-{tool}"
             shutil.copytree(state, states[tool])
             if a.check:  # the check that saves the digest the timed ones probe
                 cmd = [str(PYTHON), "-c", CHECK, str(local), remote]
                 cmd += [str(states[tool]), proxy.endpoint]
-                subprocess.run(cmd, env=tools[tool], check=True, capture_output=True)
+                subprocess.run(cmd, env=tool_env, check=True, capture_output=True)
         walls: dict[tuple[int, str], list[float]] = {}
         with out.open("a") as records:
             for latency in (int(x) for x in a.latencies.split(",")):
@@ -229,6 +229,8 @@ def main() -> None:
                             "files": a.files,
                             "layout": f"flat {a.under or '(root)'}" if a.flat else "folders",
                             "work": "check" if a.check else "sync",
+                            # A check that found its digest merged no path: a probe.
+                            "merged": report.get("merged"),
                             "wall_s": round(wall, 3),
                             "cpu_s": round(cpu, 3),
                         }

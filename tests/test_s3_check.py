@@ -10,6 +10,7 @@ lowered so that a few dozen keys make a large listing):
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,21 @@ from typing import Any
 import pytest
 
 from storsync.model import EVERYTHING, Scope, SessionState, StopSignal
+from storsync.runner.scan import _salted
+from storsync.service.watches import NOTHING, REMOTE_CHECK
 from storsync.state.sqlite_base import SqliteBaseStore
 from storsync.storage import s3_listing, s3_walk
 from storsync.storage.local import LocalStorage
 from storsync.storage.s3 import S3Storage
 from storsync.storage.s3_walk import S3Walk
+from tests.api_support import s3_remote
+from tests.conftest import tree as files_of
 from tests.s3_server import SeaweedS3
+from tests.session_support import make_files, sessions_of, wait_for
 from tests.test_s3_sync import settings_for
 from tests.test_scope import session, tree
+from tests.test_service_lifecycle import in_process
+from tests.test_watch_service import _settled
 
 FLAT = [f"f{i:03}" for i in range(60)]
 FOLDERS = [f"d{i}/f{j:02}" for i in range(6) for j in range(10)] + ["top.txt"]
@@ -174,3 +182,43 @@ def test_a_remote_check_of_a_large_listing_is_probed_as_it_was_listed(
         assert (local / "d3/new").read_bytes() == b"remote"
     finally:
         store.close()
+
+
+def test_the_service_probes_a_large_listing_in_the_parts_its_check_listed(
+    s3_server: SeaweedS3,
+    in_parts: list[tuple[str, str | None, str | None]],
+    tmp_path: Path,
+) -> None:
+    """The service probes a watched repository's remote before a schedule starts a
+    worker for its check: a digest of a listing in parts (made here, where the thresholds
+    are lowered, as a worker's check makes it), probed in the same parts, cut at the keys
+    of the service's base; found unchanged, then changed."""
+    prefix = f"check/{uuid.uuid4().hex[:12]}"
+    with in_process(tmp_path, None) as (service, api):
+        local = api.root / prefix
+        make_files(local, 40, seed=4)
+        repository = api.new_repository(
+            localPath=str(local), **s3_remote(s3_server, prefix), watch=True
+        )
+        rid = repository["id"]
+        wait_for(lambda: sessions_of(api, rid), "the session the watch starts with")
+        assert _settled(api, rid)[0]["pushed"] == 40
+        base = service.watches._base
+        remote = S3Storage(settings_for(s3_server, prefix))
+        try:
+            count = base.base_count(rid)
+            listing, digest = remote.walk_digested(
+                lambda p, r: None, StopSignal(), count, functools.partial(base.base_every, rid)
+            )
+            assert len(list(listing)) == count == 40
+            saved = _salted(digest(), repository["excludes"])
+        finally:
+            remote.close()
+        base.save_listing_digest(rid, saved, 1)
+        in_parts.clear()
+        assert service.watches.scope_of_fire(rid) == NOTHING
+        assert len(in_parts) > 4  # the probe listed in parts
+        path = sorted(files_of(local))[7]
+        s3 = s3_server.boto3_client()
+        s3.put_object(Bucket=s3_server.bucket, Key=f"{prefix}/{path}", Body=b"changed")
+        assert service.watches.scope_of_fire(rid) == REMOTE_CHECK

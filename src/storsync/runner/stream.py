@@ -197,7 +197,11 @@ class RemoteDifferences:
 
 def stored_keys(ctx: SessionContext) -> StoredKeys:
     """The base's every n-th key, asked only by a storage that cuts a large listing."""
-    return functools.partial(ctx.store.base_every, ctx.repository_id)
+
+    def stored(step: int) -> list[str]:
+        return ctx.store.base_every(ctx.repository_id, step)
+
+    return stored
 
 
 def remote_differences(
