@@ -36,6 +36,9 @@ from tests.test_watch_service import _settled
 
 FLAT = [f"f{i:03}" for i in range(60)]
 FOLDERS = [f"d{i}/f{j:02}" for i in range(6) for j in range(10)] + ["top.txt"]
+# Under one folder: too few names at the top to cut at, so the top is listed with a
+# delimiter (pages hashed in the walk's thread) and ``photos/`` in ranges within it.
+NESTED = [f"photos/d{i}/f{j:02}" for i in range(6) for j in range(10)] + ["top.txt"]
 
 
 @pytest.fixture
@@ -70,7 +73,7 @@ def _stored(names: list[str]) -> Any:
     return lambda step: keys[step - 1 :: step]  # as a base's base_every gives them
 
 
-@pytest.mark.parametrize("names", [FLAT, FOLDERS], ids=["flat", "folders"])
+@pytest.mark.parametrize("names", [FLAT, FOLDERS, NESTED], ids=["flat", "folders", "nested"])
 def test_a_probe_lists_the_parts_the_check_walked_and_finds_its_digest(
     s3_server: SeaweedS3,
     in_parts: list[tuple[str, str | None, str | None]],
@@ -97,6 +100,8 @@ def test_a_probe_lists_the_parts_the_check_walked_and_finds_its_digest(
         check = checked()
         assert check.startswith(f"{s3_walk.RANGED}:") and len(in_parts) > 4
         parts = sorted(in_parts, key=str)
+        # Ranges of the whole listing, or (nested) within the one folder at the top.
+        assert {prefix for prefix, _, _ in parts} == {"photos/" if names is NESTED else ""}
         in_parts.clear()
         parsed.clear()
         assert probed() == check

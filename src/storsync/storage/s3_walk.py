@@ -115,8 +115,11 @@ class S3Walk:
         # Ranges where most of the base lies at the top, with no folder to cut at (a flat
         # folder); else the folders cut, which cuts a tree into parts of a folder each
         # (100 folders of 1,000 keys: 1.7 s in 100 parts of a page, 1.9 s in ranges).
+        # A digested listing (a check, a probe every minute) takes ranges wherever the
+        # base cuts it into enough: a part a folder costs a request a folder, and 1,000
+        # folders of 100 keys made each probe 1,000 requests where ranges make 130.
         flat = sum("/" not in key for key in keys) * 2 > len(keys)
-        cuts = cuts_of(keys) if flat else []
+        cuts = cuts_of(keys) if flat or parts is not None else []
         under = functools.partial(self._under, skip=skip, stop=stop)
         if parts is not None:
             under = functools.partial(parts.pages, under)
