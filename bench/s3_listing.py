@@ -5,8 +5,8 @@ SeaweedFS on 127.0.0.1 answers in a fraction of a millisecond; a store across a 
 answers each page 20-50 ms later, which is what a listing's parts in parallel save. A
 TCP proxy in this process holds every answer back ``--latency-ms`` before passing it on;
 storsync is pointed at the proxy (``--s3-endpoint``). The tree: ``--files`` empty files,
-1,000 to a folder, pushed once by storsync (its base then knows them all); then each
-timed run is a no-op, storsync and the same command from another ``src/``
+1,000 to a folder (``--per-folder``), pushed once by storsync (its base then knows them
+all); then each timed run is a no-op, storsync and the same command from another ``src/``
 (``--before-src``) alternating, for each latency::
 
     .venv/bin/python bench/s3_listing.py --before-src OLD/src [--files 100000]
@@ -117,17 +117,17 @@ def _shut(*sockets: socket.socket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def make_tree(root: Path, files: int, flat: bool, under: str) -> None:
-    """``files`` empty files, 1,000 to a folder, or all in one folder (``flat``: the root,
-    or ``under`` it: no folder to cut a listing at but that one)."""
+def make_tree(root: Path, files: int, flat: bool, under: str, per_folder: int) -> None:
+    """``files`` empty files, ``per_folder`` to a folder, or all in one folder (``flat``:
+    the root, or ``under`` it: no folder to cut a listing at but that one)."""
     (root / under).mkdir(parents=True, exist_ok=True)
     for at in range(files):
         if flat:
             (root / under / f"file{at:07}.txt").touch()
             continue
-        folder = root / f"folder{at // 1000:04}"
+        folder = root / f"folder{at // per_folder:05}"
         folder.mkdir(exist_ok=True)
-        (folder / f"file{at % 1000:04}.txt").touch()
+        (folder / f"file{at % per_folder:04}.txt").touch()
 
 
 # A remote check, as the service's worker runs one, from the command line's job.
@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--flat", action="store_true", help="every file in one folder")
     ap.add_argument("--under", default="", help="that folder (with --flat; default the root)")
     ap.add_argument("--check", action="store_true", help="time a remote check, probed")
+    ap.add_argument("--per-folder", type=int, default=1000, help="files a folder")
     a = ap.parse_args()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results" / f"s3-listing-{stamp}.jsonl"
@@ -167,7 +168,7 @@ def main() -> None:
     ):
         work = Path(work_dir)
         local = work / "local"
-        make_tree(local, a.files, a.flat, a.under)
+        make_tree(local, a.files, a.flat, a.under, a.per_folder)
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
         env.update(server.env())
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -227,7 +228,11 @@ def main() -> None:
                             "tool": tool,
                             "rep": rep,
                             "files": a.files,
-                            "layout": f"flat {a.under or '(root)'}" if a.flat else "folders",
+                            "layout": (
+                                f"flat {a.under or '(root)'}"
+                                if a.flat
+                                else f"folders of {a.per_folder}"
+                            ),
                             "work": "check" if a.check else "sync",
                             # A check that found its digest merged no path: a probe.
                             "merged": report.get("merged"),

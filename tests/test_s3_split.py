@@ -349,6 +349,7 @@ def test_on_seaweedfs_a_large_folder_of_the_folders_cut_is_listed_in_ranges(
     monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
     monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)  # the three folders at the top: parts
     monkeypatch.setattr(s3_module, "RANGE_KEYS", 10)
+    monkeypatch.setattr(s3_module, "SMALL_FOLDER", 0)  # the folders cut, however small
     names = [f"photos/img{n:03}.jpg" for n in range(0, 100, 2)]
     names += ["photos/sub/a.txt", "photos.old/x", "photos-2/y", "top.txt"]
     added = ["photos/img010", "photos/img011.jpg", "photos/img0101", "photos/zz"]
@@ -357,6 +358,26 @@ def test_on_seaweedfs_a_large_folder_of_the_folders_cut_is_listed_in_ranges(
     assert cut == whole
     assert ("photos/", None, None) in listed  # listed whole, then in six ranges
     assert len([r for r in listed if r[0] == "photos/" and (r[1] or r[2])]) == 6
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small", "large"])
+def test_small_folders_at_the_top_are_listed_in_ranges(
+    s3_server: SeaweedS3, pair: Pair, monkeypatch: pytest.MonkeyPatch, small: bool
+) -> None:
+    """Twenty folders of five keys: smaller than ``SMALL_FOLDER`` on average, the top is
+    listed in ranges at names of the base, not a part a folder (a request a folder);
+    with folders taken as large, the folders cut. The walk is the plain one either way."""
+    monkeypatch.setattr(s3_module, "SPLIT_FROM", 0)
+    monkeypatch.setattr(s3_module, "SPLIT_WORKERS", 2)
+    monkeypatch.setattr(s3_module, "RANGE_KEYS", 10)
+    monkeypatch.setattr(s3_module, "SMALL_FOLDER", 500 if small else 0)
+    names = [f"d{i:02}/f{j}" for i in range(20) for j in range(5)] + ["top.txt"]
+    whole, cut, listed = _walks_after_changes(s3_server, pair, names, ["d05/new"], "d07/f1")
+    assert [k for k, _ in whole] == sorted(tree(pair.local))
+    assert cut == whole
+    ranges = [r for r in listed if r[0] == "" and (r[1] or r[2])]
+    folders = [r for r in listed if r[0] != ""]  # the walk with no base lists each once
+    assert (bool(ranges), len(folders)) == (small, 20 if small else 40), listed
 
 
 Listing = list[tuple[str, Entry]]
