@@ -173,13 +173,16 @@ _GET = sa.select(*_COLUMNS).where(_S.c.id == sa.bindparam("id"))
 _ADD = _S.insert()
 
 
-def _announce(conn: Connection, session_id: str, announce: Announce | None) -> None:
-    """Store the event about the session as the transaction left it, in that transaction."""
+def _announce(conn: Connection, session_id: str, announce: Announce | None) -> Session | None:
+    """Store the event about the session as the transaction left it, in that transaction;
+    the session as read for it (None: no event)."""
     if announce is None:
-        return
+        return None
     row = conn.execute(_GET, {"id": session_id}).first()
     assert row is not None, f"session {session_id} is gone"
-    insert_event(conn, announce(_session(row)))
+    session = _session(row)
+    insert_event(conn, announce(session))
+    return session
 
 
 @functools.cache
@@ -310,8 +313,8 @@ class SessionStore:
         }
         with self.engine.begin() as conn:
             conn.execute(_ADD, values)
-            _announce(conn, str(values["id"]), announce)
-        found = self.get(str(values["id"]))
+            announced = _announce(conn, str(values["id"]), announce)
+        found = announced or self.get(str(values["id"]))
         assert found is not None
         return found
 
@@ -375,9 +378,9 @@ class SessionStore:
     ) -> Session:
         with self.engine.begin() as conn:
             conn.execute(_S.update().where(_S.c.id == session_id).values(**values))
-            _announce(conn, session_id, announce)
+            announced = _announce(conn, session_id, announce)
         self._recent.forget(session_id)
-        found = self.get(session_id)
+        found = announced or self.get(session_id)
         assert found is not None, f"session {session_id} is gone"
         return found
 

@@ -101,7 +101,7 @@ def _cuts_within(prefix: str, stored: Sequence[str]) -> list[str]:
     return cuts if len(cuts) >= 2 else []
 
 
-def _ranges(cuts: list[str]) -> list[tuple[str | None, str | None]]:
+def _ranges(cuts: Sequence[str]) -> list[tuple[str | None, str | None]]:
     ends: list[str | None] = [None, *cuts, None]
     return [(ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
 
@@ -120,8 +120,7 @@ def range_walk(under: Under, cuts: Sequence[str], *, workers: int) -> Iterator[L
     """Every object, in key order, from the ranges ``cuts`` makes: ``under("", after,
     until)`` lists the keys after one cut up to the next (None: from the first key, to
     the last), page by page; ``workers`` ranges at once."""
-    ends = [None, *cuts, None]
-    parts = [functools.partial(under, "", ends[at], ends[at + 1]) for at in range(len(ends) - 1)]
+    parts = [functools.partial(under, "", *ends) for ends in _ranges(cuts)]
     with _listed_at_once(parts, workers) as feeds:
         for feed in feeds:
             yield from _drained(feed)
